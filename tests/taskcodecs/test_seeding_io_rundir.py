@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +8,12 @@ from taskcodecs.config import ConfigError
 from taskcodecs.io import atomic_write, atomic_write_text, read_json, write_json
 from taskcodecs.rundir import RunDir
 from taskcodecs.seeding import check_seed, make_rng, seed_everything
-from tests.taskcodecs.test_config import Cfg
+
+
+@dataclass
+class Cfg:
+    name: str = "tiny"
+    max_steps: int = 10
 
 
 def test_seed_zero_is_a_real_seed():
