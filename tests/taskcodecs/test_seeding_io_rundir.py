@@ -1,3 +1,4 @@
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,12 @@ def test_bad_seeds_rejected(bad):
         check_seed(-1)
 
 
+def _umask():
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):
     target = tmp_path / "f.txt"
     atomic_write_text(target, "old")
@@ -47,6 +54,7 @@ def test_atomic_write_keeps_old_content_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, broken)
     assert target.read_text() == "old"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
