@@ -1,0 +1,58 @@
+"""Analysis: RD curves, BD-rate, the paper's figures, and the information-vs-compatibility gap.
+
+    from analysis import bd_rate, load_runs, runs_table, write_report
+    bd_rate([0.1, 0.2, 0.4], [30, 33, 36], [0.08, 0.16, 0.32], [30, 33, 36])   # -20.0 (%)
+    runs = load_runs("runs/")                  # every */eval.nc under runs/
+    write_report("runs/", "report/", vinfo={"baseline": "vinfo/b", "proposed": "vinfo/p"})
+
+Command line: ``python -m analysis.report RUNS_DIR --out DIR [--vinfo LABEL=PATH ...]``.
+Depends on taskcodecs (``taskcodecs.io``) only; neither taskcodecs nor vinfo imports it.
+"""
+
+from analysis.bdrate import METHODS as BD_METHODS
+from analysis.bdrate import BDResult, RDCurveWarning, bd_rate
+from analysis.figures import FigureResult, all_figures
+from analysis.gap import (
+    VinfoInputError,
+    gap_figure,
+    gap_rows,
+    ladder_rows,
+    load_vinfo,
+    rate_gain_at_matched_quality,
+)
+from analysis.runs import METRICS, Curve, Run, RunsError, curve, load_runs, runs_table
+
+
+def __getattr__(name: str):
+    """``write_report`` and ``bd_comparisons`` live in analysis.report, imported on first use
+    (importing it here would make ``python -m analysis.report`` import the module twice)."""
+    if name in ("write_report", "bd_comparisons"):
+        from analysis import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
+
+__all__ = [
+    "BD_METHODS",
+    "BDResult",
+    "Curve",
+    "FigureResult",
+    "METRICS",
+    "RDCurveWarning",
+    "Run",
+    "RunsError",
+    "VinfoInputError",
+    "all_figures",
+    "bd_comparisons",
+    "bd_rate",
+    "curve",
+    "gap_figure",
+    "gap_rows",
+    "ladder_rows",
+    "load_runs",
+    "load_vinfo",
+    "rate_gain_at_matched_quality",
+    "runs_table",
+    "write_report",
+]

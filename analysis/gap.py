@@ -1,0 +1,260 @@
+"""The information-vs-compatibility gap, for the baseline and proposed bases side by side.
+
+    rows, missing = gap_rows(runs)                       # "available": rate and coding gain
+    vinfo = {"baseline": load_vinfo("vinfo/baseline"), "proposed": load_vinfo("vinfo/proposed")}
+    ladder = ladder_rows(vinfo)                          # "usable by family V": I_V per rung
+    result = gap_figure(rows, vinfo)                     # FigureResult (analysis.figures)
+
+Three numbers per base (DESIGN §4):
+
+- R(Ŷ_b): the base's actual rate, mean ``bpp_actual`` of the base runs the enhancement runs
+  sit on (all base runs of that kind if none is linked), bits per original-image pixel.
+- The conditional coding gain R(X) − R(X|Ŷ_b), operationally: the *standalone* total rate
+  minus the *scalable* total rate at equal quality. Computed as a rate difference at matched
+  quality: each curve's total rate (bpp, linear) is interpolated as a function of quality with
+  PCHIP (linear for two points), and the difference is averaged over the quality interval both
+  curves cover. It is in bits per original-image pixel, so it sits next to R(Ŷ_b). The BD-rate
+  of scalable against standalone (percent, Akima by default) is given beside it.
+- The vinfo ladder: I_V(Ŷ_b → Y) per probe family with its bootstrap interval, from the
+  ``vinfo.nc`` files given for each base (units as the file says, usually bits per *target*
+  pixel; these are not converted to bits per original-image pixel here).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.interpolate import PchipInterpolator
+
+from analysis.bdrate import RDCurveWarning, bd_rate
+from analysis.figures import DATASET_NAMES, FigureResult
+from analysis.runs import METRICS, Curve, Run, base_variants, curve, select
+
+STANDALONE = ("standalone-refit", "standalone-independent")
+TARGETS = (("reconstruction", "coco"), ("reconstruction", "cityscapes"),
+           ("segmentation", "cityscapes"))
+VINFO_REQUIRED = ("h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high")
+
+
+class VinfoInputError(ValueError):
+    """A vinfo.nc file (or folder) that cannot be used; the message names it."""
+
+
+def rate_gain_at_matched_quality(standalone: Curve, scalable: Curve) -> tuple[float, tuple]:
+    """Mean of R_standalone(q) − R_scalable(q) over the common quality interval, in bpp.
+
+    Returns (gain_bpp, (q_low, q_high)) with q in the metric's stored units. Raises
+    ValueError for fewer than 2 points, repeated qualities, or no common interval.
+    """
+    low = max(standalone.quality.min(), scalable.quality.min())
+    high = min(standalone.quality.max(), scalable.quality.max())
+    for c in (standalone, scalable):
+        if len(c) < 2 or np.unique(c.quality).size != len(c):
+            raise ValueError(f"{c.label}: needs >= 2 points with distinct quality values to "
+                             f"interpolate rate at matched quality (has {len(c)})")
+    if not high > low:
+        raise ValueError(f"{standalone.label} and {scalable.label} do not overlap in quality")
+
+    def mean_rate(c: Curve) -> float:
+        order = np.argsort(c.quality)
+        interp = PchipInterpolator(c.quality[order], c.rate[order])
+        return float(interp.integrate(low, high)) / (high - low)
+
+    return mean_rate(standalone) - mean_rate(scalable), (float(low), float(high))
+
+
+def gap_rows(runs: list[Run], method: str = "akima") -> tuple[list[dict], list[str]]:
+    """One row per (base, secondary target): R(Ŷ_b), conditional coding gain, BD-rate."""
+    rows: list[dict] = []
+    missing: list[str] = []
+    for task, dataset in TARGETS:
+        target = f"{DATASET_NAMES[dataset]} {task}"
+        if not select(runs, task=task, dataset=dataset):
+            missing.append(f"no {target} runs: its conditional coding gain is not computed")
+            continue
+        for variant in [v for v in base_variants(runs, dataset) if v != "unknown base"]:
+            row = {"base": variant, "target": target, **_base_rate(runs, task, dataset, variant)}
+            scalable = curve(runs, task=task, method="scalable", dataset=dataset,
+                             base_variant=variant)
+            for flavour in STANDALONE:
+                standalone = curve(runs, task=task, method=flavour, dataset=dataset,
+                                   base_variant=variant)
+                row[f"gain_{flavour}_bpp"] = np.nan
+                row[f"bd_scalable_vs_{flavour}"] = None
+                why = ("no scalable runs" if scalable is None else
+                       f"no {flavour} runs" if standalone is None else None)
+                if why is None:
+                    why = _fill_gain(row, flavour, standalone, scalable, method)
+                if why:
+                    missing.append(f"{target} on the {variant} base: {why}: conditional "
+                                   f"coding gain vs {flavour} not computed")
+            rows.append(row)
+    return rows, missing
+
+
+def _base_rate(runs: list[Run], task: str, dataset: str, variant: str) -> dict:
+    enhancements = [r for r in select(runs, task=task, dataset=dataset, base_variant=variant)
+                    if r.base is not None]
+    bases = {r.base.name: r.base for r in enhancements} or {
+        r.name: r for r in runs if r.role == "base" and r.dataset == dataset
+        and r.base_variant == variant}
+    rates = np.array([b.bpp_total for b in bases.values()], dtype=float)
+    if rates.size == 0:
+        return {"base_runs": 0, "base_linked": False, "base_bpp": np.nan,
+                "base_bpp_min": np.nan, "base_bpp_max": np.nan}
+    return {"base_runs": int(rates.size), "base_linked": bool(enhancements),
+            "base_bpp": float(rates.mean()), "base_bpp_min": float(rates.min()),
+            "base_bpp_max": float(rates.max())}
+
+
+def _fill_gain(row: dict, flavour: str, standalone: Curve, scalable: Curve,
+               method: str) -> str | None:
+    """Put the gain (bpp) and BD-rate into ``row``; return why not, if they cannot be computed."""
+    try:
+        gain, interval = rate_gain_at_matched_quality(standalone, scalable)
+    except ValueError as err:
+        return str(err)
+    row[f"gain_{flavour}_bpp"] = gain
+    row[f"gain_{flavour}_interval"] = interval
+    try:
+        with warnings.catch_warnings():  # kept in the result's .warnings
+            warnings.simplefilter("ignore", RDCurveWarning)
+            row[f"bd_scalable_vs_{flavour}"] = bd_rate(
+                standalone.rate, standalone.quality, scalable.rate, scalable.quality,
+                method=method, higher_is_better=METRICS[scalable.metric].higher_is_better)
+    except ValueError as err:
+        return f"BD-rate: {err}"
+    return None
+
+
+# --- the vinfo ladder --------------------------------------------------------------------------
+
+def load_vinfo(path: str | Path) -> dict[str, xr.Dataset]:
+    """``vinfo.nc`` files at ``path`` (a file, or a folder searched recursively) by key.
+
+    The key is the file's folder relative to ``path`` ("vinfo" for a file given directly or
+    lying at the top), so the same layout under each base lines up in the ladder table.
+    """
+    root = Path(path)
+    if root.is_file():
+        files = {"vinfo": root}
+    elif root.is_dir():
+        files = {(str(p.parent.relative_to(root)) if p.parent != root else "vinfo"): p
+                 for p in sorted(root.rglob("vinfo.nc"))}
+        if not files:
+            raise VinfoInputError(f"{root}: no vinfo.nc file found in this folder")
+    else:
+        raise VinfoInputError(f"{root}: no such vinfo.nc file or folder")
+    return {key: _read_vinfo(p) for key, p in files.items()}
+
+
+def _read_vinfo(path: Path) -> xr.Dataset:
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as opened:
+            ds = opened.load()
+    except Exception as err:
+        raise VinfoInputError(f"{path}: cannot read as a netCDF vinfo file "
+                              f"({type(err).__name__}: {err})") from err
+    for name in VINFO_REQUIRED:
+        if name not in ds or ds[name].dims != ("family",):
+            raise VinfoInputError(f"{path}: needs variable {name!r} with dims ('family',) "
+                                  "(the vinfo result schema)")
+        if "units" not in ds[name].attrs:
+            raise VinfoInputError(f"{path}: variable {name!r} has no 'units' attr")
+    ds.attrs["path"] = str(path)
+    return ds
+
+
+def ladder_rows(vinfo: dict[str, dict[str, xr.Dataset]]) -> list[dict]:
+    """One row per (vinfo key, family); one column per base label: "I_V [low, high] unit"."""
+    rows: dict[tuple[str, str], dict] = {}
+    for label, by_key in vinfo.items():
+        for key, ds in by_key.items():
+            units = ds["vinfo"].attrs["units"]
+            for i, family in enumerate(ds["family"].values):
+                row = rows.setdefault((key, str(family)), {"vinfo": key, "family": str(family)})
+                value, low, high = (float(ds[v].values[i]) for v in VINFO_REQUIRED[2:])
+                row[label] = f"{value:.4f} [{low:.4f}, {high:.4f}] {units}"
+    return list(rows.values())
+
+
+# --- figure ------------------------------------------------------------------------------------
+
+def gap_figure(rows: list[dict], vinfo: dict[str, dict[str, xr.Dataset]]) -> FigureResult:
+    """Left: R(Ŷ_b) and the coding gains (bpp) per base. Right: I_V per family per base."""
+    title = "The gap: information available vs usable by family V"
+    keys = sorted({k for by_key in vinfo.values() for k in by_key}) or ["vinfo"]
+    fig = Figure(figsize=(5.5 * (len(keys) + 1), 4.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=10)
+    axes = fig.subplots(1, len(keys) + 1, squeeze=False)[0]
+    ax = axes[0]
+    ax.set_ylabel("bits per pixel of the original full-resolution image", fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    missing = _available_panel(ax, rows)
+    for key, panel in zip(keys, axes[1:]):
+        missing += _ladder_panel(panel, key, vinfo)
+    caption = ("Left: the base's rate R(Ŷ_b) and the conditional coding gain (standalone − "
+               "scalable total rate at matched quality), bits per original-image pixel. Right: "
+               "I_V(Ŷ_b → Y) per probe family with its bootstrap interval, per base.")
+    return FigureResult("gap", title, fig, caption, [f"{title}: {m}" for m in missing])
+
+
+def _available_panel(ax: Axes, rows: list[dict]) -> list[str]:
+    ax.set_title("available: rate and conditional coding gain", fontsize=9)
+    variants = sorted({r["base"] for r in rows})
+    if not variants:
+        ax.text(0.5, 0.5, "no runs found for any base", ha="center", va="center",
+                transform=ax.transAxes, color="dimgray")
+        return ["no base runs: the available-information panel is empty"]
+    bars = [("R(Ŷ_b)", lambda r: r["base_bpp"], None)]
+    for target in sorted({r["target"] for r in rows}):
+        for flavour in STANDALONE:
+            bars.append((f"gain, {target}, vs {flavour}",
+                         lambda r, f=flavour: r[f"gain_{f}_bpp"], target))
+    bars = [b for b in bars if any(np.isfinite(b[1](r)) for r in rows
+                                   if b[2] is None or r["target"] == b[2])]
+    width = 0.8 / len(bars)
+    for j, (name, value, target) in enumerate(bars):
+        heights = []
+        for variant in variants:
+            chosen = sorted((r for r in rows if r["base"] == variant
+                             and target in (None, r["target"])),
+                            key=lambda r: not r["base_linked"])  # bases with enhancements first
+            heights.append(value(chosen[0]) if chosen else np.nan)
+        ax.bar(np.arange(len(variants)) + (j - (len(bars) - 1) / 2) * width, heights, width,
+               label=name)
+    ax.set_xticks(np.arange(len(variants)), variants, fontsize=7, rotation=10)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(fontsize=6)
+    return []
+
+
+def _ladder_panel(ax: Axes, key: str, vinfo: dict[str, dict[str, xr.Dataset]]) -> list[str]:
+    ax.set_title(f"usable by family V: I_V ({key})", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    present = [(label, by_key[key]) for label, by_key in vinfo.items() if key in by_key]
+    if not present:
+        ax.text(0.5, 0.5, "no vinfo.nc given\n(--vinfo baseline=DIR --vinfo proposed=DIR)",
+                ha="center", va="center", transform=ax.transAxes, color="dimgray", fontsize=8)
+        return ["no vinfo.nc given for any base: the V-information ladder is not drawn"]
+    families = list(dict.fromkeys(str(f) for _, ds in present for f in ds["family"].values))
+    for j, (label, ds) in enumerate(present):
+        index = [families.index(str(f)) for f in ds["family"].values]
+        x = np.array(index) + (j - (len(present) - 1) / 2) * 0.15
+        value = ds["vinfo"].values
+        err = np.abs(np.stack([value - ds["vinfo_low"].values, ds["vinfo_high"].values - value]))
+        ax.errorbar(x, value, yerr=err, fmt="o", capsize=3, label=label)
+    ax.set_xticks(np.arange(len(families)), families, fontsize=7, rotation=30)
+    ax.set_ylabel(f"I_V ({present[0][1]['vinfo'].attrs['units']})", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(fontsize=7)
+    missing = [f"no vinfo.nc '{key}' for the {label} base" for label in vinfo
+               if key not in vinfo[label]]
+    return missing

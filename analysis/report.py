@@ -1,0 +1,388 @@
+"""The analysis report: a runs directory (+ vinfo results) → one HTML file and Markdown.
+
+    python -m analysis.report RUNS_DIR --out DIR [--vinfo baseline=DIR --vinfo proposed=DIR]
+                                                 [--bd-method akima|pchip|cubic]
+
+In:  RUNS_DIR scanned for ``*/eval.nc`` (analysis.runs); optional ``vinfo.nc`` files (or
+     folders of them) per base, labelled ``LABEL=PATH``.
+Out: ``DIR/report.html`` (self-contained: figures as base64 PNG, inline CSS, no scripts or
+     links; opens offline), ``DIR/report.md`` with ``DIR/figures/*.png``; all written
+     atomically. Sections: runs, figures, BD-rates, the gap, missing, conventions.
+
+Everything is computed from the runs found: delete a run directory and its point is gone;
+a method with no runs is named in the "Missing" section instead of being drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib.style
+from matplotlib.figure import Figure
+
+from analysis.bdrate import METHODS, RDCurveWarning, bd_rate
+from analysis.figures import DATASET_NAMES, FigureResult, all_figures
+from analysis.gap import STANDALONE, gap_figure, gap_rows, ladder_rows, load_vinfo
+from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
+from taskcodecs.io import atomic_write_bytes, atomic_write_text
+
+CONVENTIONS = [
+    "Rate: bits per pixel of the original full-resolution image, from the real bitstream "
+    "(bpp_actual: bytes × 8 / pixels, headers included). Scalable and standalone points are at "
+    "base + enhancement rate; direct points at the base rate alone.",
+    "Points: every run found is one point (per-image values averaged over the evaluation "
+    "images, read at the run's top layer); no run is selected or dropped.",
+    "BD-rate: the test curve's rate relative to the reference at equal quality, averaged over "
+    "the quality interval both cover (the overlap column); negative = the test saves rate. "
+    "For RMSE (lower is better) quality is negated before fitting; the value is unaffected, "
+    "only the monotonicity check's direction changes. The cubic column is the original "
+    "VCEG-M33 fit (needs >= 4 points per curve).",
+    "Conditional coding gain: standalone minus scalable total rate at matched quality, rate "
+    "interpolated in quality with PCHIP and averaged over the common quality interval (bpp).",
+]
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)  # str | Table | Bullets | FigureResult
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+def bd_comparisons(runs: list[Run], method: str = "akima") -> tuple[list[dict], list[str]]:
+    """Every BD-rate the paper reports, as far as the runs allow; and what could not be done.
+
+    Proposed vs baseline: the base tasks, and direct/scalable on each secondary target (one
+    row per proposed reward_weight). Scalable vs each standalone flavour, per base.
+    """
+    rows: list[dict] = []
+    missing: list[str] = []
+    for task in ("detection", "depth"):
+        dataset = "coco" if task == "detection" else "cityscapes"
+        _versus_baseline(runs, task, dataset, None, f"{task} base", method, rows, missing)
+    for task, dataset in (("reconstruction", "coco"), ("reconstruction", "cityscapes"),
+                          ("segmentation", "cityscapes")):
+        target = f"{DATASET_NAMES[dataset]} {task}"
+        if not select(runs, task=task, dataset=dataset) and not (
+                task == "reconstruction" and select(runs, dataset=dataset, role="base")):
+            missing.append(f"no {target} runs: its BD-rates are not computed")
+            continue
+        for enh in ("direct", "scalable"):
+            _versus_baseline(runs, task, dataset, enh, f"{target}, {enh}", method, rows, missing)
+        for variant in sorted({r.base_variant for r in select(runs, task=task, dataset=dataset,
+                                                               method="scalable")}):
+            scalable = curve(runs, task=task, method="scalable", dataset=dataset,
+                             base_variant=variant)
+            for flavour in STANDALONE:
+                ref = curve(runs, task=task, method=flavour, dataset=dataset, base_variant=variant)
+                name = f"{target} on the {variant} base: scalable vs {flavour}"
+                _compare(name, ref, scalable, method, rows, missing)
+    return rows, missing
+
+
+def _versus_baseline(runs: list[Run], task: str, dataset: str, enh: str | None, name: str,
+                     method: str, rows: list[dict], missing: list[str]) -> None:
+    """Curves on each proposed base against the baseline base (``enh`` None: the base task)."""
+    ref_method, test_method = ("baseline", "proposed") if enh is None else (enh, enh)
+    proposed = sorted({r.base_variant for r in runs if r.dataset == dataset
+                       and r.base_variant.startswith("proposed")})
+    if not proposed:
+        missing.append(f"{name}: no runs on a proposed base: BD-rate vs baseline not computed")
+    ref = curve(runs, task=task, method=ref_method, dataset=dataset, base_variant="baseline")
+    for variant in proposed:
+        test = curve(runs, task=task, method=test_method, dataset=dataset, base_variant=variant)
+        _compare(f"{name}: {variant} vs baseline", ref, test, method, rows, missing)
+
+
+def _compare(name: str, ref: Curve | None, test: Curve | None, method: str, rows: list[dict],
+             missing: list[str]) -> None:
+    if ref is None or test is None:
+        test_name, _, ref_name = name.rpartition(": ")[2].partition(" vs ")
+        lacking = " and ".join(n for n, c in ((ref_name, ref), (test_name, test)) if c is None)
+        missing.append(f"{name}: no runs for {lacking}: BD-rate not computed")
+        return
+    metric = METRICS[ref.metric]
+    try:
+        with warnings.catch_warnings():  # kept in result.warnings, shown in the table
+            warnings.simplefilter("ignore", RDCurveWarning)
+            result = bd_rate(ref.rate, ref.quality, test.rate, test.quality, method=method,
+                             higher_is_better=metric.higher_is_better)
+    except ValueError as err:
+        missing.append(f"{name}: BD-rate not computed: {err}")
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RDCurveWarning)
+            cubic = bd_rate(ref.rate, ref.quality, test.rate, test.quality, method="cubic",
+                            higher_is_better=metric.higher_is_better)
+        cubic_text = f"{cubic.percent:+.2f}"
+    except ValueError as err:
+        cubic_text = "n/a (< 4 points)" if min(len(ref), len(test)) < 4 else f"n/a ({err})"
+    rows.append({"comparison": name, "metric": metric.label, "reference": ref, "test": test,
+                 "result": result, "cubic": cubic_text})
+
+
+def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
+                   method: str) -> tuple[list[Section], list[dict]]:
+    """The report's sections (tables, figures, text) and the BD-rate rows."""
+    figures = all_figures(runs)
+    bd_rows, bd_missing = bd_comparisons(runs, method)
+    gap, gap_missing = gap_rows(runs, method)
+    gap_fig = gap_figure(gap, vinfo)
+    missing = [m for f in figures for m in f.missing] + bd_missing + gap_missing + gap_fig.missing
+    missing += [f"run {r.name}: its base {r.base_ref!r} was not found; drawn as 'unknown base'"
+                for r in runs if r.role == "enhancement" and r.base_method is None]
+    missing += [f"run {r.name}: its eval.nc has no base-layer rate, so its 'total' rate is the "
+                "enhancement rate alone" for r in runs
+                if r.role == "enhancement" and r.bpp and "base" not in r.bpp]
+    counts = ", ".join(f"{m}: {n}" for m, n in runs_table(runs)["method"].value_counts()
+                       .sort_index().items()) if runs else "none"
+    header = Section("1. Runs", [
+        f"Runs directory: {runs_dir} — {len(runs)} run(s) with an eval.nc ({counts}). "
+        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. BD-rate method: {method}.",
+        _runs_table(runs)])
+    return [
+        header,
+        Section("2. Figures", list(figures)),
+        Section("3. BD-rates", [_bd_table(bd_rows)] if bd_rows else ["No BD-rate could be "
+                                                                     "computed (see Missing)."]),
+        Section("4. The gap: information available vs usable", [
+            "Available: the base rate R(Ŷ_b) and the conditional coding gain (bits per "
+            "original-image pixel). Usable: I_V(Ŷ_b → Y) per probe family (units as in the "
+            "vinfo.nc, usually bits per target pixel).", _gap_table(gap),
+            *([_ladder_table(vinfo), _vinfo_sources(vinfo)] if vinfo else []), gap_fig]),
+        Section("5. Missing", [Bullets(list(dict.fromkeys(missing)))] if missing else
+                ["Nothing missing: every figure and number could be computed."]),
+        Section("6. Conventions", list(CONVENTIONS)),
+    ], bd_rows
+
+
+def write_report(runs_dir: str | Path, out_dir: str | Path,
+                 vinfo: dict[str, str | Path] | None = None, method: str = "akima",
+                 title: str = "Task-compatible representations: analysis report") -> dict:
+    """Write report.html, report.md and figures/*.png into ``out_dir``.
+
+    ``vinfo``: base label → vinfo.nc file or folder. Returns {"html": Path, "markdown": Path,
+    "figures": [Path], "bd_rates": [{"comparison": str, "result": BDResult, ...}]}. Raises
+    RunsError / VinfoInputError (ValueError) naming the file for unreadable input.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown BD-rate method {method!r}; expected one of {METHODS}")
+    runs = load_runs(runs_dir)
+    loaded = {label: load_vinfo(path) for label, path in (vinfo or {}).items()}
+    with matplotlib.style.context("default"):
+        sections, bd_rows = build_sections(runs, Path(runs_dir), loaded, method)
+        pngs = {b.name: _png(b.figure) for s in sections for b in s.blocks
+                if isinstance(b, FigureResult)}
+    out = Path(out_dir)
+    figures = [atomic_write_bytes(out / "figures" / f"{name}.png", png)
+               for name, png in pngs.items()]
+    markdown = atomic_write_text(out / "report.md", _to_markdown(title, sections))
+    page = atomic_write_text(out / "report.html", _to_html(title, sections, pngs))
+    return {"html": page, "markdown": markdown, "figures": figures, "bd_rates": bd_rows}
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _runs_table(runs: list[Run]) -> Table | str:
+    if not runs:
+        return "No runs found (no */eval.nc under the runs directory)."
+    header = ["run", "method", "task", "dataset", "base", "rate_weight", "reward_weight",
+              "bpp base", "bpp enh.", "bpp total", "bpp total (est.)",
+              *(METRICS[m].label.split(",")[0] for m in METRICS)]
+    rows = []
+    for r in runs:
+        metrics = [_fmt(r.metrics[m] * METRICS[m].scale) if m in r.metrics else "–"
+                   for m in METRICS]
+        rows.append([r.name, r.method, r.task, r.dataset, r.base_variant or "–",
+                     _fmt(r.rate_weight), _fmt(r.reward_weight),
+                     _fmt(r.bpp.get("base")), _fmt(r.bpp.get("enhancement")),
+                     _fmt(r.bpp_total), _fmt(r.bpp_estimated_total), *metrics])
+    return Table(header, rows)
+
+
+def _bd_table(rows: list[dict]) -> Table:
+    header = ["comparison", "reference", "test", "BD-rate (%)", "method", "quality overlap",
+              "cubic (%)", "warnings"]
+    body = []
+    for row in rows:
+        result, metric = row["result"], METRICS[row["reference"].metric]
+        low, high = (v * metric.scale for v in result.overlap)
+        body.append([row["comparison"], f"{row['reference'].label} ({len(row['reference'])} pts)",
+                     f"{row['test'].label} ({len(row['test'])} pts)", f"{result.percent:+.2f}",
+                     result.method, f"{metric.label}: {low:.4g} to {high:.4g}", row["cubic"],
+                     "; ".join(result.warnings) or "–"])
+    return Table(header, body)
+
+
+def _gap_table(rows: list[dict]) -> Table | str:
+    if not rows:
+        return "No base with secondary-task runs: the gap table is empty (see Missing)."
+    header = ["base", "target", "R(Ŷ_b) (bpp)", "base runs",
+              *(f"gain vs {f} (bpp)" for f in STANDALONE),
+              *(f"BD-rate scalable vs {f} (%)" for f in STANDALONE)]
+    body = []
+    for r in rows:
+        rate = _fmt(r["base_bpp"]) if r["base_runs"] <= 1 else (
+            f"{_fmt(r['base_bpp'])} (range {_fmt(r['base_bpp_min'])}–{_fmt(r['base_bpp_max'])})")
+        bds = [f"{r[f'bd_scalable_vs_{f}'].percent:+.2f} ({r[f'bd_scalable_vs_{f}'].method})"
+               if r[f"bd_scalable_vs_{f}"] is not None else "–" for f in STANDALONE]
+        body.append([r["base"], r["target"], rate, str(r["base_runs"]),
+                     *(_fmt(r[f"gain_{f}_bpp"]) for f in STANDALONE), *bds])
+    return Table(header, body)
+
+
+def _ladder_table(vinfo: dict[str, dict]) -> Table:
+    rows = ladder_rows(vinfo)
+    labels = list(vinfo)
+    return Table(["vinfo", "family", *(f"I_V [bootstrap interval], {label} base"
+                                       for label in labels)],
+                 [[r["vinfo"], r["family"], *(r.get(label, "–") for label in labels)]
+                  for r in rows])
+
+
+def _vinfo_sources(vinfo: dict[str, dict]) -> Bullets:
+    """Where each ladder comes from: file, source, confidence, the representation's rate."""
+    items = []
+    for label, by_key in vinfo.items():
+        for key, ds in by_key.items():
+            attrs = ds.attrs
+            rate = (f", representation rate {float(attrs['representation_bpp']):.4g} bits per "
+                    "original-image pixel" if "representation_bpp" in attrs else "")
+            items.append(f"{label} base, '{key}': {attrs.get('path')} (source: "
+                         f"{attrs.get('source', 'not recorded')}; unit: "
+                         f"{attrs.get('unit', 'not recorded')}; confidence "
+                         f"{attrs.get('confidence', 'not recorded')}{rate})")
+    return Bullets(items)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, Helvetica, Arial, sans-serif; max-width: 80rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.45; }
+h2 { border-bottom: 1px solid #ddd; margin-top: 2rem; }
+table { border-collapse: collapse; font-size: .8rem; margin: .8rem 0; }
+th, td { border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }
+th { background: #f3f3f3; } figure img { max-width: 100%; }
+figcaption { font-size: .85rem; color: #555; }
+"""
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _to_html(title: str, sections: list[Section], pngs: dict[str, bytes]) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{esc(title)}</h1>"]
+    for section in sections:
+        parts.append(f"<h2>{esc(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header)
+                             + "</tr>")
+                parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                          for row in block.rows]
+                parts.append("</table>")
+            elif isinstance(block, Bullets):
+                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items)
+                             + "</ul>")
+            elif isinstance(block, FigureResult):
+                data = base64.b64encode(pngs[block.name]).decode("ascii")
+                parts.append(f'<figure id="{block.name}"><img alt="{esc(block.title)}" '
+                             f'src="data:image/png;base64,{data}"><figcaption>'
+                             f"{esc(block.caption)}</figcaption></figure>")
+            else:
+                parts.append(f"<p>{esc(block)}</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _to_markdown(title: str, sections: list[Section]) -> str:
+    def md_row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    parts = [f"# {title}", ""]
+    for section in sections:
+        parts += [f"## {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Table):
+                parts += [md_row(block.header), md_row(["---"] * len(block.header)),
+                          *map(md_row, block.rows), ""]
+            elif isinstance(block, Bullets):
+                parts += [*(f"- {item}" for item in block.items), ""]
+            elif isinstance(block, FigureResult):
+                parts += [f"![{block.title}](figures/{block.name}.png)", "", block.caption, ""]
+            else:
+                parts += [block, ""]
+    return "\n".join(parts)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def _vinfo_arg(text: str) -> tuple[str, str]:
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"--vinfo expects LABEL=PATH (e.g. baseline=runs/vinfo"
+                                         f"-baseline), got {text!r}")
+    return label, path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs_dir", help="folder scanned recursively for */eval.nc")
+    parser.add_argument("--out", required=True, help="output folder for report.html/.md")
+    parser.add_argument("--vinfo", action="append", type=_vinfo_arg, default=[],
+                        metavar="LABEL=PATH", help="vinfo.nc file or folder for one base")
+    parser.add_argument("--bd-method", default="akima", choices=METHODS)
+    args = parser.parse_args(argv)
+    try:
+        paths = write_report(args.runs_dir, args.out, dict(args.vinfo), args.bd_method)
+    except ValueError as err:  # RunsError, VinfoInputError: the message names the file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {paths['html']}\nmarkdown: {paths['markdown']}")
+    for line in _headline(paths["bd_rates"]):
+        print(line)
+    return 0
+
+
+def _headline(bd_rows: list[dict]) -> list[str]:
+    return [f"BD-rate {row['comparison']}: {row['result'].percent:+.2f}% "
+            f"({row['result'].method})" for row in bd_rows]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
