@@ -152,7 +152,9 @@ def _build_detection(preset: str, min_size: int | None, max_size: int | None) ->
         num_classes=None,  # set by box_predictor
         min_size=TINY_DETECTION_SIZE[0] if min_size is None else min_size,
         max_size=TINY_DETECTION_SIZE[1] if max_size is None else max_size,
-        rpn_anchor_generator=AnchorGenerator(sizes=((16, 32, 64),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_anchor_generator=AnchorGenerator(
+            sizes=((16, 32, 64),), aspect_ratios=((0.5, 1.0, 2.0),)
+        ),
         rpn_pre_nms_top_n_train=300,
         rpn_post_nms_top_n_train=100,
         rpn_pre_nms_top_n_test=300,
@@ -289,7 +291,11 @@ def segmentation_loss(
         logits = outputs.get(key)
         if logits is None:
             continue
-        if logits.dim() != 4 or logits.shape[0] != labels.shape[0] or logits.shape[-2:] != labels.shape[-2:]:
+        if (
+            logits.dim() != 4
+            or logits.shape[0] != labels.shape[0]
+            or logits.shape[-2:] != labels.shape[-2:]
+        ):
             raise ValueError(
                 f"outputs[{key!r}] has shape {tuple(logits.shape)}; expected (n, C, H, W) "
                 f"matching labels of shape {tuple(labels.shape)}"
@@ -341,7 +347,7 @@ def _load_pretrained(task: str, model: nn.Module) -> None:
         _freeze_resnet_layers(model.backbone.body, trainable_layers=3)
     elif task == "depth":  # MobileNetV3 "features.*" -> the IntermediateLayerGetter's keys
         prefix = "features."
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         model.backbone.load_state_dict(state)
     else:  # ResNet-50 without its ImageNet classifier
         model.backbone.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})

@@ -195,7 +195,9 @@ def pad_to_multiple(
     the :class:`Padding` to give to :func:`crop_padding` (and to metrics that exclude it).
     """
     if x.dim() != 4:
-        raise ValueError(f"pad_to_multiple expects an (n, c, H, W) tensor, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"pad_to_multiple expects an (n, c, H, W) tensor, got shape {tuple(x.shape)}"
+        )
     if multiple < 1:
         raise ValueError(f"multiple must be a positive integer, got {multiple}")
     if mode not in ("replicate", "constant"):
@@ -214,9 +216,7 @@ def crop_padding(x: torch.Tensor, padding: Sequence[int]) -> torch.Tensor:
         raise ValueError(f"padding must be non-negative, got {tuple(padding)}")
     height, width = x.shape[-2:]
     if left + right >= width or top + bottom >= height:
-        raise ValueError(
-            f"padding {tuple(padding)} leaves nothing of a {height}x{width} tensor"
-        )
+        raise ValueError(f"padding {tuple(padding)} leaves nothing of a {height}x{width} tensor")
     return x[..., top : height - bottom, left : width - right]
 
 

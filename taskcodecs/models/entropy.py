@@ -1,0 +1,603 @@
+"""Entropy models for latents: quantization, autoregressive Gaussian conditionals, real coding.
+
+Data flow (CompressAI / Minnen et al. 2018 names; N channels, h x w latent)::
+
+    AutoregressiveGaussianModel (base layer Ŷ_b)
+
+      y (B, N, h, w) ──► quantize "ste": ⌊y⌉ ──► context_prediction (MaskedConv2d 5x5, type A)
+       │                                               │ (B, 2N, h, w)
+       │  [hyperprior=True: y ─► h_a ─► z ─► z_hat = ⌊z − m⌉ + m ─► h_s ─► (B, 2N, h, w),
+       │   concatenated after the context; likelihoods["z"] from the EntropyBottleneck]
+       │                                               ▼
+       │          entropy_parameters: 1x1 convs 2N (4N) → 10N/3 → 8N/3 → 2N, LeakyReLU
+       │                                               ▼
+       │                                   scales σ, means μ (B, N, h, w each)
+       ▼
+      y_hat = ⌊y − μ⌉ + μ (straight-through)     symbol coded: s = ⌊y − μ⌉
+      likelihoods["y"] = Φ((s + ½)/σ) − Φ((s − ½)/σ),  σ ≥ 0.11, likelihood ≥ 1e-9
+
+    ConditionalAutoregressiveGaussianModel (enhancement layer Ŷ_e): the same, plus
+      side Ŷ_b (B, N_b, h, w) ─► ResStack(N_b) ─► conv 5x5 → 2N ─► ResStack(2N) ─► concat
+      after the context features; entropy_parameters 4N → 10N/3 → 8N/3 → 2N with ELU.
+      side=None feeds zeros (the "standalone" flavour).
+
+Which y_hat is which. ``forward`` is parallel: its context sees ⌊y⌉ at every causal
+position (as CompressAI's mbt2018 sees its quantized y), so its μ, σ and y_hat = ⌊y − μ⌉ + μ
+are *not* what the bitstream carries. The bitstream is sequential: the context sees the
+already decoded ŷ' = ⌊y − μ'⌉ + μ', so μ' differs from μ and so can the symbols; both
+y_hat and ŷ' lie within ½ of y, so they differ by at most 1 per element. Train with
+``forward``; decode with ``decompress``, whose output equals ``encode(...).y_hat`` bit for
+bit. A synthesis that must match the decoder (and any side input Ŷ_b of an enhancement
+layer) must use the *bitstream* y_hat.
+
+Estimated vs actual rate. ``bits(forward(y)["likelihoods"])`` is the training estimate.
+``encode`` also reports ``estimated_bits`` from the decode-time μ', σ'; the payload is that
+plus the coding overheads: σ' is snapped up to the next of 64 log-spaced table scales,
+CDFs are quantized to 16 bits, residuals beyond ±6.1σ are escape-coded, and each payload
+carries 1 flag byte, a 16-bit end check and the rANS flush (up to 8 bytes, 4-byte
+words). The gap between forward and decode-time estimates comes from the context mismatch
+above and is for the codec to measure.
+
+Determinism. Coding runs on a CPU copy of the model whatever its device; encoder and
+decoder use the same code path (taskcodecs.models.context). The copy computes in float64
+and rounds every quantity that crosses from encoder to decoder (conditioning features, μ,
+σ) to float32, so the float32 results do not depend on batch shapes, thread counts or
+kernel choice, except in the rare case that a float64 value lies within ~1e-15 of a
+float32 rounding boundary; y_hat = s + μ is float32. Wavefront and raster order therefore
+decode the same y_hat. The stream ends with a 16-bit check of the latent shape, the
+model's (masked) parameters and the side input, so a decoder that differs from its
+encoder raises BitstreamError instead of returning garbage.
+
+Tables. Coding tables are built by the code that needs them: the Gaussian tables once per
+scale table (cached), the hyperprior's EntropyBottleneck tables at every encode/decode from
+its current parameters. There is no ``update()`` to remember, and no table buffer ends up
+in ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import MaskedConv2d
+from torch import Tensor, nn
+
+from taskcodecs.bitstream import BitstreamError
+from taskcodecs.models.context import (
+    AutoregressiveCoder,
+    CodingTables,
+    SymbolReader,
+    SymbolWriter,
+    check_order,
+    single_threaded,
+)
+from taskcodecs.models.transforms import ResidualBlock
+
+__all__ = [
+    "LIKELIHOOD_BOUND",
+    "SCALE_BOUND",
+    "SCALE_TABLE",
+    "AutoregressiveGaussianModel",
+    "ConditionalAutoregressiveGaussianModel",
+    "EncodedLatent",
+    "bits",
+    "quantize",
+]
+
+SCALE_BOUND = 0.11
+LIKELIHOOD_BOUND = 1e-9
+# CompressAI's default: 64 log-spaced scales from 0.11 to 256.
+SCALE_TABLE: tuple[float, ...] = tuple(
+    torch.exp(torch.linspace(math.log(SCALE_BOUND), math.log(256.0), 64)).tolist()
+)
+_PAYLOAD_VERSION = 1  # high nibble of the payload's flag byte
+_RASTER, _HYPERPRIOR, _CONDITIONAL, _SIDE_ZEROED = 1, 2, 4, 8
+_BOTTLENECK_TABLE_RADIUS = 256  # z tables span median ± this; beyond is escape-coded
+
+
+def quantize(x: Tensor, mode: str = "ste") -> Tensor:
+    """``ste``: ⌊x⌉ forward, identity gradient; ``noise``: x + U(−½, ½); ``round``: ⌊x⌉."""
+    if mode == "ste":
+        return x + (torch.round(x) - x).detach()
+    if mode == "noise":
+        return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+    if mode == "round":
+        return torch.round(x)
+    raise ValueError(f"quantize mode must be 'ste', 'noise' or 'round', got {mode!r}")
+
+
+def bits(likelihoods: Tensor | Mapping[str, Tensor], per_sample: bool = False) -> Tensor:
+    """Rate in bits: −log2 of the likelihoods, summed (over a dict's entries too).
+
+    ``per_sample=True`` keeps the batch dimension: a (B,) tensor of bits per item.
+    """
+    tensors = list(likelihoods.values()) if isinstance(likelihoods, Mapping) else [likelihoods]
+    if not tensors:
+        raise ValueError("bits() needs at least one likelihood tensor")
+    if per_sample:
+        return sum(-torch.log2(t).flatten(1).sum(dim=1) for t in tensors)  # type: ignore[return-value]
+    return sum(-torch.log2(t).sum() for t in tensors)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class EncodedLatent:
+    """Result of ``encode``: the payload and what the decoder will reconstruct from it.
+
+    ``y_hat`` (1, N, h, w) on the model's device is exactly what ``decompress(data, ...)``
+    returns. ``means``/``scales`` (1, N, h, w, CPU) are the decode-time μ', σ' (σ' before
+    the 0.11 lower bound). ``estimated_bits`` is −log2 of the Gaussian (and, with a
+    hyperprior, bottleneck) likelihoods under those parameters, in bits, keyed "y" ("z").
+    """
+
+    data: bytes
+    y_hat: Tensor
+    means: Tensor
+    scales: Tensor
+    estimated_bits: dict[str, float]
+
+    @property
+    def num_bits(self) -> int:
+        """Actual size of the payload in bits (flag byte included)."""
+        return 8 * len(self.data)
+
+
+class _AutoregressiveGaussian(nn.Module):
+    """Shared forward/encode/decompress; subclasses add what is concatenated after the context."""
+
+    _flag_bits = 0
+
+    def __init__(
+        self,
+        N: int,
+        conditioning_channels: int,
+        activation: type[nn.Module],
+        noise_quantization: bool,
+    ) -> None:
+        super().__init__()
+        if isinstance(N, bool) or int(N) != N or N < 1:
+            raise ValueError(f"N (latent channels) must be a positive integer, got {N!r}")
+        self.N = N = int(N)
+        self.noise_quantization = bool(noise_quantization)
+        self.context_prediction = MaskedConv2d(N, 2 * N, kernel_size=5, padding=2, mask_type="A")
+        self.entropy_parameters = nn.Sequential(
+            nn.Conv2d(2 * N + conditioning_channels, 10 * N // 3, 1),
+            activation(),
+            nn.Conv2d(10 * N // 3, 8 * N // 3, 1),
+            activation(),
+            nn.Conv2d(8 * N // 3, 2 * N, 1),
+        )
+        self.gaussian_conditional = GaussianConditional(
+            list(SCALE_TABLE), scale_bound=SCALE_BOUND, likelihood_bound=LIKELIHOOD_BOUND
+        )
+        _make_tables_transient(self.gaussian_conditional)
+        self._gaussian_tables_cache: tuple[tuple, CodingTables] | None = None
+
+    # -- hooks for subclasses ------------------------------------------------------------
+    def _condition(self, y: Tensor, side: Tensor | None, mode: str) -> tuple[Tensor | None, dict]:
+        """Parallel (training) conditioning features and extra likelihoods."""
+        raise NotImplementedError
+
+    def _encode_condition(self, y: Tensor, side: Tensor | None, writer: SymbolWriter):
+        """CPU coding copy: conditioning features (1, K, h, w) or None, and extra bits."""
+        raise NotImplementedError
+
+    def _decode_condition(self, reader: SymbolReader, shape, side: Tensor | None):
+        """CPU coding copy, mirror of ``_encode_condition``: conditioning features or None."""
+        raise NotImplementedError
+
+    def _num_condition_symbols(self, shape: Sequence[int]) -> int:
+        """How many symbols ``_encode_condition`` writes before the latent's (hyper-latent)."""
+        return 0
+
+    # -- training / evaluation -----------------------------------------------------------
+    def forward(self, y: Tensor, side: Tensor | None = None) -> dict:
+        """{"y_hat": (B, N, h, w), "likelihoods": {"y": (B, N, h, w)[, "z": ...]}}."""
+        self._check_latent(y, batch_one=False)
+        mode = "noise" if self.training and self.noise_quantization else "ste"
+        conditioning, extra = self._condition(y, side, mode)
+        if mode == "noise":
+            y_hat = context_input = quantize(y, "noise")
+        else:
+            context_input = quantize(y, "ste")
+        features = self.context_prediction(context_input)
+        if conditioning is not None:
+            features = torch.cat([features, conditioning], dim=1)
+        scales, means = self.entropy_parameters(features).chunk(2, dim=1)
+        if mode == "ste":
+            y_hat = quantize(y - means, "ste") + means
+        likelihoods = {"y": self._gaussian_likelihood(y_hat, scales, means), **extra}
+        return {"y_hat": y_hat, "likelihoods": likelihoods}
+
+    def _gaussian_likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+        gc = self.gaussian_conditional
+        return gc.likelihood_lower_bound(gc._likelihood(y_hat, scales, means))
+
+    # -- coding --------------------------------------------------------------------------
+    def compress(self, y: Tensor, side: Tensor | None = None, order: str = "wavefront") -> bytes:
+        """Entropy-code a (1, N, h, w) latent; the payload bytes. See :meth:`encode`."""
+        return self.encode(y, side, order).data
+
+    @torch.no_grad()
+    def encode(
+        self, y: Tensor, side: Tensor | None = None, order: str = "wavefront"
+    ) -> EncodedLatent:
+        """Code ``y`` (1, N, h, w) and report what the decoder will see (:class:`EncodedLatent`)."""
+        check_order(order)
+        self._check_latent(y, batch_one=True)
+        side = self._check_side(side, y.shape)
+        height, width = y.shape[-2:]
+        model = self._coding_copy()
+        y_cpu = y.detach().to("cpu", torch.float32)  # the residual y − μ is taken in float32
+        writer = SymbolWriter()
+        conditioning, extra_bits = model._encode_condition(y_cpu, side, writer)
+        recorded: list[tuple[Tensor, Tensor]] = []
+
+        def from_latent(rows: Tensor, cols: Tensor, means: Tensor, indexes: Tensor) -> Tensor:
+            residual = y_cpu[0, :, rows, cols].T - means
+            if not bool(torch.isfinite(residual).all()):
+                raise ValueError("non-finite means or latent: cannot entropy-code")
+            symbols = torch.round(residual).to(torch.int64)
+            recorded.append((symbols, indexes))
+            return symbols
+
+        coded = model._coder().run(
+            None if conditioning is None else conditioning[0],
+            (self.N, height, width),
+            order,
+            from_latent,
+        )
+        writer.write(
+            torch.cat([s.reshape(-1) for s, _ in recorded]),
+            torch.cat([i.reshape(-1) for _, i in recorded]),
+            self._gaussian_tables(),
+        )
+        flags = self._flags(order, side is None)
+        data = bytes([flags]) + writer.finish(self._check_value(flags, (height, width), side))
+        y_hat, means, scales = coded.y_hat[None], coded.means[None], coded.scales[None]
+        y_likelihood = model._gaussian_likelihood(y_hat.double(), scales.double(), means.double())
+        y_bits = -torch.log2(y_likelihood).sum()
+        return EncodedLatent(
+            data=data,
+            y_hat=y_hat.to(self._device()),
+            means=means,
+            scales=scales,
+            estimated_bits={"y": float(y_bits), **extra_bits},
+        )
+
+    @torch.no_grad()
+    def decompress(self, data: bytes, shape: Sequence[int], side: Tensor | None = None) -> Tensor:
+        """Decode a payload into y_hat (1, N, h, w), float32 on the model's device.
+
+        ``shape`` is the latent's (h, w) (or (1, N, h, w)). Garbage, a wrong shape, wrong
+        side information or a model that differs from the encoder's raise BitstreamError.
+        """
+        height, width = self._check_shape(shape)
+        if not isinstance(data, bytes | bytearray | memoryview) or len(data) < 1:
+            raise BitstreamError("entropy payload must be non-empty bytes")
+        data = bytes(data)
+        flags, stream = data[0], data[1:]
+        side = self._check_side(side, (1, self.N, height, width))
+        order = self._check_flags(flags, side is None)
+        model = self._coding_copy()
+        num_symbols = self.N * height * width + self._num_condition_symbols((height, width))
+        reader = SymbolReader(stream, num_symbols)
+        conditioning = model._decode_condition(reader, (height, width), side)
+        tables = self._gaussian_tables()
+        coded = model._coder().run(
+            None if conditioning is None else conditioning[0],
+            (self.N, height, width),
+            order,
+            lambda rows, cols, means, indexes: reader.read(indexes, tables),
+        )
+        reader.finish(self._check_value(flags, (height, width), side))
+        return coded.y_hat[None].to(self._device())
+
+    # -- helpers -------------------------------------------------------------------------
+    def _coder(self) -> AutoregressiveCoder:
+        gc = self.gaussian_conditional
+        return AutoregressiveCoder(
+            self.context_prediction,
+            self.entropy_parameters,
+            gc.scale_table.float(),
+            float(gc.scale_bound),
+        )
+
+    def _gaussian_tables(self) -> CodingTables:
+        """CDF tables for the (fixed) scale table; rebuilt only if the scale table changed."""
+        gc = self.gaussian_conditional
+        key = (tuple(gc.scale_table.tolist()), gc.tail_mass, gc.entropy_coder_precision)
+        if self._gaussian_tables_cache is None or self._gaussian_tables_cache[0] != key:
+            gc_cpu = copy.deepcopy(gc).to("cpu", torch.float64)
+            gc_cpu.update()
+            self._gaussian_tables_cache = (key, CodingTables.from_entropy_model(gc_cpu))
+        return self._gaussian_tables_cache[1]
+
+    def _coding_copy(self) -> _AutoregressiveGaussian:
+        """A float64 CPU copy of this model, for coding (see the module docstring)."""
+        cache, self._gaussian_tables_cache = self._gaussian_tables_cache, None
+        try:
+            return copy.deepcopy(self).to("cpu", torch.float64)
+        finally:
+            self._gaussian_tables_cache = cache
+
+    def _check_value(self, flags: int, shape: Sequence[int], side: Tensor | None) -> int:
+        """16 bits of a CRC32 over what encoder and decoder must share: the flag byte, the
+        latent shape, every tensor of the state dict and the side input (as float32).
+        Masked-conv weights are hashed masked: MaskedConv2d.forward zeroes the masked taps
+        in place, which must not matter."""
+        crc = zlib.crc32(struct.pack(">BHHH", flags, self.N, *shape))
+        state = self.state_dict()
+        for name, module in self.named_modules():
+            if isinstance(module, MaskedConv2d):
+                prefix = f"{name}." if name else ""
+                state[f"{prefix}weight"] = module.weight.detach() * module.mask
+        for tensor in [*state.values(), *([] if side is None else [side])]:
+            tensor = tensor.detach().cpu()
+            if tensor.is_floating_point():
+                tensor = tensor.float()
+            crc = zlib.crc32(tensor.contiguous().numpy().tobytes(), crc)
+        return crc & 0xFFFF
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _flags(self, order: str, side_zeroed: bool) -> int:
+        flags = self._flag_bits | (_RASTER if order == "raster" else 0)
+        if self._flag_bits & _CONDITIONAL and side_zeroed:
+            flags |= _SIDE_ZEROED
+        return (_PAYLOAD_VERSION << 4) | flags
+
+    def _check_flags(self, flags: int, side_zeroed: bool) -> str:
+        if flags >> 4 != _PAYLOAD_VERSION:
+            raise BitstreamError(
+                f"entropy payload version {flags >> 4} is not supported (expected {_PAYLOAD_VERSION})"
+            )
+        model_bits = flags & (_HYPERPRIOR | _CONDITIONAL)
+        if model_bits != self._flag_bits:
+            raise BitstreamError(
+                f"entropy payload was coded by a model with {_describe(model_bits)}, "
+                f"this model has {_describe(self._flag_bits)}"
+            )
+        if self._flag_bits & _CONDITIONAL and bool(flags & _SIDE_ZEROED) != side_zeroed:
+            coded = (
+                "zeroed side information (side=None)" if flags & _SIDE_ZEROED else "a side input"
+            )
+            given = "side=None" if side_zeroed else "a side input"
+            raise BitstreamError(f"entropy payload was coded with {coded}, but {given} was given")
+        return "raster" if flags & _RASTER else "wavefront"
+
+    def _check_latent(self, y: Tensor, batch_one: bool) -> None:
+        if not isinstance(y, Tensor) or y.dim() != 4 or y.shape[1] != self.N:
+            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(f"latent y must be a (B, {self.N}, h, w) tensor, got {got}")
+        if batch_one and y.shape[0] != 1:
+            raise ValueError(
+                f"entropy coding takes one latent at a time (B = 1), got B = {y.shape[0]}"
+            )
+        if min(y.shape[-2:]) < 1 or max(y.shape[-2:]) > 0xFFFF:
+            raise ValueError(
+                f"latent height and width must be in [1, 65535], got {tuple(y.shape[-2:])}"
+            )
+        if batch_one and not bool(torch.isfinite(y).all()):
+            raise ValueError("latent y contains NaN or infinite values: cannot entropy-code")
+
+    def _check_shape(self, shape: Sequence[int]) -> tuple[int, int]:
+        dims = tuple(int(s) for s in shape)
+        if len(dims) == 4 and dims[:2] == (1, self.N):
+            dims = dims[2:]
+        if len(dims) != 2 or not all(1 <= s <= 0xFFFF for s in dims):
+            raise ValueError(
+                f"shape must be the latent's (h, w) or (1, {self.N}, h, w), got {tuple(shape)}"
+            )
+        return dims  # type: ignore[return-value]
+
+    def _check_side(self, side: Tensor | None, y_shape: Sequence[int]) -> Tensor | None:
+        """Base models take no side input; conditional ones override this."""
+        if side is not None:
+            raise ValueError(
+                f"{type(self).__name__} takes no side information; got side={type(side).__name__}"
+            )
+        return None
+
+
+class AutoregressiveGaussianModel(_AutoregressiveGaussian):
+    """Base-layer entropy model: masked 5x5 context (+ optional Ballé/Minnen hyperprior).
+
+    ``hyperprior=True`` adds h_a (3x3 conv, 5x5/2, 5x5/2, LeakyReLU, N channels), an
+    EntropyBottleneck on z and h_s (5x5/2 up, 5x5/2 up, 3x3 → 2N), cropped to the latent size
+    (so h, w need not be multiples of 4). ``noise_quantization=True`` trains with uniform
+    noise instead of straight-through rounding (evaluation always rounds).
+    """
+
+    def __init__(self, N: int, hyperprior: bool = False, noise_quantization: bool = False) -> None:
+        self.hyperprior = bool(hyperprior)
+        super().__init__(N, 2 * N if self.hyperprior else 0, nn.LeakyReLU, noise_quantization)
+        if self.hyperprior:
+            self._flag_bits = _HYPERPRIOR
+            self.h_a = nn.Sequential(
+                nn.Conv2d(N, N, 3, padding=1),
+                nn.LeakyReLU(),
+                nn.Conv2d(N, N, 5, stride=2, padding=2),
+                nn.LeakyReLU(),
+                nn.Conv2d(N, N, 5, stride=2, padding=2),
+            )
+            self.h_s = nn.Sequential(
+                nn.ConvTranspose2d(N, N, 5, stride=2, padding=2, output_padding=1),
+                nn.LeakyReLU(),
+                nn.ConvTranspose2d(N, 3 * N // 2, 5, stride=2, padding=2, output_padding=1),
+                nn.LeakyReLU(),
+                nn.Conv2d(3 * N // 2, 2 * N, 3, padding=1),
+            )
+            self.entropy_bottleneck = EntropyBottleneck(N, likelihood_bound=LIKELIHOOD_BOUND)
+            _make_tables_transient(self.entropy_bottleneck)
+
+    def _hyper_features(self, z_hat: Tensor, size: Sequence[int]) -> Tensor:
+        """h_s(z_hat) cropped to the latent's (h, w)."""
+        return self.h_s(z_hat)[..., : size[0], : size[1]]
+
+    def _z_medians(self) -> Tensor:
+        return self.entropy_bottleneck.quantiles[:, 0, 1]
+
+    def _condition(self, y, side, mode):
+        self._check_side(side, y.shape)
+        if not self.hyperprior:
+            return None, {}
+        z = self.h_a(y)
+        medians = self._z_medians().view(1, -1, 1, 1)
+        z_hat = quantize(z - medians, mode) + medians
+        return self._hyper_features(z_hat, y.shape[-2:]), {
+            "z": _bottleneck_likelihood(self.entropy_bottleneck, z_hat)
+        }
+
+    def _encode_condition(self, y, side, writer):
+        if not self.hyperprior:
+            return None, {}
+        z = self.h_a(y.double())[0]
+        tables, medians = _bottleneck_tables(self.entropy_bottleneck)
+        residual = z - medians[:, None, None]
+        if not bool(torch.isfinite(residual).all()):
+            raise ValueError("hyper-latent z is not finite: cannot entropy-code")
+        symbols = torch.round(residual).to(torch.int64)
+        writer.write(symbols, _channel_indexes(z.shape), tables)
+        z_hat = (symbols.double() + medians[:, None, None])[None]
+        z_bits = -torch.log2(_bottleneck_likelihood(self.entropy_bottleneck, z_hat)).sum()
+        return self._hyper_features(z_hat, y.shape[-2:]).float(), {"z": float(z_bits)}
+
+    def _num_condition_symbols(self, shape):
+        return self.N * _hyper_size(shape[0]) * _hyper_size(shape[1]) if self.hyperprior else 0
+
+    def _decode_condition(self, reader, shape, side):
+        if not self.hyperprior:
+            return None
+        z_shape = (self.N, _hyper_size(shape[0]), _hyper_size(shape[1]))
+        tables, medians = _bottleneck_tables(self.entropy_bottleneck)
+        symbols = reader.read(_channel_indexes(z_shape), tables)
+        z_hat = (symbols.double() + medians[:, None, None])[None]
+        return self._hyper_features(z_hat, shape).float()
+
+
+class ConditionalAutoregressiveGaussianModel(_AutoregressiveGaussian):
+    """Enhancement-layer entropy model: context + side branch on the base latent Ŷ_b.
+
+    ``side_channels`` is Ŷ_b's channel count (default N); Ŷ_b must have the latent's h, w.
+    Each residual stack has ``num_res_blocks`` blocks (taskcodecs.models.transforms). For
+    coding, pass the *bitstream* Ŷ_b (the base's ``encode(...).y_hat`` or ``decompress``
+    output) on both sides; side=None zeroes the conditioning input (standalone flavour).
+    """
+
+    _flag_bits = _CONDITIONAL
+
+    def __init__(
+        self,
+        N: int,
+        side_channels: int | None = None,
+        num_res_blocks: int = 3,
+        noise_quantization: bool = False,
+    ) -> None:
+        super().__init__(N, 2 * N, nn.ELU, noise_quantization)
+        self.side_channels = N if side_channels is None else int(side_channels)
+        if self.side_channels < 1 or num_res_blocks < 0:
+            raise ValueError(
+                f"side_channels must be positive and num_res_blocks non-negative, got "
+                f"{side_channels!r}, {num_res_blocks!r}"
+            )
+        self.side_branch = nn.Sequential(
+            *(ResidualBlock(self.side_channels) for _ in range(num_res_blocks)),
+            nn.Conv2d(self.side_channels, 2 * N, 5, padding=2),
+            *(ResidualBlock(2 * N) for _ in range(num_res_blocks)),
+        )
+
+    def _check_side(self, side, y_shape):
+        if side is None:
+            return None
+        expected = (y_shape[0], self.side_channels, *y_shape[-2:])
+        if not isinstance(side, Tensor) or tuple(side.shape) != tuple(expected):
+            got = tuple(side.shape) if isinstance(side, Tensor) else type(side).__name__
+            raise ValueError(f"side information must have shape {tuple(expected)}, got {got}")
+        if not bool(torch.isfinite(side).all()):
+            raise ValueError("side information contains NaN or infinite values")
+        return side
+
+    def _side_features(self, side: Tensor | None, like: Tensor) -> Tensor:
+        """Side branch on Ŷ_b (zeros if None, shaped like the latent ``like``)."""
+        dtype = next(self.side_branch.parameters()).dtype
+        if side is None:
+            side = torch.zeros(like.shape[0], self.side_channels, *like.shape[-2:], dtype=dtype)
+        return self.side_branch(side.to(like.device, dtype))
+
+    def _condition(self, y, side, mode):
+        side = self._check_side(side, y.shape)
+        return self._side_features(side, y), {}
+
+    def _encode_condition(self, y, side, writer):
+        side = None if side is None else side.detach().cpu()
+        return self._side_features(side, y).float(), {}
+
+    def _decode_condition(self, reader, shape, side):
+        side = None if side is None else side.detach().cpu()
+        return self._side_features(side, torch.zeros(1, self.N, *shape)).float()
+
+
+def _make_tables_transient(model: nn.Module) -> None:
+    """Keep CompressAI's CDF buffers out of state_dict(): they are derived, never stored."""
+    for name in ("_offset", "_quantized_cdf", "_cdf_length"):
+        model.register_buffer(name, getattr(model, name), persistent=False)
+
+
+def _bottleneck_likelihood(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
+    """Likelihoods of z_hat (B, C, h, w) under the learned factorized density, bounded."""
+    batch, channels, height, width = z_hat.shape
+    values = z_hat.transpose(0, 1).reshape(channels, 1, -1)
+    likelihood = bottleneck.likelihood_lower_bound(bottleneck._likelihood(values)[0])
+    return likelihood.reshape(channels, batch, height, width).transpose(0, 1)
+
+
+def _bottleneck_tables(bottleneck: EntropyBottleneck) -> tuple[CodingTables, Tensor]:
+    """Coding tables of the bottleneck's *current* parameters, built on a CPU copy.
+
+    The table for channel c spans median ± k where k is the first integer offset whose
+    cumulative tail mass is below tail_mass / 2 (at most ±256; farther values escape).
+    The median stays the learned ``quantiles[:, 0, 1]`` that ``forward`` uses; no aux loss
+    is needed for correct (or reasonably tight) tables.
+    """
+    eb = copy.deepcopy(bottleneck).to("cpu", torch.float64)
+    if not all(bool(torch.isfinite(p).all()) for p in eb.parameters()):
+        raise ValueError("entropy bottleneck parameters are not finite: cannot build coding tables")
+    with torch.no_grad(), single_threaded():
+        medians = eb.quantiles[:, 0, 1].clone()
+        offsets = torch.arange(_BOTTLENECK_TABLE_RADIUS + 1, dtype=torch.float64)
+        lower = eb._logits_cumulative((medians[:, None] - offsets - 0.5)[:, None], True)[:, 0]
+        upper = eb._logits_cumulative((medians[:, None] + offsets + 0.5)[:, None], True)[:, 0]
+        target = math.log(2 / eb.tail_mass - 1)
+        below, above = _first_true(lower <= -target), _first_true(upper >= target)
+        eb.quantiles[:, 0, 0] = medians - below
+        eb.quantiles[:, 0, 2] = medians + above
+        eb.update(force=True)
+    return CodingTables.from_entropy_model(eb), medians
+
+
+def _first_true(mask: Tensor) -> Tensor:
+    """Per row, the first column where ``mask`` holds (the last column if none)."""
+    first = mask.to(torch.int8).argmax(dim=1)
+    return torch.where(mask.any(dim=1), first, mask.shape[1] - 1).double()
+
+
+def _channel_indexes(shape: Sequence[int]) -> Tensor:
+    channels = shape[0]
+    return torch.arange(channels).view(-1, *([1] * (len(shape) - 1))).expand(*shape)
+
+
+def _hyper_size(size: int) -> int:
+    """Side of z for a latent side: two 5x5 stride-2 convs with padding 2 (ceil halving)."""
+    return ((size + 1) // 2 + 1) // 2
+
+
+def _describe(flag_bits: int) -> str:
+    kind = "side information" if flag_bits & _CONDITIONAL else "no side information"
+    return f"{kind}, hyperprior={bool(flag_bits & _HYPERPRIOR)}"
