@@ -1,0 +1,31 @@
+"""taskcodecs: scalable learned codecs for machine tasks, with real layered bitstreams.
+
+    from taskcodecs import list_models, create_model, load_codec
+    model = create_model("tiny-depth-base")
+    data = model.compress(image)            # image [3, H, W] in [0, 1] -> bytes
+    out = model.decompress(data, layers="base")
+
+The names below are imported lazily: ``import taskcodecs`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "list_models": "taskcodecs.registry",
+    "create_model": "taskcodecs.registry",
+    "model_config": "taskcodecs.registry",
+    "load_codec": "taskcodecs.registry",
+    "save_codec": "taskcodecs.registry",
+    "BitstreamError": "taskcodecs.bitstream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'taskcodecs' has no attribute {name!r}")
