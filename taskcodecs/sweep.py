@@ -1,0 +1,289 @@
+"""Train and evaluate a grid of rate points, gathered into one Dataset for the RD plots.
+
+    python -m taskcodecs.sweep --config tiny-depth-base-proposed --methods baseline,proposed \\
+        --rate-weights 1e-3,3e-3,1e-2 --reward-weights 0.01,0.1 --out sweeps/depth [key=value ...]
+    python -m taskcodecs.sweep --config tiny-cityscapes-reconstruction-scalable \\
+        --methods scalable,direct,standalone-refit,standalone-independent \\
+        --bases baseline=sweeps/depth/runs/A,proposed=sweeps/depth/runs/B \\
+        --rate-weights 3e-3,1e-2,3e-2 --out sweeps/recon
+
+Points. ``--methods`` are siblings of ``--config`` in its family (same preset), default
+its own method. Base families: ``baseline`` runs at reward_weight 0 only, ``proposed`` at
+every ``--reward-weights`` value (which must be > 0; default: the config's). Enhancement
+families: every point names its frozen base explicitly, from ``--bases label=RUN_DIR,...``
+(or a single ``base=RUN_DIR`` override, labelled by the folder name); ``standalone-refit``
+points start from the ``scalable`` point of the same base and rate weight (so ``scalable``
+must be among the methods). ``direct`` points do not depend on the rate weight; they are
+run once per base and repeated along ``rate_weight``.
+
+Each point is a run directory ``OUT/runs/<experiment>[-<base label>]-rate<λ>[-reward<w>]``,
+trained with :func:`taskcodecs.train.train` and evaluated with
+:func:`taskcodecs.evaluate.evaluate_run`; a point whose ``eval.nc`` exists is reused, one
+with a last checkpoint is resumed, so an interrupted sweep is re-run with the same command.
+The plan is ``OUT/sweep.json``; the result ``OUT/sweep.nc`` (h5netcdf, atomic) holds every
+variable of the points' eval.nc with the dims
+
+    base families         (method, reward_weight, rate_weight, image, layer)
+    enhancement families  (method, base, rate_weight, image, layer)
+
+(``map``/``miou`` without ``image``), NaN where a combination was not run, plus per point
+``run_dir``, ``codec_id`` and ``checkpoint_step``; enhancement sweeps also carry the
+coordinates ``base_run`` and ``base_reward_weight`` along ``base``. The sweep is one
+process; to spread points over GPUs or nodes, ``--dry-run`` prints each point's train and
+evaluate command to dispatch (train commands can be prefixed with torchrun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from taskcodecs.checkpoint import CheckpointError
+from taskcodecs.config import ConfigError, parse_overrides
+from taskcodecs.data.errors import DatasetError
+from taskcodecs.experiments import (
+    checkpoint_path,
+    get_experiment,
+    load_experiment,
+    read_run,
+    sibling,
+)
+from taskcodecs.io import atomic_write, write_json
+
+log = logging.getLogger("taskcodecs.sweep")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the sweep."""
+
+    experiment: str
+    method: str
+    rate_weight: float
+    reward_weight: float | None  # base families
+    base_label: str | None  # enhancement families
+    base_run: str | None
+    run_dir: str
+    init_from: str | None  # standalone-refit: the scalable point's run dir
+
+
+def _floats(text: str | None, what: str) -> list[float]:
+    if text is None:
+        return []
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ConfigError(f"{what}: expected comma-separated numbers, got {text!r}") from err
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{what}: expected non-negative numbers, got {text!r}")
+    return values
+
+
+def _bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
+    if text:
+        pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+        if any(not sep or not label or not path for label, sep, path in pairs):
+            raise ConfigError(f"--bases: expected label=RUN_DIR,..., got {text!r}")
+        return {label.strip(): path.strip() for label, _, path in pairs}
+    if overrides.get("base"):
+        return {Path(str(overrides["base"])).name: str(overrides["base"])}
+    return {}
+
+
+def plan(config: str, rate_weights: list[float], reward_weights: list[float],
+         methods: list[str], bases: dict[str, str], out: Path) -> list[Point]:
+    """The points of a sweep, in the order they must run (scalable before its refit)."""
+    exp = get_experiment(config)
+    methods = methods or [exp.method]
+    order = {"scalable": 0}  # refits need their scalable point first
+    methods = sorted(methods, key=lambda m: order.get(m, 1))
+    if not rate_weights:
+        raise ConfigError("--rate-weights: give at least one rate weight")
+    runs = out / "runs"
+    points: list[Point] = []
+    for method in methods:
+        name = sibling(exp.name, method)
+        if exp.role == "base":
+            if method == "baseline":
+                rewards = [0.0]
+            else:
+                rewards = reward_weights or [load_experiment(name).reward_weight]
+                if any(w == 0 for w in rewards):
+                    raise ConfigError(f"--reward-weights: {method} needs reward weights > 0 "
+                                      "(reward_weight 0 is the baseline)")
+            points += [Point(name, method, lam, w, None, None,
+                             str(runs / f"{name}-rate{lam:g}-reward{w:g}"), None)
+                       for w in rewards for lam in rate_weights]
+        elif exp.role == "enhancement":
+            if not bases:
+                raise ConfigError(f"{exp.name} is an enhancement: name the base of every point "
+                                  "with --bases label=RUN_DIR,... (or base=RUN_DIR)")
+            if reward_weights:
+                raise ConfigError("--reward-weights applies to base families; an enhancement "
+                                  "sweep varies the base with --bases")
+            for label, base in bases.items():
+                for lam in rate_weights if method != "direct" else rate_weights[:1]:
+                    init = None
+                    if method == "standalone-refit":
+                        if "scalable" not in methods:
+                            raise ConfigError("standalone-refit points refit the scalable points: "
+                                              "add scalable to --methods")
+                        init = str(runs / f"{sibling(exp.name, 'scalable')}-{label}-rate{lam:g}")
+                    tag = "" if method == "direct" else f"-rate{lam:g}"
+                    points.append(Point(name, method, lam, None, label, base,
+                                        str(runs / f"{name}-{label}{tag}"), init))
+        else:
+            raise ConfigError(f"{exp.name} is a codec-free reference: there is no rate to sweep")
+    return points
+
+
+def run_point(point: Point, overrides: dict[str, Any], split: str, limit: int | None) -> Path:
+    """Train (or resume, or reuse) and evaluate one point; returns its eval.nc path."""
+    from taskcodecs.evaluate import evaluate_run
+    from taskcodecs.train import resolve_config, train
+
+    run_dir = Path(point.run_dir)
+    result = run_dir / "eval.nc"
+    if result.is_file():
+        log.info("%s: reusing %s", run_dir.name, result)
+        return result
+    if checkpoint_path(run_dir, "last").with_suffix(".json").is_file():
+        cfg = resolve_config(None, {**_train_overrides(point, overrides), "resume": str(run_dir)})
+    else:
+        cfg = resolve_config(point.experiment, _train_overrides(point, overrides))
+    train(cfg)
+    evaluate_run(run_dir, split=split, checkpoint="best", limit=limit)
+    return result
+
+
+def _train_overrides(point: Point, overrides: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in overrides.items() if k != "base"}
+    out.update({"out": point.run_dir, "rate_weight": point.rate_weight})
+    if point.reward_weight is not None:
+        out["reward_weight"] = point.reward_weight
+    if point.base_run is not None:
+        out["base"] = point.base_run
+    if point.init_from is not None:
+        out["init_from"] = point.init_from
+    return out
+
+
+def commands(point: Point, overrides: dict[str, Any], split: str, limit: int | None) -> str:
+    """The train and evaluate command lines of ``point`` (for --dry-run)."""
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+             for k, v in _train_overrides(point, overrides).items()]
+    train = ["python", "-m", "taskcodecs.train", "--config", point.experiment, *items]
+    evaluate = ["python", "-m", "taskcodecs.evaluate", point.run_dir, "--split", split]
+    if limit is not None:
+        evaluate += ["--limit", str(limit)]
+    return shlex.join(train) + " && " + shlex.join(evaluate)
+
+
+def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:
+    """Every point's eval.nc in one Dataset (module docstring), written to OUT/sweep.nc."""
+    enhancement = points[0].base_label is not None
+    second = "base" if enhancement else "reward_weight"
+    parts, meta, units = [], [], {}
+    for p in points:
+        with xr.open_dataset(Path(p.run_dir) / "eval.nc", engine="h5netcdf") as ds:
+            ds = ds.load()
+        units.update({name: v.attrs["units"] for name, v in ds.data_vars.items() if "units" in v.attrs})
+        sizes = ds[["height", "width"]]
+        key = p.base_label if enhancement else p.reward_weight
+        rates = [p.rate_weight] if p.method != "direct" else sorted({q.rate_weight for q in points})
+        for lam in rates:
+            coords = {"method": [p.method], second: [key], "rate_weight": [lam]}
+            parts.append(ds.drop_attrs().drop_vars(["height", "width"]).expand_dims(coords))
+            meta.append((p.method, key, lam, p.run_dir, ds.attrs["codec_id"],
+                         int(ds.attrs["checkpoint_step"])))
+    merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    merged["height"], merged["width"] = sizes["height"], sizes["width"]
+    shape = tuple(merged.sizes[d] for d in ("method", second, "rate_weight"))
+    run_dir = np.full(shape, "", dtype=object)
+    codec_id = np.full(shape, "", dtype=object)
+    step = np.full(shape, -1, dtype=np.int64)
+    index = {d: list(merged[d].values) for d in ("method", second, "rate_weight")}
+    for method, key, lam, directory, cid, ckpt_step in meta:
+        at = (index["method"].index(method), index[second].index(key), index["rate_weight"].index(lam))
+        run_dir[at], codec_id[at], step[at] = directory, cid, ckpt_step
+    dims = ("method", second, "rate_weight")
+    merged["run_dir"] = (dims, run_dir)
+    merged["codec_id"] = (dims, codec_id)
+    merged["checkpoint_step"] = (dims, step)
+    for name, variable in merged.data_vars.items():
+        if name in units:
+            variable.attrs["units"] = units[name]
+    merged["rate_weight"].attrs["description"] = "weight of bits per pixel in the training loss"
+    if enhancement:
+        labels = list(merged["base"].values)
+        runs = {p.base_label: p.base_run for p in points}
+        merged = merged.assign_coords(
+            base_run=("base", np.array([runs[b] for b in labels], dtype=object)),
+            base_reward_weight=("base", np.array([_reward(runs[b]) for b in labels])),
+        )
+    else:
+        merged["reward_weight"].attrs["description"] = "weight of the base's reconstruction reward"
+    merged.attrs.update({"config": config, "experiment_family": get_experiment(config).family,
+                         "bpp_normalization": "bits per pixel of the original H x W image"})
+    atomic_write(out / "sweep.nc", lambda tmp: merged.to_netcdf(tmp, engine="h5netcdf"))
+    return merged
+
+
+def _reward(base_run: str) -> float:
+    cfg, _ = read_run(base_run)
+    return float("nan") if cfg.reward_weight is None else float(cfg.reward_weight)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taskcodecs.sweep",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="an experiment of the family to sweep")
+    parser.add_argument("--rate-weights", required=True, help="comma-separated, e.g. 1e-3,3e-3")
+    parser.add_argument("--reward-weights", help="base families: comma-separated, > 0")
+    parser.add_argument("--methods", help="comma-separated methods of the family")
+    parser.add_argument("--bases", help="enhancement families: label=RUN_DIR,...")
+    parser.add_argument("--out", required=True, help="sweep folder (runs/, sweep.json, sweep.nc)")
+    parser.add_argument("--split", default="val", help="split to evaluate")
+    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N images")
+    parser.add_argument("--dry-run", action="store_true", help="print each point's commands")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="train overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = Path(args.out)
+    try:
+        overrides = parse_overrides(args.overrides)
+        for key in ("out", "resume", "rate_weight", "reward_weight", "init_from"):
+            if key in overrides:
+                raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
+        points = plan(args.config, _floats(args.rate_weights, "--rate-weights"),
+                      _floats(args.reward_weights, "--reward-weights"),
+                      [m.strip() for m in (args.methods or "").split(",") if m.strip()],
+                      _bases(args.bases, overrides), out)
+        if args.dry_run:
+            for point in points:
+                print(commands(point, overrides, args.split, args.eval_limit))
+            return 0
+        write_json(out / "sweep.json", {"config": args.config, "overrides": overrides,
+                                        "points": [asdict(p) for p in points]})
+        for i, point in enumerate(points, 1):
+            log.info("point %d/%d: %s", i, len(points), Path(point.run_dir).name)
+            run_point(point, overrides, args.split, args.eval_limit)
+        ds = gather(points, out, args.config)
+    except (ConfigError, DatasetError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{len(points)} points -> {out / 'sweep.nc'} (dims {dict(ds.sizes)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
