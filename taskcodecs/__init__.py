@@ -19,6 +19,8 @@ _EXPORTS = {
     "model_config": "taskcodecs.registry",
     "load_codec": "taskcodecs.registry",
     "save_codec": "taskcodecs.registry",
+    "list_experiments": "taskcodecs.registry",
+    "load_experiment": "taskcodecs.registry",
     "BitstreamError": "taskcodecs.bitstream",
 }
 

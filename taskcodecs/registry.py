@@ -17,6 +17,10 @@ decoders, torchvision's paper task heads); ``tiny-…`` presets (N = 32, widths 
 block per stage, tiny task heads) run a forward/backward at 64 x 128 on a CPU in about a
 second.
 
+Experiments (training configs, one per run of the paper, ``{preset}-{family}-{method}``)
+live in the same registry: :func:`list_experiments` and :func:`load_experiment` (defined in
+:mod:`taskcodecs.experiments`, which refers to the model names above).
+
 Checkpoints written by :func:`save_codec` carry ``model_name``, ``model_config`` (every
 config field, so the exact model is rebuilt) and ``codec_id`` in their JSON metadata.
 """
@@ -38,13 +42,16 @@ from torch import nn
 from taskcodecs.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from taskcodecs.config import ConfigError, apply_overrides, config_to_dict
 from taskcodecs.models.base import BaseCodec, BaseCodecConfig
+from taskcodecs.experiments import list_experiments, load_experiment
 from taskcodecs.models.enhancement import MODES, EnhancementCodec, EnhancementCodecConfig
 
 __all__ = [
     "ModelSpec",
     "create_model",
+    "list_experiments",
     "list_models",
     "load_codec",
+    "load_experiment",
     "model_config",
     "register_model",
     "save_codec",

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from taskcodecs.evaluate import evaluate_run, main
@@ -14,15 +13,6 @@ from taskcodecs.train import resolve_config, train
 
 SMALL = {"synthetic.train": 4, "synthetic.val": 2, "log_every": 1, "num_workers": 0,
          "max_steps": 2, "val_every": 2}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two spinning threads run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

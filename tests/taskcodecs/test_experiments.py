@@ -27,15 +27,6 @@ from taskcodecs.train import resolve_config, train
 SMALL = {"synthetic.train": 4, "synthetic.val": 2, "log_every": 1, "num_workers": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two spinning threads run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_every_experiment_has_exactly_one_yaml():
     on_disk = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
     assert on_disk == list_experiments()

@@ -2,20 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from taskcodecs.config import ConfigError
 from taskcodecs.sweep import commands, main, plan
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two spinning threads run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_plan_of_a_base_family(tmp_path):

@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from taskcodecs.checkpoint import read_metadata
 from taskcodecs.config import ConfigError
@@ -14,15 +13,6 @@ from taskcodecs.rundir import RunDir
 from taskcodecs.train import main, resolve_config, train
 
 SMALL = {"synthetic.train": 4, "synthetic.val": 2, "log_every": 1, "num_workers": 0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two spinning threads run ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,17 @@
+"""Suite-wide settings.
+
+Torch runs on one thread in the tests: the models are tiny, and on a small shared CPU two
+spinning OpenMP threads were measured several times slower than one (see
+taskcodecs/TRAINING.md). Tests that need more threads set them themselves.
+"""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
