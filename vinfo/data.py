@@ -1,0 +1,234 @@
+"""Reading and checking (representation, target) arrays, and the embedded default inputs.
+
+Inputs::
+
+    Z  representations   [N, D] vectors, or [N, C_z, h, w] latent grids; finite numbers
+    Y  targets           [N] or [N, D] per sample, or [N, C, H, W] dense ([N, H, W] is read
+                         as one channel) with H = s·h and W = s·w for one integer stride s
+
+A latent grid with a per-sample target is flattened to [N, C_z·h·w] (the vector ladder).
+Target kinds: ``categorical`` (integers 0..K-1), ``gaussian`` and ``laplace`` (real values),
+``discretized`` (integers 0..255, e.g. 8-bit images). ``ignore_value`` marks values that count
+for no model (the segmentation ignore index, invalid disparity); they are exempt from the
+kind's checks. Files: ``.npy``; ``.npz`` (its one array, or the one named by ``key``); ``.nc``
+(its one data variable, or ``key``). Every problem raises :class:`VinfoInputError` naming the
+file or array and what was expected.
+
+The embedded default (:func:`default_inputs`) is a *placeholder* until the codec adapter
+lands: synthetic street scenes, Z = a fixed, non-learned representation of the image (4x4
+average pooling then 4x4 space-to-depth: [N, 48, H/16, W/16], the shape of a 16x downsampling
+codec latent) and Y = the Cityscapes train ids (19 = ignore).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vinfo.targets import KINDS
+
+
+class VinfoInputError(ValueError):
+    """An input file or array is missing, malformed or does not fit the target kind."""
+
+
+@dataclass
+class Inputs:
+    """Checked inputs: ``z`` float32 [N, D] or [N, C_z, h, w]; ``y`` [N, C] or [N, C, H, W]
+    (int64 for categorical/discretized, float32 otherwise); ``mask`` bool like ``y``;
+    ``stride`` s for dense targets (None otherwise); ``num_classes`` K (categorical)."""
+
+    z: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    stride: int | None
+    num_classes: int
+    z_shape: tuple[int, ...]
+    y_shape: tuple[int, ...]
+
+    @property
+    def dense(self) -> bool:
+        return self.stride is not None
+
+
+def load_array(path: str | os.PathLike, key: str = "", role: str = "array") -> np.ndarray:
+    """Read ``path`` (.npy, .npz, .nc) as a NumPy array; ``role`` names it in errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise VinfoInputError(f"{role} file {path}: not found")
+    if path.stat().st_size == 0:
+        raise VinfoInputError(f"{role} file {path}: the file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                array = archive[_pick(list(archive.files), key, path, role)]
+        elif suffix == ".nc":
+            import xarray as xr
+
+            with xr.open_dataset(path) as ds:
+                array = ds[_pick(list(ds.data_vars), key, path, role)].values
+        else:
+            raise VinfoInputError(f"{role} file {path}: unsupported extension {suffix!r}; "
+                                  "expected .npy, .npz or .nc")
+    except VinfoInputError:
+        raise
+    except Exception as err:  # a corrupt or truncated file, pickled objects, ...
+        raise VinfoInputError(
+            f"{role} file {path}: cannot be read ({type(err).__name__}: {err})") from err
+    return np.asarray(array)
+
+
+def _pick(names: list[str], key: str, path: Path, role: str) -> str:
+    if key:
+        if key not in names:
+            raise VinfoInputError(f"{role} file {path}: no array {key!r}; it holds {names}")
+        return key
+    if len(names) != 1:
+        raise VinfoInputError(f"{role} file {path}: holds {len(names)} arrays {names}; "
+                              "name the one to use (--representations-key / --targets-key)")
+    return names[0]
+
+
+def check_inputs(
+    z: np.ndarray, y: np.ndarray, target_kind: str, *, ignore_value: float | None = None,
+    num_classes: int | None = None, z_name: str = "representations Z",
+    y_name: str = "targets Y",
+) -> Inputs:
+    """Validate and normalise a (Z, Y) pair; see the module docstring for the rules."""
+    if target_kind not in KINDS:
+        raise VinfoInputError(f"unknown target kind {target_kind!r}; expected one of "
+                              f"{', '.join(KINDS)}")
+    z, y = np.asarray(z), np.asarray(y)
+    for name, a in ((z_name, z), (y_name, y)):
+        if a.size == 0:
+            raise VinfoInputError(f"{name}: empty array of shape {a.shape}")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise VinfoInputError(f"{name}: expected numbers, got dtype {a.dtype}")
+        if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():
+            bad = np.argwhere(~np.isfinite(a))[0]
+            raise VinfoInputError(f"{name}: {int((~np.isfinite(a)).sum())} NaN/inf values, the "
+                                  f"first at index {tuple(int(i) for i in bad)}")
+    if z.ndim not in (2, 4):
+        raise VinfoInputError(f"{z_name}: expected [N, D] or [N, C, h, w], got shape {z.shape}")
+    if y.ndim not in (1, 2, 3, 4):
+        raise VinfoInputError(f"{y_name}: expected [N], [N, D] or [N, C, H, W], "
+                              f"got shape {y.shape}")
+    if z.shape[0] != y.shape[0]:
+        raise VinfoInputError(f"{z_name} has {z.shape[0]} samples but {y_name} has {y.shape[0]} "
+                              f"(shapes {z.shape} and {y.shape})")
+    z_shape, y_shape = tuple(z.shape), tuple(y.shape)
+    y = y.reshape(y.shape[0], 1) if y.ndim == 1 else y
+    y = y[:, None] if y.ndim == 3 else y
+    stride = None
+    if y.ndim == 4:
+        if z.ndim != 4:
+            raise VinfoInputError(f"{y_name} is dense {y_shape} but {z_name} is a vector "
+                                  f"{z_shape}; dense targets need a latent grid [N, C, h, w]")
+        (h, w), (big_h, big_w) = z.shape[2:], y.shape[2:]
+        if big_h % h or big_w % w or big_h // h != big_w // w:
+            raise VinfoInputError(f"{y_name} of size {big_h}x{big_w} is not one integer multiple "
+                                  f"of the {z_name} grid {h}x{w} (need H = s·h and W = s·w)")
+        stride = big_h // h
+    elif z.ndim == 4:
+        z = z.reshape(z.shape[0], -1)
+    mask = np.ones(y.shape, dtype=bool) if ignore_value is None else (y != ignore_value)
+    if not mask.any():
+        raise VinfoInputError(f"{y_name}: every value equals the ignore value {ignore_value}")
+    valid = y[mask]
+    if target_kind in ("categorical", "discretized"):
+        if np.issubdtype(valid.dtype, np.floating) and not np.all(valid == np.round(valid)):
+            raise VinfoInputError(f"{y_name}: {target_kind} targets must be integers, found "
+                                  f"{valid[valid != np.round(valid)][0]!r}")
+        y = np.where(mask, y, 0).astype(np.int64)
+        valid = y[mask]
+    if target_kind == "discretized" and (valid.min() < 0 or valid.max() > 255):
+        raise VinfoInputError(f"{y_name}: discretized targets must lie in 0..255 (8-bit values), "
+                              f"found range {valid.min()}..{valid.max()}")
+    classes = 0
+    if target_kind == "categorical":
+        if valid.min() < 0:
+            raise VinfoInputError(f"{y_name}: class labels must be >= 0, found {valid.min()}")
+        classes = int(num_classes) if num_classes else int(valid.max()) + 1
+        if valid.max() >= classes:
+            raise VinfoInputError(f"{y_name}: label {valid.max()} >= num_classes {classes}")
+    if valid.min() == valid.max():
+        what = "class" if target_kind == "categorical" else "value"
+        raise VinfoInputError(f"{y_name}: all valid targets are one {what} ({valid.flat[0]!r}); "
+                              "there is nothing to predict")
+    y = y if target_kind in ("categorical", "discretized") else y.astype(np.float32)
+    return Inputs(z.astype(np.float32), y, mask, stride, classes, z_shape, y_shape)
+
+
+def patch_representation(images: np.ndarray, pool: int = 4, block: int = 4) -> np.ndarray:
+    """Fixed representation of uint8 images [N, 3, H, W]: average ``pool`` x ``pool`` patches
+    in [0, 1], then space-to-depth by ``block``:
+    -> [N, 3·block², H/(pool·block), W/(pool·block)]."""
+    n, c, h, w = images.shape
+    x = images.astype(np.float32) / 255.0
+    x = x.reshape(n, c, h // pool, pool, w // pool, pool).mean(axis=(3, 5))
+    h2, w2 = x.shape[2] // block, x.shape[3] // block
+    x = x.reshape(n, c, h2, block, w2, block).transpose(0, 1, 3, 5, 2, 4)
+    return np.ascontiguousarray(x.reshape(n, c * block * block, h2, w2))
+
+
+def default_inputs(
+    data_dir: str | os.PathLike, *, train: int, val: int, height: int, width: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The embedded default: synthetic scenes -> (Z [N, 48, H/16, W/16], Y [N, 1, H, W], source).
+
+    The scenes live in ``data_dir/scenes-<train>+<val>-<H>x<W>-seed<seed>`` (Cityscapes
+    layout), generated unless ``dataset.json`` there says they already are; one folder per
+    setting, so files of another setting never mix in. Y holds train ids 0..18 with
+    19 = ignore. Placeholder until the codec adapter lands.
+    """
+    from PIL import Image
+
+    from taskcodecs.data.labels import label_ids_to_train_ids
+
+    if height % 16 or width % 16:
+        raise VinfoInputError(f"default dataset: height {height} and width {width} must be "
+                              "multiples of 16")
+    root = Path(data_dir) / f"scenes-{train}+{val}-{height}x{width}-seed{seed}"
+    if not _generated_with(root, train=train, val=val, height=height, width=width, seed=seed):
+        from taskcodecs.data.synthetic import generate_dataset
+
+        generate_dataset(root, train=train, val=val, height=height, width=width, seed=seed,
+                         overwrite=True)
+    images = [p for split in ("train", "val")
+              for p in sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))]
+    pixels, labels = [], []
+    for path in images:
+        split, city = path.parent.parent.name, path.parent.name
+        stem = path.name[: -len("_leftImg8bit.png")]
+        label_path = root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
+        if not label_path.is_file():
+            raise VinfoInputError(f"default dataset: {label_path} missing for {path}")
+        pixels.append(np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1))
+        labels.append(label_ids_to_train_ids(np.asarray(Image.open(label_path))))
+    if not pixels:
+        raise VinfoInputError(f"default dataset: no images under {root / 'leftImg8bit'}")
+    z = patch_representation(np.stack(pixels))
+    y = np.stack(labels)[:, None].astype(np.int64)
+    source = (f"placeholder: synthetic scenes {height}x{width} ({len(images)} images); "
+              "Z = 4x4 average pooling + 4x4 space-to-depth of the image (fixed, not learned), "
+              "Y = Cityscapes train ids (19 = ignore)")
+    return z, y, source
+
+
+def _generated_with(root: Path, *, train: int, val: int, height: int, width: int,
+                    seed: int) -> bool:
+    """True if ``root/dataset.json`` says the dataset there was generated with these values."""
+    from taskcodecs.io import read_json
+
+    try:
+        info = read_json(root / "dataset.json")
+        return (info["seed"], info["height"], info["width"]) == (seed, height, width) and (
+            info["splits"]["train"]["images"], info["splits"]["val"]["images"]) == (train, val)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
