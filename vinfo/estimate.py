@@ -3,6 +3,9 @@
     python -m vinfo.estimate --representations Z.npy --targets Y.npy --target-kind categorical \\
         [--families linear,mlp-64] [--seeds 0,1,2] [--bootstrap 1000] [--folds K] \\
         [--max-steps 400] --out DIR [key=value ...]
+    python -m vinfo.estimate --codec RUN_DIR --dataset DIR \\
+        --target {reconstruction,segmentation,depth} [--split val] [--limit N] \\
+        [--checkpoint best|last] [--families ...] --out DIR    # Z = a base codec's ŷ_b
     python -m vinfo.estimate        # the embedded default (placeholder inputs, vinfo.data)
 
     import vinfo
@@ -466,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(synthetic scenes, a placeholder representation).")
     parser.add_argument("--representations", help="Z: .npy/.npz/.nc, [N, D] or [N, C, h, w]")
     parser.add_argument("--targets", help="Y: .npy/.npz/.nc, [N], [N, D] or [N, C, H, W]")
+    codec = parser.add_argument_group(
+        "codec inputs (instead of --representations/--targets; see vinfo.adapter)")
+    codec.add_argument("--codec", metavar="RUN_DIR", help="a base codec training run directory")
+    codec.add_argument("--dataset", metavar="DIR", help="Cityscapes-layout dataset root")
+    codec.add_argument("--target", choices=["reconstruction", "segmentation", "depth"])
+    codec.add_argument("--split", default="val", help="dataset split (default val)")
+    codec.add_argument("--limit", type=int, help="only the first N images")
+    codec.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--representations-key", help="array name inside a .npz/.nc")
     parser.add_argument("--targets-key", help="array name inside a .npz/.nc")
     parser.add_argument("--target-kind", choices=list(KINDS))
@@ -487,7 +498,8 @@ def config_from_args(args: argparse.Namespace) -> VinfoConfig:
     """Defaults < --config (or, with neither inputs nor --config, the embedded-default preset)
     < flags < key=value overrides."""
     from_file = load_config(VinfoConfig, args.config) if args.config else VinfoConfig()
-    if not (args.representations or args.targets or from_file.representations):
+    if not (args.representations or args.targets or getattr(args, "codec", None)
+            or from_file.representations):
         from_file = apply_overrides(from_file, DEFAULT_RUN) if not args.config else from_file
     flags = {key: getattr(args, key) for key in (
         "representations", "targets", "representations_key", "targets_key", "families", "seeds",
@@ -508,10 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if bool(cfg.representations) != bool(cfg.targets):
+        if args.codec or args.dataset or args.target:
+            ds, cfg = _estimate_codec(args, cfg)
+        elif bool(cfg.representations) != bool(cfg.targets):
             raise VinfoInputError("give both --representations and --targets, or neither "
                                   "(the embedded default)")
-        if cfg.representations:
+        elif cfg.representations:
             ds = estimate(cfg.representations, cfg.targets, config=cfg, log=_log)
         else:
             d = cfg.default_data
@@ -530,6 +544,30 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
+
+
+def _estimate_codec(
+    args: argparse.Namespace, cfg: VinfoConfig
+) -> tuple[xr.Dataset, VinfoConfig]:
+    """``--codec RUN_DIR --dataset DIR --target T``: the estimate on a codec's (ŷ_b, Y) pairs."""
+    from vinfo.adapter import extract_codec_pairs
+
+    if cfg.representations or cfg.targets:
+        raise VinfoInputError("--codec/--dataset/--target replace --representations/--targets; "
+                              "give one or the other")
+    missing = [f"--{name}" for name in ("codec", "dataset", "target") if not getattr(args, name)]
+    if missing:
+        raise VinfoInputError(f"codec inputs need --codec, --dataset and --target; missing "
+                              f"{', '.join(missing)}")
+    pairs = extract_codec_pairs(args.codec, args.dataset, args.target, split=args.split,
+                                limit=args.limit, checkpoint=args.checkpoint,
+                                target_kind=args.target_kind, log=_log)
+    cfg = apply_overrides(cfg, {"target_kind": pairs.target_kind, "source": pairs.source,
+                                "ignore_value": pairs.ignore_value,
+                                "num_classes": pairs.num_classes})
+    ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
+                  attrs=pairs.attrs(), log=_log)
+    return ds, cfg
 
 
 class _CallableModule(types.ModuleType):
