@@ -16,25 +16,20 @@ a method with no runs is named in the "Missing" section instead of being drawn.
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
 import math
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib.style
-from matplotlib.figure import Figure
 
 from analysis.bdrate import METHODS, RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult, all_figures
 from analysis.gap import STANDALONE, gap_figure, gap_rows, ladder_rows, load_vinfo
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
-from taskcodecs.io import atomic_write_bytes, atomic_write_text
+from taskcodecs.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
 
 CONVENTIONS = [
     "Rate: bits per pixel of the original full-resolution image, from the real bitstream "
@@ -50,23 +45,6 @@ CONVENTIONS = [
     "Conditional coding gain: standalone minus scalable total rate at matched quality, rate "
     "interpolated in quality with PCHIP and averaged over the common quality interval (bpp).",
 ]
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list = field(default_factory=list)  # str | Table | Bullets | FigureResult
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Bullets:
-    items: list[str]
 
 
 def bd_comparisons(runs: list[Run], method: str = "akima") -> tuple[list[dict], list[str]]:
@@ -144,7 +122,11 @@ def _compare(name: str, ref: Curve | None, test: Curve | None, method: str, rows
 
 def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
                    method: str) -> tuple[list[Section], list[dict]]:
-    """The report's sections (tables, figures, text) and the BD-rate rows."""
+    """The report's sections (tables, figures as PNG, text) and the BD-rate rows.
+
+    Draws the figures: call inside ``matplotlib.style.context("default")`` for output that
+    does not depend on the user's matplotlib settings.
+    """
     figures = all_figures(runs)
     bd_rows, bd_missing = bd_comparisons(runs, method)
     gap, gap_missing = gap_rows(runs, method)
@@ -163,14 +145,15 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
         _runs_table(runs)])
     return [
         header,
-        Section("2. Figures", list(figures)),
+        Section("2. Figures", [_image(f) for f in figures]),
         Section("3. BD-rates", [_bd_table(bd_rows)] if bd_rows else ["No BD-rate could be "
                                                                      "computed (see Missing)."]),
         Section("4. The gap: information available vs usable", [
             "Available: the base rate R(Ŷ_b) and the conditional coding gain (bits per "
             "original-image pixel). Usable: I_V(Ŷ_b → Y) per probe family (units as in the "
             "vinfo.nc, usually bits per target pixel).", _gap_table(gap),
-            *([_ladder_table(vinfo), _vinfo_sources(vinfo)] if vinfo else []), gap_fig]),
+            *([_ladder_table(vinfo), _vinfo_sources(vinfo)] if vinfo else []),
+            _image(gap_fig)]),
         Section("5. Missing", [Bullets(list(dict.fromkeys(missing)))] if missing else
                 ["Nothing missing: every figure and number could be computed."]),
         Section("6. Conventions", list(CONVENTIONS)),
@@ -192,14 +175,14 @@ def write_report(runs_dir: str | Path, out_dir: str | Path,
     loaded = {label: load_vinfo(path) for label, path in (vinfo or {}).items()}
     with matplotlib.style.context("default"):
         sections, bd_rows = build_sections(runs, Path(runs_dir), loaded, method)
-        pngs = {b.name: _png(b.figure) for s in sections for b in s.blocks
-                if isinstance(b, FigureResult)}
-    out = Path(out_dir)
-    figures = [atomic_write_bytes(out / "figures" / f"{name}.png", png)
-               for name, png in pngs.items()]
-    markdown = atomic_write_text(out / "report.md", _to_markdown(title, sections))
-    page = atomic_write_text(out / "report.html", _to_html(title, sections, pngs))
-    return {"html": page, "markdown": markdown, "figures": figures, "bd_rates": bd_rows}
+    paths = write_document(out_dir, title, sections, css=CSS)
+    figures = [path for key, path in paths.items() if key not in ("html", "markdown")]
+    return {"html": paths["html"], "markdown": paths["markdown"], "figures": figures,
+            "bd_rates": bd_rows}
+
+
+def _image(result: FigureResult) -> Image:
+    return Image(result.name, figure_png(result.figure), result.caption, result.title)
 
 
 # --- tables ----------------------------------------------------------------------------------
@@ -284,6 +267,7 @@ def _vinfo_sources(vinfo: dict[str, dict]) -> Bullets:
 
 # --- rendering -------------------------------------------------------------------------------
 
+# Every cell left-aligned (the tables carry no left_columns); replaces reportdoc's default CSS.
 CSS = """
 body { font-family: system-ui, Helvetica, Arial, sans-serif; max-width: 80rem; margin: 2rem auto;
        padding: 0 1rem; color: #222; line-height: 1.45; }
@@ -293,60 +277,6 @@ th, td { border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }
 th { background: #f3f3f3; } figure img { max-width: 100%; }
 figcaption { font-size: .85rem; color: #555; }
 """
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _to_html(title: str, sections: list[Section], pngs: dict[str, bytes]) -> str:
-    esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{esc(title)}</h1>"]
-    for section in sections:
-        parts.append(f"<h2>{esc(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header)
-                             + "</tr>")
-                parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                          for row in block.rows]
-                parts.append("</table>")
-            elif isinstance(block, Bullets):
-                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items)
-                             + "</ul>")
-            elif isinstance(block, FigureResult):
-                data = base64.b64encode(pngs[block.name]).decode("ascii")
-                parts.append(f'<figure id="{block.name}"><img alt="{esc(block.title)}" '
-                             f'src="data:image/png;base64,{data}"><figcaption>'
-                             f"{esc(block.caption)}</figcaption></figure>")
-            else:
-                parts.append(f"<p>{esc(block)}</p>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
-
-
-def _to_markdown(title: str, sections: list[Section]) -> str:
-    def md_row(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    parts = [f"# {title}", ""]
-    for section in sections:
-        parts += [f"## {section.title}", ""]
-        for block in section.blocks:
-            if isinstance(block, Table):
-                parts += [md_row(block.header), md_row(["---"] * len(block.header)),
-                          *map(md_row, block.rows), ""]
-            elif isinstance(block, Bullets):
-                parts += [*(f"- {item}" for item in block.items), ""]
-            elif isinstance(block, FigureResult):
-                parts += [f"![{block.title}](figures/{block.name}.png)", "", block.caption, ""]
-            else:
-                parts += [block, ""]
-    return "\n".join(parts)
 
 
 # --- command line ------------------------------------------------------------------------------

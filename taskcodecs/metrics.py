@@ -36,6 +36,7 @@ __all__ = [
     "ConfusionMatrix",
     "MaskedRMSE",
     "SegmentationScores",
+    "align_dense",
     "coco_map",
     "disparity_rmse",
     "ms_ssim",
@@ -154,6 +155,28 @@ def _image_pair(
 # --------------------------------------------------------------------------- depth
 
 
+def align_dense(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check a dense prediction, its target and its validity mask; return them aligned.
+
+    ``pred`` (n, 1, H, W) (or any shape); ``target`` and ``mask`` of the same shape, or
+    (n, H, W) next to an (n, 1, H, W) ``pred`` (then given the channel axis). Raises
+    ValueError for mismatched shapes and TypeError for a non-boolean ``mask``.
+    """
+    if pred.dim() == 4 and pred.shape[1] == 1:
+        target = target.unsqueeze(1) if target.dim() == 3 else target
+        mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
+    if pred.shape != target.shape or pred.shape != mask.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same shape"
+        )
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a boolean tensor (True = valid pixel), got {mask.dtype}")
+    return pred, target, mask
+
+
 class MaskedRMSE:
     """Accumulates squared error over valid pixels; ``compute()`` is the pooled RMSE.
 
@@ -166,16 +189,7 @@ class MaskedRMSE:
         self.count = 0
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        if pred.dim() == 4 and pred.shape[1] == 1:
-            target = target.unsqueeze(1) if target.dim() == 3 else target
-            mask = mask.unsqueeze(1) if mask.dim() == 3 else mask
-        if pred.shape != target.shape or pred.shape != mask.shape:
-            raise ValueError(
-                f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
-                f"{tuple(mask.shape)} must have the same shape"
-            )
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be boolean (True = valid pixel), got {mask.dtype}")
+        pred, target, mask = align_dense(pred, target, mask)
         error = (pred.detach().double() - target.double())[mask]
         self.squared_error_sum += float((error**2).sum())
         self.count += int(mask.sum())

@@ -75,6 +75,7 @@ from torchvision.models.segmentation.lraspp import LRASPP
 from torchvision.ops import MultiScaleRoIAlign
 
 from taskcodecs.data.labels import IGNORE_INDEX, NUM_CLASSES
+from taskcodecs.metrics import align_dense
 
 __all__ = [
     "DEPTH_LOSS_SCALE",
@@ -253,7 +254,7 @@ def masked_rmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     ``pred`` (n, 1, H, W); ``target`` and boolean ``mask`` (n, 1, H, W) or (n, H, W). With
     no valid pixel the result is a zero that keeps the graph (no NaN gradient).
     """
-    pred, target, mask = _align_dense(pred, target, mask)
+    pred, target, mask = align_dense(pred, target, mask)
     squared = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
     count = mask.sum()
     if count == 0:
@@ -303,23 +304,6 @@ def segmentation_loss(
         if valid.any():
             total = total + weight * F.cross_entropy(logits, labels, ignore_index=ignore_index)
     return total
-
-
-def _align_dense(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if pred.dim() == 4 and pred.shape[1] == 1 and target.dim() == 3:
-        target = target.unsqueeze(1)
-    if pred.dim() == 4 and pred.shape[1] == 1 and mask.dim() == 3:
-        mask = mask.unsqueeze(1)
-    if pred.shape != target.shape or pred.shape != mask.shape:
-        raise ValueError(
-            f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
-            f"{tuple(mask.shape)} must have the same shape"
-        )
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a boolean tensor (True = valid pixel), got {mask.dtype}")
-    return pred, target, mask
 
 
 # --------------------------------------------------------------------------- pretrained weights
