@@ -1,75 +1,111 @@
 """The layered bitstream container: one file per coded image, a base layer and optional more.
 
-Layout (all integers big-endian, struct-packed)::
+Layout, format version 2 (``v`` = unsigned LEB128 varint, the minimal encoding only; fixed
+integers big-endian)::
 
-    offset  size  field
-    0       4     magic b"TCBS"
-    4       1     format version (u8, currently 1)
-    5       1     codec id length L (u8, 1..255)
-    6       L     codec id, UTF-8 (a stable name such as "tiny-depth-base")
-    6+L     2+2   original image height, width in pixels (u16 each)
-    10+L    4x2   padding left, right, top, bottom in pixels (u16 each; the order of
-                  torch.nn.functional.pad and taskcodecs.models.transforms.Padding)
-    18+L    1     number of layers K (u8, 1..255)
-    then K layer records, in payload order:
-            1     layer name length (u8, 1..255)
-            n     layer name, UTF-8 ("base", "enhancement", ...)
-            4     payload length in bytes (u32)
-            4     CRC32 of the payload (u32, zlib.crc32)
+    size  field
+    4     magic b"TCBS"
+    1     format version (u8, 2)
+    4     codec fingerprint: SHA-256(codec id as UTF-8)[:4], the codec id being the stable
+          ``name@confighash`` of taskcodecs.models.common.make_codec_id
+    v v   original image height, width in pixels (each 1..65535)
+    v v   padding right, bottom in pixels (0..65535; the codecs pad bottom/right only,
+          taskcodecs.models.transforms.pad_to_multiple: left and top are always 0)
+    1     number of layers K (u8, 1..len(LAYER_CODES))
+    then K layer records, codes strictly ascending (so the base, if present, comes first):
+    1     layer code (u8, LAYER_CODES: 0 = "base", 1 = "enhancement")
+    v     payload length in bytes (0..2**32 - 1)
+    4     CRC32 (zlib.crc32, u32) of: the preamble (every byte before K), the layer code
+          byte and the payload
     then the K payloads, concatenated in the same order.
 
-The header is small (about 40 bytes for two layers) and counts towards the *actual* rate:
-bits per pixel = ``len(data) * 8 / (height * width)`` of the original image.
+Size: for a 128 x 256 image the preamble is 15 bytes (9 for magic, version and
+fingerprint; height and width >= 128 take 2 bytes each, padding < 128 takes 1 each), then
+1 byte of layer count, then 5 bytes per layer plus its length's varint (1 byte below 128
+bytes of payload, 2 below 16 KiB, 3 below 2 MiB): 23 bytes for one layer of 128..16383
+bytes, 30 bytes (240 bits) for two. The header counts towards the *actual* rate: bits per
+pixel = ``len(data) * 8 / (height * width)`` of the original image.
 
-Reading is defensive: every length is checked against the bytes actually present before
-anything is sliced, each requested layer's CRC32 is verified before its payload is
-returned (so a corrupt payload never reaches an entropy decoder), and every failure raises
-:class:`BitstreamError` with a message that names what was expected and what was found.
-``unpack(data, layers=("base",))`` reads and verifies only the base layer: a stream whose
-enhancement payload is corrupt, or that was truncated right after the base payload, still
-gives a decodable base.
+Integrity. Every layer's CRC32 also covers the preamble and its own layer code, so a
+corrupt magic/version/fingerprint/size/padding or a changed layer code fails the CRC of
+each layer that is read, and a changed payload length misaligns the payloads (CRC
+mismatch, truncation or trailing bytes). Format version 1 (a string codec id, string layer
+names, u16/u32 fields, ~95 bytes for two layers) was never released; version-1 bytes are
+rejected by the version check.
+
+Reading is defensive: every varint is bounded and every length is checked against the
+bytes actually present before anything is sliced, each requested layer's CRC32 is verified
+before its payload is returned (so a corrupt payload never reaches an entropy decoder),
+and every failure raises :class:`BitstreamError` with a message that names what was
+expected and what was found. ``unpack(data, layers=("base",))`` reads and verifies only
+the base layer: a stream whose enhancement payload is corrupt, or that was truncated right
+after the base payload, still gives a decodable base. ``expect_codec`` compares
+fingerprints; on a mismatch the error names the expected codec id, both fingerprints and,
+through the caller's ``identify`` callback, the codec the stream is for if it is known.
 """
 
 from __future__ import annotations
 
-import struct
+import hashlib
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Bitstream", "BitstreamError", "pack", "unpack"]
+__all__ = [
+    "FINGERPRINT_SIZE",
+    "FORMAT_VERSION",
+    "LAYER_CODES",
+    "MAGIC",
+    "Bitstream",
+    "BitstreamError",
+    "codec_fingerprint",
+    "pack",
+    "unpack",
+]
 
 MAGIC = b"TCBS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FINGERPRINT_SIZE = 4
+LAYER_CODES: dict[str, int] = {"base": 0, "enhancement": 1}  # never renumber: it is the format
+_LAYER_NAMES = {code: name for name, code in LAYER_CODES.items()}
 
-_U8_MAX = 0xFF
 _U16_MAX = 0xFFFF
 _U32_MAX = 0xFFFFFFFF
-_PREAMBLE = struct.Struct(">4sBB")  # magic, version, codec id length
-_GEOMETRY = struct.Struct(">HHHHHHB")  # height, width, pad l/r/t/b, number of layers
-_LAYER_TAIL = struct.Struct(">II")  # payload length, CRC32
-_U8 = struct.Struct(">B")
 
 
 class BitstreamError(ValueError):
     """Bytes that are not a valid stream: bad magic/version/codec, truncation, corruption."""
 
 
+def codec_fingerprint(codec_id: str) -> bytes:
+    """The 4 bytes identifying ``codec_id`` in a stream: the first 4 bytes of its SHA-256."""
+    if not isinstance(codec_id, str) or not codec_id:
+        raise ValueError(f"codec id must be a non-empty string, got {codec_id!r}")
+    return hashlib.sha256(codec_id.encode("utf-8")).digest()[:FINGERPRINT_SIZE]
+
+
 @dataclass(frozen=True)
 class Bitstream:
     """A parsed container.
 
+    ``codec_fingerprint`` is the 4-byte fingerprint of the codec id (:func:`codec_fingerprint`);
     ``image_size`` is the original (unpadded) (height, width) in pixels; ``padding`` is
-    (left, right, top, bottom) pixels that the encoder added before coding. ``layers`` holds
-    the verified payloads that were asked for, in stream order; ``layer_sizes`` holds the
-    declared payload length in bytes of *every* layer in the header (asked for or not).
+    (left, right, top, bottom) pixels that the encoder added before coding (left = top = 0).
+    ``layers`` holds the verified payloads that were asked for, in stream order;
+    ``layer_sizes`` holds the declared payload length in bytes of *every* layer in the
+    header (asked for or not); ``header_size`` is the number of bytes before the first payload.
     """
 
-    codec_id: str
+    codec_fingerprint: bytes
     image_size: tuple[int, int]
     padding: tuple[int, int, int, int]
     layers: dict[str, bytes]
     layer_sizes: dict[str, int] = field(default_factory=dict)
+    header_size: int = 0
+
+    def to_bytes(self) -> bytes:
+        """A container of the same codec, size and padding holding only ``self.layers``."""
+        return _pack(self.codec_fingerprint, self.image_size, self.padding, self.layers)
 
 
 def pack(
@@ -78,48 +114,28 @@ def pack(
     padding: Sequence[int],
     layers: Mapping[str, bytes],
 ) -> bytes:
-    """Serialize a container; ``layers`` maps layer name to payload, in stream order.
+    """Serialize a container; ``layers`` maps layer name (a key of :data:`LAYER_CODES`) to
+    payload, in stream order (base before enhancement). ``padding`` is (left, right, top,
+    bottom) with left = top = 0.
 
     Raises ValueError (not BitstreamError: these are caller mistakes, not bad data) when a
-    field does not fit its format: empty or over-long names, sizes outside u16, no layers.
+    field does not fit its format: an empty codec id, sizes outside u16, padding on the left
+    or top, unknown or misordered layer names, no layers, a payload of 4 GiB or more.
     """
-    codec_bytes = _encode_name(codec_id, "codec id")
-    height, width = _check_ints(image_size, 2, "image_size", minimum=1)
-    pad = _check_ints(padding, 4, "padding (left, right, top, bottom)", minimum=0)
-    if not layers:
-        raise ValueError("a bitstream needs at least one layer, got none")
-    if len(layers) > _U8_MAX:
-        raise ValueError(f"at most {_U8_MAX} layers fit the format, got {len(layers)}")
-
-    records: list[bytes] = []
-    payloads: list[bytes] = []
-    for name, payload in layers.items():
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise ValueError(f"layer {name!r}: payload must be bytes, got {type(payload).__name__}")
-        payload = bytes(payload)
-        if len(payload) > _U32_MAX:
-            raise ValueError(f"layer {name!r}: payload of {len(payload)} bytes exceeds u32")
-        name_bytes = _encode_name(name, "layer name")
-        crc = zlib.crc32(payload) & _U32_MAX
-        records.append(bytes([len(name_bytes)]) + name_bytes + _LAYER_TAIL.pack(len(payload), crc))
-        payloads.append(payload)
-
-    header = (
-        _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(codec_bytes))
-        + codec_bytes
-        + _GEOMETRY.pack(height, width, *pad, len(layers))
-    )
-    return header + b"".join(records) + b"".join(payloads)
+    return _pack(codec_fingerprint(codec_id), image_size, padding, layers)
 
 
 def unpack(
     data: bytes,
     expect_codec: str | None = None,
     layers: Iterable[str] | None = None,
+    identify: Callable[[bytes], str | None] | None = None,
 ) -> Bitstream:
     """Parse and verify ``data``; raise :class:`BitstreamError` on anything invalid.
 
-    ``expect_codec``: the codec id the caller can decode; a different id is an error.
+    ``expect_codec``: the codec id the caller can decode; a stream whose fingerprint differs
+    is an error. ``identify``: optional, maps a fingerprint to the codec id it belongs to
+    (or None); called only on a mismatch, to name the stream's codec in the error.
     ``layers``: names of the layers to verify and return (default: all). Only those payloads
     must be present and intact; with ``layers=None`` the whole stream must be intact and
     there must be no trailing bytes.
@@ -128,44 +144,58 @@ def unpack(
         raise BitstreamError(f"bitstream must be bytes, got {type(data).__name__}")
     reader = _Reader(bytes(data))
 
-    magic, version, codec_len = reader.unpack(_PREAMBLE, "preamble (magic, version)")
+    magic = reader.take(len(MAGIC), "magic")
     if magic != MAGIC:
         raise BitstreamError(
             f"not a taskcodecs bitstream: expected magic {MAGIC!r}, found {magic!r}"
         )
+    version = reader.take(1, "format version")[0]
     if version != FORMAT_VERSION:
         raise BitstreamError(
             f"unsupported bitstream format version {version} "
             f"(this reader supports version {FORMAT_VERSION})"
         )
-    codec_id = reader.name(codec_len, "codec id")
-    if expect_codec is not None and codec_id != expect_codec:
-        raise BitstreamError(f"bitstream is for codec {codec_id!r}, expected {expect_codec!r}")
-    height, width, *pad, num_layers = reader.unpack(_GEOMETRY, "image size and padding")
-    if height == 0 or width == 0 or num_layers == 0:
+    fingerprint = reader.take(FINGERPRINT_SIZE, "codec fingerprint")
+    if expect_codec is not None:
+        _check_codec(fingerprint, expect_codec, identify)
+    height = reader.varint("image height", 1, _U16_MAX)
+    width = reader.varint("image width", 1, _U16_MAX)
+    pad_right = reader.varint("padding right", 0, _U16_MAX)
+    pad_bottom = reader.varint("padding bottom", 0, _U16_MAX)
+    preamble_crc = zlib.crc32(reader.data[: reader.position])
+    num_layers = reader.take(1, "number of layers")[0]
+    if not 1 <= num_layers <= len(LAYER_CODES):
         raise BitstreamError(
-            f"invalid header: image size {height}x{width}, {num_layers} layers "
-            "(size and layer count must be positive)"
+            f"invalid header: {num_layers} layers (expected 1..{len(LAYER_CODES)})"
         )
 
-    table: list[tuple[str, int, int]] = []
+    table: list[tuple[str, int, int, int]] = []  # name, code, length, crc
     for index in range(num_layers):
-        name_len = reader.unpack(_U8, f"layer {index} name length")[0]
-        name = reader.name(name_len, f"layer {index} name")
-        if any(name == seen for seen, _, _ in table):
-            raise BitstreamError(f"layer name {name!r} appears twice in the header")
-        length, crc = reader.unpack(_LAYER_TAIL, f"layer {name!r} length and CRC32")
-        table.append((name, length, crc))
+        code = reader.take(1, f"layer {index} code")[0]
+        if code not in _LAYER_NAMES:
+            raise BitstreamError(
+                f"invalid header: layer {index} has code {code}, expected one of {_LAYER_NAMES}"
+            )
+        if table and code <= table[-1][1]:
+            raise BitstreamError(
+                f"invalid header: layer code {code} after {table[-1][1]} "
+                "(codes must be strictly ascending)"
+            )
+        name = _LAYER_NAMES[code]
+        length = reader.varint(f"layer {name!r} length", 0, _U32_MAX)
+        crc = int.from_bytes(reader.take(4, f"layer {name!r} CRC32"), "big")
+        table.append((name, code, length, crc))
 
-    names = [name for name, _, _ in table]
+    names = [name for name, _, _, _ in table]
     wanted = names if layers is None else list(layers)
     missing = [name for name in wanted if name not in names]
     if missing:
         raise BitstreamError(f"layers {missing} requested but the stream holds only {names}")
 
+    header_size = reader.position
     payloads: dict[str, bytes] = {}
-    offset = reader.position
-    for name, length, crc in table:
+    offset = header_size
+    for name, code, length, crc in table:
         start, offset = offset, offset + length
         if name not in wanted:
             continue
@@ -175,11 +205,11 @@ def unpack(
                 f"but the stream has {len(reader.data)} bytes"
             )
         payload = reader.data[start:offset]
-        actual = zlib.crc32(payload) & _U32_MAX
+        actual = _layer_crc(preamble_crc, code, payload)
         if actual != crc:
             raise BitstreamError(
-                f"layer {name!r} is corrupted: CRC32 {actual:#010x} does not match the "
-                f"stored {crc:#010x}"
+                f"layer {name!r} is corrupted (payload or header): CRC32 {actual:#010x} does "
+                f"not match the stored {crc:#010x}"
             )
         payloads[name] = payload
     if layers is None and offset != len(reader.data):
@@ -188,12 +218,93 @@ def unpack(
             f"(header declares {offset} bytes in all)"
         )
     return Bitstream(
-        codec_id=codec_id,
+        codec_fingerprint=fingerprint,
         image_size=(height, width),
-        padding=tuple(pad),  # type: ignore[arg-type]
+        padding=(0, pad_right, 0, pad_bottom),
         layers={name: payloads[name] for name in names if name in payloads},
-        layer_sizes={name: length for name, length, _ in table},
+        layer_sizes={name: length for name, _, length, _ in table},
+        header_size=header_size,
     )
+
+
+# ------------------------------------------------------------------------------ internals
+
+
+def _pack(
+    fingerprint: bytes,
+    image_size: Sequence[int],
+    padding: Sequence[int],
+    layers: Mapping[str, bytes],
+) -> bytes:
+    if not isinstance(fingerprint, bytes) or len(fingerprint) != FINGERPRINT_SIZE:
+        raise ValueError(f"codec fingerprint must be {FINGERPRINT_SIZE} bytes, got {fingerprint!r}")
+    height, width = _check_ints(image_size, 2, "image_size", minimum=1)
+    left, right, top, bottom = _check_ints(
+        padding, 4, "padding (left, right, top, bottom)", minimum=0
+    )
+    if left or top:
+        raise ValueError(
+            f"padding {tuple(padding)}: the format stores right and bottom padding only "
+            "(left and top must be 0)"
+        )
+    if not layers:
+        raise ValueError("a bitstream needs at least one layer, got none")
+    preamble = (
+        MAGIC
+        + bytes([FORMAT_VERSION])
+        + fingerprint
+        + b"".join(_varint(v) for v in (height, width, right, bottom))
+    )
+    preamble_crc = zlib.crc32(preamble)
+    records: list[bytes] = []
+    payloads: list[bytes] = []
+    previous = -1
+    for name, payload in layers.items():
+        if name not in LAYER_CODES:
+            raise ValueError(f"unknown layer name {name!r}: expected one of {list(LAYER_CODES)}")
+        code = LAYER_CODES[name]
+        if code <= previous:
+            raise ValueError(
+                f"layers must be given in the order {list(LAYER_CODES)}, got {list(layers)}"
+            )
+        previous = code
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise ValueError(f"layer {name!r}: payload must be bytes, got {type(payload).__name__}")
+        payload = bytes(payload)
+        if len(payload) > _U32_MAX:
+            raise ValueError(f"layer {name!r}: payload of {len(payload)} bytes exceeds 4 GiB - 1")
+        crc = _layer_crc(preamble_crc, code, payload)
+        records.append(bytes([code]) + _varint(len(payload)) + crc.to_bytes(4, "big"))
+        payloads.append(payload)
+    return preamble + bytes([len(records)]) + b"".join(records) + b"".join(payloads)
+
+
+def _layer_crc(preamble_crc: int, code: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(bytes([code]), preamble_crc)) & _U32_MAX
+
+
+def _check_codec(
+    fingerprint: bytes, expect_codec: str, identify: Callable[[bytes], str | None] | None
+) -> None:
+    expected = codec_fingerprint(expect_codec)
+    if fingerprint == expected:
+        return
+    known = identify(fingerprint) if identify is not None else None
+    found = f"codec {known!r}" if known else "an unknown codec"
+    raise BitstreamError(
+        f"bitstream is for {found} (fingerprint {fingerprint.hex()}), expected codec "
+        f"{expect_codec!r} (fingerprint {expected.hex()})"
+    )
+
+
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more follow."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 class _Reader:
@@ -214,26 +325,27 @@ class _Reader:
         self.position = end
         return chunk
 
-    def unpack(self, fmt: struct.Struct, what: str) -> tuple:
-        return fmt.unpack(self.take(fmt.size, what))
-
-    def name(self, length: int, what: str) -> str:
-        if length == 0:
-            raise BitstreamError(f"invalid header: {what} is empty")
-        raw = self.take(length, what)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise BitstreamError(f"invalid header: {what} {raw!r} is not UTF-8") from error
-
-
-def _encode_name(name: str, what: str) -> bytes:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must be a non-empty string, got {name!r}")
-    encoded = name.encode("utf-8")
-    if len(encoded) > _U8_MAX:
-        raise ValueError(f"{what} {name!r} is {len(encoded)} bytes in UTF-8; at most {_U8_MAX}")
-    return encoded
+    def varint(self, what: str, minimum: int, maximum: int) -> int:
+        """A minimal LEB128 varint in [minimum, maximum]; at most as many bytes as the
+        maximum needs are read, so a corrupt length never runs far."""
+        start = self.position
+        value, shift = 0, 0
+        for _ in range(len(_varint(maximum))):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if byte == 0 and self.position - start > 1:
+                    raise BitstreamError(f"invalid header: {what} is a non-minimal varint")
+                if not minimum <= value <= maximum:
+                    raise BitstreamError(
+                        f"invalid header: {what} is {value}, expected {minimum}..{maximum}"
+                    )
+                return value
+        raise BitstreamError(
+            f"invalid header: {what} is a varint longer than {self.position - start} bytes "
+            f"(its maximum is {maximum})"
+        )
 
 
 def _check_ints(values: Sequence[int], count: int, what: str, minimum: int) -> tuple[int, ...]:

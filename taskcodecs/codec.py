@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taskcodecs.bitstream import BitstreamError, unpack
+from taskcodecs.bitstream import BitstreamError
 from taskcodecs.checkpoint import CheckpointError
 from taskcodecs.config import ConfigError
 from taskcodecs.data.errors import DatasetError
@@ -121,7 +121,9 @@ def decode(checkpoint: str, input_path: str, output: str, layers: str) -> list[s
     """Decode ``input_path`` into ``output`` (+ task files next to it); returns the lines."""
     data = _read_file(Path(input_path), "bitstream")
     model = _load(checkpoint)
-    header = unpack(data, expect_codec=model.codec_id, layers=[])
+    from taskcodecs.models.common import unpack_for  # loaded with the model anyway
+
+    header = unpack_for(data, model.codec_id, layers=[])
     out = model.decompress(data, layers=layers)
     height, width = header.image_size
     output_path = Path(output)

@@ -55,7 +55,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from taskcodecs.bitstream import Bitstream, unpack
+from taskcodecs.bitstream import Bitstream
 from taskcodecs.config import ConfigError
 from taskcodecs.metrics import rmse255
 from taskcodecs.models.common import (
@@ -70,9 +70,9 @@ from taskcodecs.models.common import (
     check_padding,
     device_of,
     evaluating,
-    keep_context_weights_masked,
     make_codec_id,
     padding_multiple,
+    unpack_for,
 )
 from taskcodecs.models.entropy import AutoregressiveGaussianModel
 from taskcodecs.models.tasks import build_task_model, depth_loss, detection_loss
@@ -173,7 +173,6 @@ class BaseCodec(nn.Module):
             config.task, config.preset, pretrained=config.pretrained, **sizes
         )
         self.codec_id = make_codec_id(name, architecture_dict(config))
-        keep_context_weights_masked(self)
 
     # ------------------------------------------------------------------ building blocks
 
@@ -335,7 +334,7 @@ class BaseCodec(nn.Module):
         (all bytes, header included, per original pixel) and ``bpp_actual_decoded`` (a
         stream holding only the decoded layers). ``layers``: "all" or "base" (the same here)."""
         check_layers(layers)
-        stream = unpack(data, expect_codec=self.codec_id, layers=["base"])
+        stream = unpack_for(data, self.codec_id, ["base"])
         check_padding(stream, self.padding_multiple)
         out = self.decode_base(stream)
         out.update(actual_rates(data, stream))

@@ -1,6 +1,7 @@
 """Helpers shared by the base and enhancement codecs: rate in bits per pixel, the padding
-multiple, the codec identifier, architecture-only config fields, image preparation, and the
-coding side (:class:`CodedImage`, actual rates, header checks, eval-mode context).
+multiple, the codec identifier (and its lookup from a stream's fingerprint), architecture-only
+config fields, image preparation, and the coding side (:class:`CodedImage`, actual rates,
+header checks, eval-mode context).
 
 Units: a rate is always *bits per pixel of the original image* (before padding and before
 any half-resolution downsampling), summed over every latent of a layer (``y`` and, with a
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from taskcodecs.bitstream import Bitstream, BitstreamError, pack
+from taskcodecs.bitstream import Bitstream, BitstreamError, codec_fingerprint, pack, unpack
 from taskcodecs.config import config_to_dict
 from taskcodecs.models.transforms import Padding
 
@@ -77,6 +78,46 @@ def make_codec_id(name: str, architecture: Mapping[str, Any]) -> str:
     return f"{name}@{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
+def enhancement_codec_id(name: str, config: Any, base_name: str, base_codec_id: str) -> str:
+    """The codec id of an enhancement codec: its architecture fields, with the base named by
+    registry name and codec id instead of by its config overrides."""
+    architecture = architecture_dict(config)
+    architecture.pop("base_overrides", None)
+    architecture["base"] = {"name": base_name, "codec_id": base_codec_id}
+    return make_codec_id(name, architecture)
+
+
+def codec_id_from_config(name: str, config: Any) -> str:
+    """The codec id that registry model ``name`` built from ``config`` has, without building
+    it (an enhancement's base is resolved through the registry)."""
+    base_name = getattr(config, "base_model", None)
+    if base_name is None:
+        return make_codec_id(name, architecture_dict(config))
+    from taskcodecs.registry import model_config  # the registry imports the codecs
+
+    base_config = model_config(base_name, **getattr(config, "base_overrides", {}))
+    return enhancement_codec_id(name, config, base_name, codec_id_from_config(base_name, base_config))
+
+
+def identify_codec(fingerprint: bytes) -> str | None:
+    """The codec id of the registry model, in its default config, whose bitstream
+    fingerprint is ``fingerprint``; None if there is none. For error messages (it computes
+    every registered model's id, so call it on mismatches only)."""
+    from taskcodecs.registry import list_models, model_config
+
+    for name in list_models():
+        codec_id = codec_id_from_config(name, model_config(name))
+        if codec_fingerprint(codec_id) == fingerprint:
+            return codec_id
+    return None
+
+
+def unpack_for(data: bytes, codec_id: str, layers: Sequence[str]) -> Bitstream:
+    """:func:`taskcodecs.bitstream.unpack` for the codec ``codec_id``: a stream of another
+    codec raises BitstreamError naming both (the stream's if it is a default registry model)."""
+    return unpack(data, expect_codec=codec_id, layers=layers, identify=identify_codec)
+
+
 def as_image_batch(image: torch.Tensor) -> torch.Tensor:
     """A [3, H, W] or [1, 3, H, W] float image in [0, 1] as a [1, 3, H, W] float32 tensor."""
     if not isinstance(image, torch.Tensor):
@@ -111,28 +152,6 @@ def freeze(module: torch.nn.Module) -> torch.nn.Module:
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return module
-
-
-def mask_context_weights(module: torch.nn.Module) -> None:
-    """Zero the masked-out taps of every CompressAI ``MaskedConv2d`` in ``module``, in place.
-
-    CompressAI's ``MaskedConv2d.forward`` does ``weight.data *= mask`` at every call, so the
-    first forward after construction or loading rewrites (unused) weights. Masking up front
-    makes that rewrite a bitwise no-op: a frozen base then stays bit-identical while an
-    enhancement trains on it. Codecs call this at construction and after every state-dict load.
-    """
-    from compressai.layers import MaskedConv2d
-
-    with torch.no_grad():
-        for child in module.modules():
-            if isinstance(child, MaskedConv2d):
-                child.weight.mul_(child.mask)
-
-
-def keep_context_weights_masked(module: torch.nn.Module) -> None:
-    """Mask now and after every ``load_state_dict`` of ``module`` (see :func:`mask_context_weights`)."""
-    mask_context_weights(module)
-    module.register_load_state_dict_post_hook(lambda mod, incompatible: mask_context_weights(mod))
 
 
 # ------------------------------------------------------------------ coding helpers
@@ -191,7 +210,7 @@ def bytes_to_bpp(num_bytes: int, size: Sequence[int]) -> float:
 def actual_rates(data: bytes, stream: Bitstream) -> dict[str, float]:
     """``bpp_actual`` of all of ``data`` and ``bpp_actual_decoded`` of a container holding
     only the layers in ``stream.layers`` (what a decoder of those layers needs)."""
-    decoded = pack(stream.codec_id, stream.image_size, stream.padding, stream.layers)
+    decoded = stream.to_bytes()
     return {
         "bpp_actual": bytes_to_bpp(len(data), stream.image_size),
         "bpp_actual_decoded": bytes_to_bpp(len(decoded), stream.image_size),

@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskcodecs.bitstream import unpack
 from taskcodecs.config import ConfigError, config_to_dict
 from taskcodecs.data.labels import IGNORE_INDEX
 from taskcodecs.metrics import rmse255
@@ -50,17 +49,16 @@ from taskcodecs.models.common import (
     TRAINING_ONLY,
     CodedImage,
     actual_rates,
-    architecture_dict,
     as_image_batch,
     bits_per_pixel,
     check_batch_image,
     check_layers,
     check_padding,
     device_of,
+    enhancement_codec_id,
     evaluating,
     freeze,
-    keep_context_weights_masked,
-    make_codec_id,
+    unpack_for,
 )
 from taskcodecs.models.entropy import ConditionalAutoregressiveGaussianModel
 from taskcodecs.models.tasks import build_task_model, segmentation_loss
@@ -169,11 +167,7 @@ class EnhancementCodec(nn.Module):
             self.task_model = build_task_model(
                 "segmentation", config.preset, pretrained=config.pretrained
             )
-        arch = architecture_dict(config)
-        arch.pop("base_overrides")
-        arch["base"] = {"name": base.registry_name, "codec_id": base.codec_id}
-        self.codec_id = make_codec_id(name, arch)
-        keep_context_weights_masked(self)
+        self.codec_id = enhancement_codec_id(name, config, base.registry_name, base.codec_id)
         if config.mode == "standalone-refit":  # only the entropy model is refit
             for module in self._fixed_modules():
                 freeze(module)
@@ -342,7 +336,7 @@ class EnhancementCodec(nn.Module):
         check_layers(layers)
         coded = self.entropy_model is not None and layers == "all"
         names = ["base", "enhancement"] if coded else ["base"]
-        stream = unpack(data, expect_codec=self.codec_id, layers=names)
+        stream = unpack_for(data, self.codec_id, names)
         check_padding(stream, self.padding_multiple)
         out = self.base.decode_base(stream)
         out.update(actual_rates(data, stream))

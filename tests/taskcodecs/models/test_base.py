@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodecs.bitstream import BitstreamError
+from taskcodecs.bitstream import BitstreamError, codec_fingerprint
 from taskcodecs.data.scene import render_scene, sample_scene
 from taskcodecs.metrics import rmse255
 from taskcodecs.models.base import BaseCodec
@@ -188,6 +188,35 @@ def test_wrong_codec_and_corrupt_streams_are_rejected() -> None:
         model.decompress(b"not a bitstream at all")
     with pytest.raises(ValueError, match="layers"):
         model.decompress(data, layers="enhancement")
+
+
+def test_stream_of_a_non_default_codec_is_named_by_fingerprint_only() -> None:
+    torch.manual_seed(0)
+    custom = spread_latent(create_model("tiny-depth-base", latent_ch=16)).eval()
+    model = create_model("tiny-depth-base").eval()
+    data = custom.compress(scene_images(1, 32, 64)[0])
+    with pytest.raises(BitstreamError) as err:
+        model.decompress(data)
+    message = str(err.value)
+    assert "an unknown codec" in message and model.codec_id in message
+    assert codec_fingerprint(custom.codec_id).hex() in message
+    assert codec_fingerprint(model.codec_id).hex() in message
+
+
+def test_running_the_codec_leaves_every_parameter_bit_identical() -> None:
+    """Eval-mode forward, compress and decompress write no parameter or buffer; the masked
+    context taps (non-zero from initialization) included."""
+    torch.manual_seed(0)
+    model = spread_latent(create_model("tiny-depth-base")).eval()
+    conv = model.entropy_model.context_prediction
+    assert bool((conv.weight[conv.mask == 0] != 0).any())  # unused taps stay as initialized
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = scene_images(1, 32, 64)[0]
+    with torch.no_grad():
+        model({"image": image[None]})
+    model.decompress(model.compress(image))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_compress_checks_its_input() -> None:

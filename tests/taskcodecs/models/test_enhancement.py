@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodecs.bitstream import BitstreamError, pack
+from taskcodecs.bitstream import BitstreamError, codec_fingerprint, pack, unpack
 from taskcodecs.data.scene import render_scene, sample_scene
+from taskcodecs.data.synthetic import generate_dataset
+from taskcodecs.data.transforms import open_image, rgb_to_tensor
 from taskcodecs.metrics import rmse255
-from taskcodecs.registry import create_model
+from taskcodecs.models.common import codec_id_from_config, identify_codec
+from taskcodecs.registry import create_model, model_config
 
 
 def scene_images(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -170,6 +173,19 @@ def test_codec_id_names_the_base_architecture() -> None:
     assert first.codec_id.startswith("tiny-cityscapes-reconstruction-scalable@")
 
 
+@pytest.mark.parametrize(
+    "name", ["tiny-depth-base", "tiny-cityscapes-reconstruction-scalable",
+             "tiny-coco-reconstruction-direct"]
+)
+def test_codec_id_from_config_is_the_built_models_and_identified(name: str) -> None:
+    """Registry ids computed from configs alone (as the decoder's error message does) are
+    those of the built models; a fingerprint names its default registry codec."""
+    model = create_model(name)
+    assert codec_id_from_config(name, model_config(name)) == model.codec_id
+    assert identify_codec(codec_fingerprint(model.codec_id)) == model.codec_id
+    assert identify_codec(codec_fingerprint(model.codec_id + "x")) is None
+
+
 # ------------------------------------------------------------------------------ bitstreams
 
 
@@ -222,48 +238,126 @@ def test_enhancement_stream_is_not_decoded_by_another_codec() -> None:
     assert scalable.codec_id in str(err.value) and standalone.codec_id in str(err.value)
 
 
-@pytest.mark.slow
-def test_actual_bpp_matches_estimated_after_short_training() -> None:
-    """Train a tiny scalable reconstruction codec 60 Adam steps at 128 x 256, then compare
-    actual bits (bytes of the real stream x 8, header included) with the forward estimate.
+# ------------------------------------------------------------------ actual vs estimated rate
 
-    The stream of a two-layer codec carries a fixed ~95-byte header (codec id, sizes, layer
-    table) and each payload ~3-11 bytes of coder framing; at 128 x 256 that alone is ~0.025
-    bpp, 10-20 % of what a tiny codec spends there. So at 128 x 256 the test checks the
-    accounting exactly and the *coding* gaps within 3 %; the end-to-end 3 % bound (header
-    included) is checked on a 512 x 1024 image coded by the same model.
-    """
+PIXELS = 128 * 256
+FRAMING_BITS = 8 + 16 + 64  # per payload: flag byte, 16-bit end check, 64-bit rANS flush
+WORD_BITS = 32  # an rANS stream is a whole number of 4-byte words
+
+
+@pytest.fixture(scope="module")
+def synthetic_scenes(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """4 train and 2 val scenes of 128 x 256 from the synthetic dataset generator."""
+    root = tmp_path_factory.mktemp("scenes")
+    generate_dataset(root, train=4, val=2, height=128, width=256, seed=0, workers=1)
+    return {
+        split: torch.stack([
+            rgb_to_tensor(open_image(path))
+            for path in sorted((root / "leftImg8bit" / split).rglob("*_leftImg8bit.png"))
+        ])
+        for split in ("train", "val")
+    }
+
+
+def train_briefly(images: torch.Tensor, steps: int, **overrides) -> torch.nn.Module:
+    """A tiny scalable reconstruction codec (over an untrained frozen tiny-detection-base)
+    trained ``steps`` Adam steps (lr 1e-3) on batches of 2 of ``images``; eval mode."""
     torch.manual_seed(0)
-    model = create_model("tiny-coco-reconstruction-scalable", rate_weight=1e-3)
-    batch = {"image": scene_images(2, 128, 256)}
+    model = create_model("tiny-coco-reconstruction-scalable", **overrides)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-3)
     model.train()
-    for _ in range(60):
+    for step in range(steps):
+        start = 2 * step % len(images)
+        batch = {"image": images[start : start + 2]}
         terms = model.loss(batch, model(batch))
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-    model.eval()
+    return model.eval()
 
-    def measure(image: torch.Tensor) -> dict:
-        pixels = image.shape[-2] * image.shape[-1]
-        with torch.no_grad():
-            estimated = {k: float(v) * pixels for k, v in model({"image": image[None]})["bpp"].items()}
-        coded = model.compress_latents(image)
-        data = coded.to_bytes()
-        header = pack(coded.codec_id, coded.size, coded.padding, {k: b"" for k in coded.layers})
-        return {"estimated": estimated, "decode_time": coded.estimated_bits,
-                "payload": {k: 8 * len(v) for k, v in coded.layers.items()},
-                "header": 8 * len(header), "actual": 8 * len(data)}
 
-    for image in batch["image"]:
-        bits = measure(image)
-        assert bits["actual"] == bits["header"] + sum(bits["payload"].values())  # exact
-        enh_est, enh_dec = bits["estimated"]["enhancement"], bits["decode_time"]["enhancement"]
-        assert abs(enh_dec / enh_est - 1) < 0.03, bits  # context mismatch (train vs decode)
-        framing = 8 * 11  # flag byte + 16-bit sentinel + up to 8 bytes of rANS flush
-        assert 0.97 * enh_dec - framing < bits["payload"]["enhancement"] < 1.03 * enh_dec + framing, bits
-    large = scene_images(1, 512, 1024, seed=5)[0]
-    bits = measure(large)
-    total_estimated = sum(bits["estimated"].values())
-    assert abs(bits["actual"] / total_estimated - 1) < 0.03, bits
+def measure_bits(model: torch.nn.Module, image: torch.Tensor) -> dict:
+    """Bits of one image: forward-pass estimate and decode-time estimate per layer, payload
+    per layer, container header, and the actual total (all bytes x 8)."""
+    with torch.no_grad():
+        bpp = model({"image": image[None]})["bpp"]
+    coded = model.compress_latents(image)
+    data = coded.to_bytes()
+    return {
+        "estimated": {k: float(v) * PIXELS for k, v in bpp.items()},
+        "decode_time": dict(coded.estimated_bits),
+        "payload": {k: 8 * len(v) for k, v in coded.layers.items()},
+        "header": 8 * unpack(data).header_size,
+        "actual": 8 * len(data),
+    }
+
+
+@pytest.mark.slow
+def test_low_rate_point_excess_is_header_framing_and_a_small_coding_gap(synthetic_scenes):
+    """Low-rate point: the tiny preset (N = 32) at its rate_weight 1e-2, 40 steps on the
+    synthetic scenes, coded at 128 x 256 (held-out scenes).
+
+    Container overhead of a two-layer stream at 128 x 256: a 29-30 byte header (232-240
+    bits; format version 2, taskcodecs.bitstream) plus, per payload, a flag byte, a 16-bit
+    end check and the 64-bit rANS flush (88 bits), so 408-416 bits in all. The 3 % bound
+    on actual vs estimated bpp can hold only above 408 / (0.03 x 32768) = 0.415 bpp
+    (0.236-0.244 bpp for the header alone). This codec codes ~0.28 bpp, below that: measured
+    on the 2-core dev machine, estimated 9270 and 9098 bits (0.283, 0.278 bpp), actual 9688
+    and 9464 bits (+4.5 %, +4.0 %) = header 232 + framing 176 + coding gap +10 / -42 bits.
+    So here the test checks that the excess is *exactly* header + framing + a small coding
+    gap (< 3 % of the estimate): the overhead is measured, not hidden. A lower rate_weight
+    does not lift this codec over 0.415 bpp (1e-3: 0.26-0.28 bpp after 60 steps, less
+    after 120): its rate is capped by N = 32 and the short training, not by the rate term.
+    """
+    model = train_briefly(synthetic_scenes["train"], steps=40, rate_weight=1e-2)
+    for image in synthetic_scenes["val"]:
+        bits = measure_bits(model, image)
+        estimated = sum(bits["estimated"].values())
+        assert estimated / PIXELS < 0.415, f"not a low-rate point: {bits}"
+        # exact accounting: every byte is header or payload
+        assert bits["actual"] == bits["header"] + sum(bits["payload"].values())
+        records = sum(5 + max(1, -(-(n // 8).bit_length() // 7)) for n in bits["payload"].values())
+        assert bits["header"] == 8 * (16 + records) and 232 <= bits["header"] <= 240
+        coding_gap = 0.0
+        for layer in ("base", "enhancement"):
+            est, dec, paid = (bits[k][layer] for k in ("estimated", "decode_time", "payload"))
+            context_gap = dec - est  # parallel (training) vs sequential (decode-time) context
+            table_gap = paid - FRAMING_BITS - dec  # scale snapping, CDF quantization, words
+            assert abs(context_gap) <= 0.03 * est + 8, (layer, bits)
+            assert -WORD_BITS <= table_gap <= 0.03 * dec + WORD_BITS, (layer, bits)
+            coding_gap += context_gap + table_gap
+        excess = bits["actual"] - estimated
+        overhead = bits["header"] + 2 * FRAMING_BITS
+        assert excess == pytest.approx(overhead + coding_gap)  # nothing unaccounted for
+        assert abs(coding_gap) < 0.03 * estimated, bits  # the coder itself is within 3 %
+        print(f"low-rate: est {estimated:.0f} bit ({estimated / PIXELS:.4f} bpp), actual "
+              f"{bits['actual']} bit ({bits['actual'] / PIXELS:.4f} bpp, "
+              f"{100 * (bits['actual'] / estimated - 1):+.2f} %), header {bits['header']}, "
+              f"framing {2 * FRAMING_BITS}, coding gap {coding_gap:+.0f} bit")
+
+
+@pytest.mark.slow
+def test_actual_bpp_within_3_percent_of_the_estimate_at_a_high_rate_point(synthetic_scenes):
+    """High-rate point: the tiny preset with the paper's latent width N = 192 at
+    rate_weight 1e-2, 40 steps on the synthetic scenes, coded at 128 x 256 (held-out
+    scenes): actual bits (all bytes x 8, header included) within 3 % of the forward-pass
+    estimate.
+
+    The fixed overhead of 408-416 bits (see the low-rate test) needs an estimate above
+    0.415 bpp for the bound to be reachable; this codec codes ~2.7 bpp, where the overhead
+    is 0.5 %. Measured on the 2-core dev machine: estimated 87010 and 88055 bits (2.655,
+    2.687 bpp), actual 86808 and 88696 bits (-0.23 %, +0.73 %), header 232 bits. (With
+    CompressAI's round-up scale indexes the payloads were ~1.8 % larger, +1.6 % / +2.6 %.)
+    """
+    model = train_briefly(
+        synthetic_scenes["train"], steps=40, rate_weight=1e-2, latent_ch=192
+    )
+    for image in synthetic_scenes["val"]:
+        bits = measure_bits(model, image)
+        estimated = sum(bits["estimated"].values())
+        assert estimated / PIXELS > 0.415, f"not above the overhead threshold: {bits}"
+        assert bits["actual"] == bits["header"] + sum(bits["payload"].values())
+        assert abs(bits["actual"] / estimated - 1) < 0.03, bits
+        print(f"high-rate: est {estimated:.0f} bit ({estimated / PIXELS:.4f} bpp), actual "
+              f"{bits['actual']} bit ({bits['actual'] / PIXELS:.4f} bpp, "
+              f"{100 * (bits['actual'] / estimated - 1):+.2f} %), header {bits['header']}")

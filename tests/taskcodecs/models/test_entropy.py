@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from taskcodecs.bitstream import BitstreamError
-from taskcodecs.models.context import decoding_schedule, scale_indexes
+from taskcodecs.models.context import MaskedConv2d, decoding_schedule, scale_indexes
 from taskcodecs.models.entropy import (
     LIKELIHOOD_BOUND,
     SCALE_BOUND,
@@ -64,6 +64,52 @@ def side():
 
 def _side_for(kind, side):
     return side if kind == "conditional" else None
+
+
+# -- masked context conv ---------------------------------------------------------------------
+
+
+def test_masked_conv_matches_a_conv_with_the_masked_weight_and_never_mutates():
+    torch.manual_seed(0)
+    conv = MaskedConv2d(3, 4, kernel_size=5, padding=2, mask_type="A")
+    assert set(conv.state_dict()) == {"weight", "bias", "mask"}  # CompressAI's keys
+    mask = conv.mask[0, 0]
+    assert mask.sum() == 12 and mask[2, 1] == 1 and mask[2, 2] == 0 and mask[3:].sum() == 0
+    assert MaskedConv2d(3, 4, kernel_size=5, padding=2, mask_type="B").mask[0, 0, 2, 2] == 1
+    with torch.no_grad():
+        conv.weight.add_(1.0)  # non-zero masked taps
+    before = conv.weight.detach().clone()
+    x = torch.randn(2, 3, 6, 7, requires_grad=True)
+    out = conv(x)
+    expected = torch.nn.functional.conv2d(x, before * conv.mask, conv.bias, padding=2)
+    assert torch.equal(out, expected)
+    assert torch.equal(conv.weight, before)  # forward leaves the parameter alone
+    out.square().sum().backward()
+    assert torch.all(conv.weight.grad[conv.mask == 0] == 0)  # masked taps: exactly zero
+    assert torch.all(conv.weight.grad[conv.mask == 1] != 0)
+    with pytest.raises(ValueError, match="mask_type"):
+        MaskedConv2d(3, 4, kernel_size=5, mask_type="C")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_running_a_model_leaves_every_parameter_bit_identical(kind, side):
+    """Forward (train and eval mode), encode and decode do not write any parameter or
+    buffer, masked context taps included (CompressAI's MaskedConv2d did)."""
+    model = _make(kind)
+    with torch.no_grad():
+        model.context_prediction.weight.add_(0.5)  # the masked taps too
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    y = _latent()
+    side_input = _side_for(kind, side)
+    model.train()(y, side_input)
+    model.eval()
+    with torch.no_grad():
+        model(y, side_input)
+    encoded = model.encode(y, side_input)
+    model.decompress(encoded.data, (H, W), side_input)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 # -- quantization and rate -------------------------------------------------------------------
@@ -220,7 +266,7 @@ def test_wavefront_and_raster_decode_the_same_latent(models, side, kind):
 def test_coded_size_matches_decode_time_estimate(side, kind, scale, shape):
     """Actual bytes = −log2 likelihood under the decode-time μ, σ + bounded overhead:
     flag byte 8, end check ~16, rANS flush and 4-byte words up to 95, plus scale-table
-    snapping (σ rounded up to the next of 64 log-spaced scales, ~0.03 bit per symbol)."""
+    snapping (σ coded with the nearest of 64 log-spaced scales)."""
     model = _make(kind, seed=5, n=16, calibrate=scale)
     h, w = shape
     y = _latent(seed=11, n=16, h=h, w=w, std=scale)
@@ -256,10 +302,12 @@ def test_tables_follow_the_parameters_and_stay_out_of_the_state_dict(models):
     fresh = AutoregressiveGaussianModel(N, hyperprior=True).eval()
     fresh.load_state_dict(state)
     assert fresh.compress(y) == before
-    # MaskedConv2d.forward zeroes the masked taps in place: coding must not care
-    forwarded = copy.deepcopy(fresh)
-    forwarded(y)
-    assert torch.equal(forwarded.decompress(before, (H, W)), fresh.decompress(before, (H, W)))
+    # the masked-out context taps are never used: changing them changes no byte
+    tapped = copy.deepcopy(fresh)
+    with torch.no_grad():
+        tapped.context_prediction.weight.add_(1.0 - tapped.context_prediction.mask)
+    assert tapped.compress(y) == before
+    assert torch.equal(tapped.decompress(before, (H, W)), fresh.decompress(before, (H, W)))
     # change the bottleneck's learned density: tables are rebuilt, never stale
     with torch.no_grad():
         for matrix in model.entropy_bottleneck.matrices:
@@ -353,12 +401,19 @@ def test_wavefront_schedule_visits_each_position_once_after_its_context(height, 
     assert len(raster) == height * width
 
 
-def test_scale_indexes_match_compressai_build_indexes(models):
+def test_scale_indexes_pick_the_nearest_table_scale_in_log_scale(models):
     gc = models["plain"].gaussian_conditional
+    table = gc.scale_table
     scales = torch.cat(
-        [torch.rand(500) * 300, torch.tensor(gc.scale_table.tolist()), -torch.rand(5)]
+        [torch.rand(500) * 300, table.clone(), -torch.rand(5), torch.rand(20) * 0.11]
     )
-    ours = scale_indexes(scales, gc.scale_table, SCALE_BOUND)
-    assert torch.equal(ours, gc.build_indexes(scales).long())
-    nan_index = scale_indexes(torch.tensor([float("nan")]), gc.scale_table, SCALE_BOUND)
-    assert 0 <= nan_index.item() < len(gc.scale_table)
+    ours = scale_indexes(scales, table, SCALE_BOUND)
+    distance = (scales.clamp_min(SCALE_BOUND).double().log()[:, None] - table.double().log()).abs()
+    assert torch.equal(ours, distance.argmin(dim=1))
+    assert torch.equal(scale_indexes(table, table, SCALE_BOUND), torch.arange(len(table)))
+    # never more than one table step away from CompressAI's round-up index
+    assert bool(((gc.build_indexes(scales).long() - ours).abs() <= 1).all())
+    nan_index = scale_indexes(torch.tensor([float("nan")]), table, SCALE_BOUND)
+    assert 0 <= nan_index.item() < len(table)
+
+
