@@ -41,8 +41,8 @@ from torch import nn
 
 from taskcodecs.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from taskcodecs.config import ConfigError, apply_overrides, config_to_dict
-from taskcodecs.models.base import BaseCodec, BaseCodecConfig
 from taskcodecs.experiments import list_experiments, load_experiment
+from taskcodecs.models.base import BaseCodec, BaseCodecConfig
 from taskcodecs.models.enhancement import MODES, EnhancementCodec, EnhancementCodecConfig
 
 __all__ = [
