@@ -1,104 +1,238 @@
-"""``make demo``: the end-to-end demonstration on the embedded synthetic scenes.
+"""``make demo``: the whole pipeline, end to end, on synthetic scenes, in minutes on a CPU.
 
-Stage 1 (this file, foundation): render a small synthetic dataset in the real Cityscapes and
-COCO 2017 layouts, read it back through the real loaders and print what was seen.
-Every line printed describes something this run actually did.
+    python -m taskcodecs.demo [--out demo_output] [--quick] [--threads 1] [--verbose]
 
-    python -m taskcodecs.demo [--out demo_output] [--train 24] [--val 8] [--height 128] [--width 256]
+Stages (:mod:`taskcodecs.demo_steps`; every one cached, so a rerun does only what is missing):
+
+1. data: 32 train + 48 val synthetic street scenes of 64x128 px (Cityscapes layout) in OUT/data
+2. depth bases: baseline (reward_weight 0) and proposed (reward_weight 0.1) at rate_weight
+   1e-3 and 1 (250 steps each), evaluated through real bitstreams on the first 16 val images
+   -> OUT/sweeps/depth-base/runs/*/eval.nc and sweep.nc; and the depth model without a codec
+   (the figure's reference line) -> OUT/sweeps/depth-uncompressed/
+3. reconstruction: the scalable reconstruction on the rate_weight-1e-3 baseline and proposed
+   bases at rate_weight 0.3 and 30 (200 steps), and the standalone refit of each (the
+   conditional coding gain) -> OUT/sweeps/cityscapes-reconstruction/
+4. vinfo: I_V(Ŷ_b -> image) (discretized, bits per pixel) and I_V(Ŷ_b -> segmentation)
+   (categorical, bits per pixel) for the probe ladder linear, mlp-64, cnn-1x32 (150 steps at
+   most, early stopped) on both bases, Ŷ_b decoded from the real bitstreams of all 48 val
+   images -> OUT/vinfo/LABEL/TARGET/
+5. report: OUT/report/report.html (+ .md, figures/) from the runs and vinfo results found
+6. the headline numbers, printed: rates, metrics, BD-rates (with method), the conditional
+   coding gain, I_V per rung with its 95% bootstrap interval (units always said)
+
+``--quick`` runs every stage at the smallest sizes (8 + 12 scenes, a few steps; about a
+minute) into demo_output/quick/ unless ``--out`` is given: its numbers are not meaningful. ``--threads`` sets ``torch.set_num_threads``
+(default 1: on the 2-core dev machine one thread was never much slower than two, and up to
+8x faster while other jobs ran). An OUT folder made with other settings is refused (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from taskcodecs.data.cityscapes import CityscapesDataset
-from taskcodecs.data.coco import CocoDetection, detection_collate
-from taskcodecs.data.labels import COCO_CATEGORIES, IGNORE_INDEX, TRAIN_CLASSES
-from taskcodecs.data.synthetic import generate_dataset
-from taskcodecs.io import read_json
+from taskcodecs.demo_steps import (
+    DemoError,
+    DemoSettings,
+    check_settings,
+    enhancement_bases,
+    make_data,
+    train_bases,
+    train_enhancements,
+    train_reference,
+    vinfo_stage,
+)
+from taskcodecs.io import write_json
 
-
-def make_data(out: Path, train: int, val: int, height: int, width: int, seed: int) -> Path:
-    """Generate the demo dataset unless an identical one is already there."""
-    root = out / "data"
-    wanted = {"seed": seed, "height": height, "width": width, "train": train, "val": val}
-    summary_path = root / "dataset.json"
-    if summary_path.is_file():
-        summary = read_json(summary_path)
-        if _describes(summary, wanted):
-            print(f"[data] reusing {root} (same seed and sizes)")
-            return root
-    start = time.perf_counter()
-    generate_dataset(root, train=train, val=val, height=height, width=width, seed=seed,
-                     overwrite=True)
-    print(f"[data] rendered {train}+{val} scenes of {height}x{width} px into {root} "
-          f"in {time.perf_counter() - start:.1f} s")
-    return root
+log = logging.getLogger("taskcodecs.demo")
+QUIET = ("taskcodecs.train", "taskcodecs.sweep", "taskcodecs.evaluate", "taskcodecs.demo.detail")
 
 
-def _describes(summary: dict, wanted: dict) -> bool:
-    counts = {split: (summary.get("splits") or {}).get(split, {}).get("images")
-              for split in ("train", "val")}
-    return (summary.get("seed") == wanted["seed"]
-            and summary.get("height") == wanted["height"]
-            and summary.get("width") == wanted["width"]
-            and counts == {"train": wanted["train"], "val": wanted["val"]})
+class _Console(logging.Handler):
+    """Log lines to stderr through ``tqdm.write``, so they do not break the progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
-def show_cityscapes(root: Path, batch_size: int) -> None:
-    data = CityscapesDataset(root, "train", augment=True, seed=0)
-    batch = next(iter(DataLoader(data, batch_size=batch_size, shuffle=False)))
-    image, disp, mask, labels = (batch["image"], batch["disparity"], batch["disparity_mask"],
-                                 batch["labels"])
-    print(f"[cityscapes] {len(data)} training images; one augmented batch:")
-    print(f"  image     {tuple(image.shape)} in [{image.min():.3f}, {image.max():.3f}]")
-    valid = disp[mask]
-    print(f"  disparity {tuple(disp.shape)} px, {mask.float().mean():.1%} valid, "
-          f"range [{valid.min():.2f}, {valid.max():.2f}] px")
-    counts = torch.bincount(labels.flatten(), minlength=IGNORE_INDEX + 1).double()
-    shares = counts / counts.sum()
-    top = torch.argsort(shares, descending=True)[:6]
-    names = [(TRAIN_CLASSES[i] if i < IGNORE_INDEX else "ignore", shares[i].item()) for i in top]
-    print("  labels    " + ", ".join(f"{n} {s:.1%}" for n, s in names))
+def _setup_logging(verbose: bool) -> None:
+    handler = _Console()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    if not verbose:  # the run's own train.log keeps every line; the console gets the stages
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING
+                          or not r.name.startswith(QUIET))
+    handler.name = "taskcodecs.demo"
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.name == handler.name]:  # main() called again
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    # compressai imports torch_geometric, which calls the deprecated torch.jit.script at import
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script(_method)?` is deprecated",
+                            category=FutureWarning)
 
 
-def show_coco(root: Path, batch_size: int) -> None:
-    data = CocoDetection(root, "train", paper_filter=True, augment=True, seed=0)
-    images, targets = next(iter(DataLoader(data, batch_size=batch_size, collate_fn=detection_collate)))
-    names = dict(COCO_CATEGORIES)
-    boxes = [len(t["boxes"]) for t in targets]
-    labels = torch.cat([t["labels"] for t in targets]).tolist()
-    kinds = {names[c]: labels.count(c) for c in sorted(set(labels))}
-    print(f"[coco] {len(data)} training images kept by the paper filters; one batch:")
-    print(f"  images    {[tuple(i.shape) for i in images]}")
-    print(f"  boxes     {boxes} per image; classes {kinds}")
-    if labels:
-        widths = torch.cat([t["boxes"][:, 2] - t["boxes"][:, 0] for t in targets])
-        print(f"  box width median {float(np.median(widths.numpy())):.1f} px")
+def run_demo(out: Path, settings: DemoSettings) -> dict:
+    """Run every stage (module docstring) into ``out``; returns what the summary prints from."""
+    check_settings(out, settings)
+    write_json(out / "demo.json", {"settings": settings.as_dict()})
+    times: dict[str, float] = {}
+
+    def stage(name: str, number: int, func, *args):
+        log.info("[stage %d/5] %s", number, name)
+        start = time.perf_counter()
+        result = func(*args)
+        times[name] = time.perf_counter() - start
+        return result
+
+    root = stage("synthetic scenes", 1, make_data, out, settings)
+    bases = stage("depth bases", 2, train_bases, out, settings, root)
+    stage("codec-free depth reference", 2, train_reference, out, settings, root)
+    chosen = enhancement_bases(bases, settings)
+    enhancements = stage("scalable reconstruction", 3, train_enhancements, out, settings,
+                         root, chosen)
+    vinfo_dirs = stage("V-information ladders", 4, vinfo_stage, out, settings, root, chosen)
+
+    def report():
+        from analysis.report import write_report
+
+        return write_report(out / "sweeps", out / "report", vinfo=vinfo_dirs)
+
+    paths = stage("analysis report", 5, report)
+    return {"out": out, "bases": chosen, "enhancements": enhancements, "report": paths,
+            "vinfo_dirs": vinfo_dirs, "times": times}
+
+
+# ---------------------------------------------------------------------------- the summary
+
+
+def _f(value: float, digits: int = 4) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
+    """The headline numbers of a finished demo, from the files it wrote."""
+    from analysis.gap import gap_rows, load_vinfo
+    from analysis.runs import METRICS, load_runs
+
+    out, paths = result["out"], result["report"]
+    runs = load_runs(out / "sweeps")
+    lines = [f"Analysis report: {paths['html']} (Markdown: {paths['markdown']})",
+             *(f"V-information report, {label} base: {nc.parent / 'report.html'}"
+               for label, folder in result["vinfo_dirs"].items()
+               for nc in sorted(Path(folder).rglob("vinfo.nc"))),
+             f"Runs: {len(runs)} evaluated runs under {out / 'sweeps'} (each RUN/eval.nc)", "",
+             f"Rates are actual bitstream bits per pixel of the {settings.height}x"
+             f"{settings.width} image (header included), means over the first "
+             f"{settings.eval_images} val images; est. = -log2 likelihoods."]
+    order = {"base": 0, "reference": 1, "enhancement": 2}
+    for r in sorted(runs, key=lambda r: (order[r.role], r.method, r.base_variant,
+                                         r.rate_weight or 0)):
+        shown = [f"{METRICS[m].label.split(',')[0]} {_f(r.metrics[m] * METRICS[m].scale)}"
+                 for m in ("rmse", "psnr") if math.isfinite(r.metrics.get(m, math.nan))]
+        if r.role == "reference":
+            lines.append(f"  {r.task} | uncompressed: the task model without a codec | no "
+                         "bitstream | " + ", ".join(shown))
+            continue
+        where = r.base_variant if r.role == "base" else f"{r.method} on {r.base_variant}"
+        total = "" if r.role == "base" else " base+enh."
+        lines.append(f"  {r.task} | {where} | rate_weight {r.rate_weight:g} | "
+                     f"{_f(r.bpp_total)} bpp{total} (est. {_f(r.bpp_estimated_total)}) | "
+                     + ", ".join(shown))
+    lines += ["", "BD-rates (negative = the test curve needs less rate for equal quality):"]
+    for row in paths["bd_rates"]:
+        res, metric = row["result"], METRICS[row["reference"].metric]
+        low, high = (v * metric.scale for v in res.overlap)
+        warn = f"; warning: {'; '.join(res.warnings)}" if res.warnings else ""
+        lines.append(f"  {row['comparison']}: {res.percent:+.2f}% ({res.method}, "
+                     f"{len(row['reference'])} vs {len(row['test'])} points, {metric.label} "
+                     f"overlap {low:.4g} to {high:.4g}{warn})")
+    if not paths["bd_rates"]:
+        lines.append("  none could be computed (see the report's Missing section)")
+    gaps, _ = gap_rows(runs)
+    for g in gaps:
+        lines.append(f"Gap, {g['target']}, {g['base']} base: R(Ŷ_b) {_f(g['base_bpp'])} bpp; "
+                     f"conditional coding gain (standalone-refit - scalable at equal PSNR) "
+                     f"{_f(g.get('gain_standalone-refit_bpp', math.nan))} bpp")
+    lines += _vinfo_lines(result["vinfo_dirs"], load_vinfo)
+    missing = _missing(Path(paths["markdown"]))
+    failed = [m for m in missing if "not computed: " in m and "no runs" not in m]
+    lines += ["", *(f"Not computed: {m}" for m in failed),
+              f"{len(missing) - len(failed)} more item(s) not computed for lack of runs "
+              "(experiments this demo does not run: COCO, segmentation, standalone-independent), "
+              "listed in the report's Missing section."]
+    return lines
+
+
+def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
+    lines = []
+    loaded = {label: load_vinfo(folder) for label, folder in vinfo_dirs.items()}
+    for key in sorted({k for by_key in loaded.values() for k in by_key}):
+        first = next(by_key[key] for by_key in loaded.values() if key in by_key)
+        a = first.attrs
+        lines += ["", f"I_V(Ŷ_b -> {key}) in {first['vinfo'].attrs['units']} of the "
+                  f"{a['target_shape'][-2]}x{a['target_shape'][-1]} target ({a['target_kind']} "
+                  f"likelihood; {a['n_eval']} held-out of {a['n_samples']} images; "
+                  f"{100 * float(a['confidence']):g}% paired-bootstrap interval):"]
+        for label, by_key in loaded.items():
+            ds = by_key.get(key)
+            if ds is None:
+                continue
+            cells = []
+            for i, family in enumerate(ds["family"].values):
+                flag = " (collapsed to null)" if bool(ds["collapsed"].values[i]) else ""
+                cells.append(f"{family} {ds['vinfo'].values[i]:.3f} [{ds['vinfo_low'].values[i]:.3f},"
+                             f" {ds['vinfo_high'].values[i]:.3f}]{flag}")
+            lines.append(f"  {label} base: " + "; ".join(cells) + f" (R(Ŷ_b) on these images: "
+                         f"{float(ds.attrs['representation_bpp']):.4g} bits/pixel, actual)")
+    return lines
+
+
+def _missing(markdown: Path) -> list[str]:
+    """The items of the report's Missing section."""
+    text = markdown.read_text(encoding="utf-8")
+    section = text.split("## 5. Missing", 1)[-1].split("\n## ", 1)[0]
+    return [line[2:] for line in section.splitlines() if line.startswith("- ")]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("demo_output"))
-    parser.add_argument("--train", type=int, default=24)
-    parser.add_argument("--val", type=int, default=8)
-    parser.add_argument("--height", type=int, default=128)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default demo_output/, with --quick "
+                             "demo_output/quick/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest sizes, every stage (a smoke test; numbers not meaningful)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--verbose", action="store_true", help="show every training line")
     args = parser.parse_args(argv)
-    root = make_data(args.out, args.train, args.val, args.height, args.width, args.seed)
-    show_cityscapes(root, args.batch_size)
-    show_coco(root, args.batch_size)
-    print(f"[done] dataset at {root}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    _setup_logging(args.verbose)
+    torch.set_num_threads(args.threads)
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    out = args.out or (Path("demo_output") / "quick" if args.quick else Path("demo_output"))
+    start = time.perf_counter()
+    try:
+        result = run_demo(out, settings)
+    except DemoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    took = time.perf_counter() - start
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in result["times"].items())
+    print(f"\n== demo finished in {took / 60:.1f} min ({stages}; {args.threads} thread(s)) ==")
+    print("\n".join(summary_lines(result, settings)))
     return 0
 
 

@@ -387,7 +387,7 @@ def ensure_data(cfg: TrainConfig, is_main: bool = True, log: logging.Logger | No
         where = f"data_root={cfg.data_root}" if cfg.data_root else "data_root is not set"
         raise ConfigError(f"{where}: no {cfg.dataset} dataset found (expected "
                           f"{'leftImg8bit/' if cfg.dataset == 'cityscapes' else 'annotations/'} "
-                          "in it); point data_root at the real dataset (see taskcodecs/TRAINING.md)")
+                          "in it); point data_root at the real dataset (see the README section on training the paper experiments)")
     root = synthetic_dir(cfg)
     if has_dataset(root, cfg.dataset) or not is_main:
         return root

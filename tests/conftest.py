@@ -2,7 +2,7 @@
 
 Torch runs on one thread in the tests: the models are tiny, and on a small shared CPU two
 spinning OpenMP threads were measured several times slower than one (see
-taskcodecs/TRAINING.md). Tests that need more threads set them themselves.
+the README, "Training and evaluating the paper's experiments"). Tests that need more threads set them themselves.
 """
 
 import pytest

@@ -1,0 +1,248 @@
+"""The stages of ``make demo`` (:mod:`taskcodecs.demo`), one function each, each one cached.
+
+    s = DemoSettings()                       # or DemoSettings.quick() (the smoke test's)
+    root = make_data(out, s)                 # OUT/data: synthetic scenes, Cityscapes layout
+    bases = train_bases(out, s, root)        # OUT/sweeps/depth-base/runs/*  (+ sweep.nc)
+    reference = train_reference(out, s, root)   # OUT/sweeps/depth-uncompressed (no codec)
+    enh = train_enhancements(out, s, root, enhancement_bases(bases, s))
+    nc, reused = run_vinfo(out, s, root, "proposed", base_run, "reconstruction")
+
+Every run is trained and evaluated through real bitstreams by :mod:`taskcodecs.sweep`
+(a run whose ``eval.nc`` exists is reused, one with a last checkpoint is resumed), so a
+rerun of the demo only does what is missing. A vinfo estimate is reused when its
+``vinfo.nc`` was made from the same base checkpoint (SHA-256 of its weights file) with the
+same settings.
+
+The V-information inputs come from the codec adapter (:mod:`vinfo.adapter`): Z = the base
+latent Ŷ_b of each validation image as *decoded from its real bitstream* ([N, C, h, w]);
+Y = the image as 8-bit integers ([N, 3, H, W], ``discretized`` likelihood: bits per pixel,
+3 sub-pixels summed, directly comparable with a codec's bpp) or the Cityscapes train ids
+([N, H, W], ``categorical``, 19 = ignore).
+
+This module (the demo) is the one place in ``taskcodecs`` that imports :mod:`vinfo`; it
+does so inside :func:`run_vinfo` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from taskcodecs.data.synthetic import generate_dataset
+from taskcodecs.experiments import checkpoint_path
+from taskcodecs.io import read_json
+from taskcodecs.sweep import Point, gather, plan, run_point
+
+log = logging.getLogger("taskcodecs.demo")
+detail = logging.getLogger("taskcodecs.demo.detail")  # per-probe lines, shown with --verbose
+BASE_CONFIG = "tiny-depth-base-proposed"
+RECON_CONFIG = "tiny-cityscapes-reconstruction-scalable"
+REFERENCE_CONFIG = "tiny-depth-uncompressed"
+VINFO_KINDS = {"reconstruction": "discretized", "segmentation": "categorical"}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs. Defaults: about 8-10 minutes on a 2-core CPU (one thread)."""
+
+    height: int = 64  # synthetic scenes, pixels
+    width: int = 128
+    train_images: int = 32
+    val_images: int = 48  # evaluation uses the first eval_images; vinfo uses them all
+    seed: int = 0
+    base_rate_weights: tuple[float, ...] = (1e-3, 1.0)  # depth bases: weight of bpp in the loss
+    reward_weight: float = 0.1  # proposed bases (the original code's value)
+    base_steps: int = 250
+    recon_rate_weights: tuple[float, ...] = (0.3, 30.0)  # scalable reconstruction
+    recon_steps: int = 200
+    standalone: bool = True  # standalone-refit points: the conditional coding gain
+    val_every: int = 50  # training: validation rounds (the best-checkpoint rule)
+    val_limit: int = 8  # training: validation images per round
+    eval_images: int = 16  # evaluation through real bitstreams: first N val images
+    vinfo_targets: tuple[str, ...] = ("reconstruction", "segmentation")
+    vinfo_families: tuple[str, ...] = ("linear", "mlp-64", "cnn-1x32")
+    vinfo_steps: int = 150  # probe optimizer step budget (part of the family V)
+    vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
+    vinfo_patience: int = 3  # this many evaluations without improvement
+    vinfo_seeds: tuple[int, ...] = (0,)
+    vinfo_bootstrap: int = 1000
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """The smallest demo that still exercises every stage (the smoke test's)."""
+        return cls(train_images=8, val_images=12, base_rate_weights=(1e-3, 1.0), base_steps=8,
+                   recon_rate_weights=(0.3, 30.0), recon_steps=6, val_every=4, val_limit=2,
+                   eval_images=2, vinfo_families=("linear", "mlp-16"), vinfo_steps=10,
+                   vinfo_eval_every=5, vinfo_bootstrap=100)
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
+
+    @property
+    def enhancement_base_rate_weight(self) -> float:
+        """The base rate point the enhancements and the vinfo ladder sit on (the first)."""
+        return self.base_rate_weights[0]
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on (e.g. the output folder holds a demo with other settings)."""
+
+
+def check_settings(out: Path, settings: DemoSettings) -> None:
+    """Refuse an output folder made with other settings (its runs would not match)."""
+    path = out / "demo.json"
+    if path.is_file():
+        stored = read_json(path).get("settings", {})
+        changed = sorted(k for k in set(stored) | set(settings.as_dict())
+                         if stored.get(k) != settings.as_dict().get(k))
+        if changed:
+            raise DemoError(f"{out} holds a demo made with other settings (differing: "
+                            f"{', '.join(changed)}); choose another --out or delete {out}")
+
+
+def make_data(out: Path, s: DemoSettings) -> Path:
+    """OUT/data: ``train_images`` + ``val_images`` synthetic scenes (reused if identical)."""
+    root = out / "data"
+    summary = root / "dataset.json"
+    if summary.is_file():
+        found = read_json(summary)
+        counts = [found.get("splits", {}).get(k, {}).get("images") for k in ("train", "val")]
+        if ([found.get(k) for k in ("seed", "height", "width")] == [s.seed, s.height, s.width]
+                and counts == [s.train_images, s.val_images]):
+            log.info("data: reusing %s", root)
+            return root
+    start = time.perf_counter()
+    generate_dataset(root, train=s.train_images, val=s.val_images, height=s.height,
+                     width=s.width, seed=s.seed, overwrite=True)
+    log.info("data: rendered %d + %d scenes of %dx%d px into %s (%.1f s)", s.train_images,
+             s.val_images, s.height, s.width, root, time.perf_counter() - start)
+    return root
+
+
+def _overrides(s: DemoSettings, root: Path, steps: int) -> dict[str, Any]:
+    return {"data_root": str(root), "max_steps": steps, "val_every": min(s.val_every, steps),
+            "val_limit": s.val_limit, "num_workers": 0, "log_every": max(1, min(25, steps)),
+            "seed": s.seed}
+
+
+def _run_points(title: str, points: list[Point], overrides: dict[str, Any], s: DemoSettings,
+                folder: Path, config: str) -> list[Point]:
+    """Train (or reuse) and evaluate every point, then gather OUT/.../sweep.nc."""
+    bar = tqdm(points, desc=title, unit="run", disable=None, dynamic_ncols=True)
+    for i, point in enumerate(bar, 1):
+        name = Path(point.run_dir).name
+        bar.set_postfix_str(name)
+        reused = (Path(point.run_dir) / "eval.nc").is_file()
+        start = time.perf_counter()
+        run_point(point, overrides, "val", s.eval_images)
+        log.info("%s %d/%d: %s %s (%.1f s)", title, i, len(points), name,
+                 "reused" if reused else "trained and evaluated", time.perf_counter() - start)
+    gather(points, folder, config)
+    return points
+
+
+def train_bases(out: Path, s: DemoSettings, root: Path) -> list[Point]:
+    """Baseline and proposed depth bases at every base rate weight (OUT/sweeps/depth-base)."""
+    folder = out / "sweeps" / "depth-base"
+    points = plan(BASE_CONFIG, list(s.base_rate_weights), [s.reward_weight],
+                  ["baseline", "proposed"], {}, folder)
+    return _run_points("depth bases", points, _overrides(s, root, s.base_steps), s, folder,
+                       BASE_CONFIG)
+
+
+def train_reference(out: Path, s: DemoSettings, root: Path) -> Path:
+    """The depth model on uncompressed images, no codec (the depth figure's reference line):
+    OUT/sweeps/depth-uncompressed, reused if evaluated, resumed if interrupted."""
+    from taskcodecs.evaluate import evaluate_run
+    from taskcodecs.train import resolve_config, train
+
+    run_dir = out / "sweeps" / "depth-uncompressed"
+    if (run_dir / "eval.nc").is_file():
+        log.info("reference: %s reused", run_dir)
+        return run_dir
+    start = time.perf_counter()
+    overrides = {**_overrides(s, root, s.base_steps), "out": str(run_dir)}
+    if checkpoint_path(run_dir, "last").with_suffix(".json").is_file():
+        cfg = resolve_config(None, {**overrides, "resume": str(run_dir)})
+    else:
+        cfg = resolve_config(REFERENCE_CONFIG, overrides)
+    train(cfg)
+    evaluate_run(run_dir, split="val", checkpoint="best", limit=s.eval_images)
+    log.info("reference: %s trained and evaluated (%.1f s)", run_dir, time.perf_counter() - start)
+    return run_dir
+
+
+def enhancement_bases(bases: list[Point], s: DemoSettings) -> dict[str, str]:
+    """{"baseline": run dir, "proposed": run dir} at the enhancement base rate weight."""
+    lam = s.enhancement_base_rate_weight
+    return {p.method: p.run_dir for p in bases if p.rate_weight == lam}
+
+
+def train_enhancements(out: Path, s: DemoSettings, root: Path,
+                       bases: dict[str, str]) -> list[Point]:
+    """Scalable reconstruction (and its standalone refit) on each base (OUT/sweeps/...)."""
+    folder = out / "sweeps" / "cityscapes-reconstruction"
+    methods = ["scalable", "standalone-refit"] if s.standalone else ["scalable"]
+    points = plan(RECON_CONFIG, list(s.recon_rate_weights), [], methods, bases, folder)
+    return _run_points("reconstruction", points, _overrides(s, root, s.recon_steps), s, folder,
+                       RECON_CONFIG)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
+              target: str) -> tuple[Path, bool]:
+    """I_V(Ŷ_b -> target) for the probe ladder on every val image -> OUT/vinfo/LABEL/TARGET/
+    (vinfo.nc, vinfo.csv, config.yaml, report). Returns (vinfo.nc path, reused?)."""
+    import xarray as xr
+
+    from vinfo.adapter import extract_codec_pairs
+    from vinfo.estimate import estimate, resolve_config, write_outputs
+
+    folder = out / "vinfo" / label / target
+    weights = checkpoint_path(base_run, "best").with_suffix(".safetensors")
+    stamp = {"base_checkpoint_sha256": file_sha256(weights),
+             "demo_settings": json.dumps(s.as_dict(), sort_keys=True)}
+    nc = folder / "vinfo.nc"
+    if nc.is_file():
+        with xr.open_dataset(nc, engine="h5netcdf") as ds:
+            if all(ds.attrs.get(k) == v for k, v in stamp.items()):
+                return nc, True
+    pairs = extract_codec_pairs(base_run, root, target, split="val", log=detail.info)
+    cfg = resolve_config(target_kind=pairs.target_kind, families=list(s.vinfo_families),
+                         seeds=list(s.vinfo_seeds), seed=s.seed, max_steps=s.vinfo_steps,
+                         eval_every=s.vinfo_eval_every, patience=s.vinfo_patience,
+                         bootstrap=s.vinfo_bootstrap, curves=False, out=str(folder),
+                         source=pairs.source, ignore_value=pairs.ignore_value,
+                         num_classes=pairs.num_classes)
+    ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
+                  attrs={**pairs.attrs(), **stamp, "base_label": label, "target": target},
+                  log=detail.info)
+    write_outputs(ds, cfg, folder, detail.info)
+    return nc, False
+
+
+def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -> dict[str, Path]:
+    """Every (base, target) ladder; returns {label: OUT/vinfo/LABEL} for the analysis report."""
+    jobs = [(label, run, target) for label, run in bases.items() for target in s.vinfo_targets]
+    bar = tqdm(jobs, desc="vinfo ladders", unit="ladder", disable=None, dynamic_ncols=True)
+    for i, (label, run, target) in enumerate(bar, 1):
+        bar.set_postfix_str(f"{label} -> {target}")
+        start = time.perf_counter()
+        nc, reused = run_vinfo(out, s, root, label, run, target)
+        log.info("vinfo %d/%d: I_V(Y_b -> %s), %s base: %s %s (%.1f s)", i, len(jobs), target,
+                 label, nc, "reused" if reused else "estimated", time.perf_counter() - start)
+    return {label: out / "vinfo" / label for label in bases}
+
+
+__all__ = ["DemoError", "DemoSettings", "check_settings", "enhancement_bases", "make_data",
+           "run_vinfo", "train_bases", "train_enhancements", "train_reference", "vinfo_stage"]

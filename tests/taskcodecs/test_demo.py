@@ -1,0 +1,61 @@
+"""``make demo`` (taskcodecs.demo): the whole pipeline at the smallest sizes, then a rerun
+that reuses every stage; and the refusal of an output folder made with other settings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import xarray as xr
+
+from taskcodecs.demo import main
+from taskcodecs.demo_steps import DemoError, DemoSettings, check_settings
+
+
+def test_an_output_folder_with_other_settings_is_refused(tmp_path, capsys):
+    quick = DemoSettings.quick()
+    check_settings(tmp_path, quick)  # nothing there yet: fine
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": DemoSettings().as_dict()}))
+    with pytest.raises(DemoError, match=r"other settings \(differing: .*base_steps"):
+        check_settings(tmp_path, quick)
+    assert main(["--quick", "--out", str(tmp_path)]) == 2
+    assert "choose another --out" in capsys.readouterr().err
+
+
+def test_defaults_cover_what_the_demo_promises():
+    s = DemoSettings()
+    assert len(s.base_rate_weights) >= 2 and len(s.recon_rate_weights) >= 2
+    assert s.reward_weight > 0 and s.standalone
+    assert set(s.vinfo_targets) == {"reconstruction", "segmentation"}
+    assert len(s.vinfo_families) >= 3 and s.val_images >= s.eval_images
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, caplog):
+    out = tmp_path / "demo"
+    assert main(["--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    runs = sorted(out.glob("sweeps/*/runs/*/eval.nc"))
+    assert len(runs) == 12  # 2 methods x 2 rate points of bases; 2 methods x 2 bases x 2 recon
+    assert (out / "sweeps" / "depth-uncompressed" / "eval.nc").is_file()  # no-codec reference
+    for label in ("baseline", "proposed"):
+        for target in ("reconstruction", "segmentation"):
+            with xr.open_dataset(out / "vinfo" / label / target / "vinfo.nc") as ds:
+                assert list(ds["family"].values) == ["linear", "mlp-16"]
+                assert ds["vinfo"].attrs["units"] == "bits/pixel"
+                assert ds.attrs["representation_bpp"] > 0
+            assert (out / "vinfo" / label / target / "report.html").is_file()
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3  # every figure embedded: opens offline
+    assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
+    assert "depth | uncompressed: the task model without a codec | no bitstream" in printed
+    assert re.search(r"BD-rates .*\n(  .*: [+-]\d+\.\d\d% \(akima)", printed), printed
+    assert re.search(r"I_V\(Ŷ_b -> reconstruction\) in bits/pixel", printed)
+    assert re.search(r"proposed base: linear -?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\]", printed)
+
+    caplog.clear()
+    assert main(["--quick", "--out", str(out)]) == 0  # everything cached
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("reused" in m for m in messages) == 12 + 1 + 4
+    assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)
