@@ -58,7 +58,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,15 +105,17 @@ class VinfoConfig:
     folds: int = 1  # > 1: K-fold cross-fitting, every sample gets an out-of-fold PVI
     bootstrap: int = 1000
     confidence: float = 0.95
-    max_steps: int = 400
-    lr: float = 3e-3
-    batch_size: int = 0  # 0: full batch
-    eval_every: int = 20
-    patience: int = 5
-    closed_form_linear: bool = True
-    eval_batch_size: int = 256
-    synthesis_widths: list[int] = field(default_factory=lambda: [192, 48, 24])
-    synthesis_blocks: int = 1
+    # the training budget of every family (part of V): defaults from vinfo.fitting.FitSettings
+    max_steps: int = FitSettings.max_steps
+    lr: float = FitSettings.lr
+    batch_size: int = FitSettings.batch_size  # 0: full batch
+    eval_every: int = FitSettings.eval_every
+    patience: int = FitSettings.patience
+    closed_form_linear: bool = FitSettings.closed_form_linear
+    eval_batch_size: int = FitSettings.eval_batch_size
+    synthesis_widths: list[int] = field(
+        default_factory=lambda: list(FitSettings.synthesis_widths))
+    synthesis_blocks: int = FitSettings.synthesis_blocks
     num_classes: int | None = None
     ignore_value: float | None = None
     discretized_dist: Literal["logistic", "gaussian"] = "logistic"
@@ -144,6 +146,12 @@ def resolve_config(config: VinfoConfig | None = None, **overrides: Any) -> Vinfo
     overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()
                  if v is not None or k in ("num_classes", "ignore_value")}
     return apply_overrides(config or VinfoConfig(), overrides)
+
+
+def fit_settings(cfg: VinfoConfig) -> FitSettings:
+    """The config's training budget as :class:`FitSettings`, field by field (by name)."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(FitSettings)}
+    return FitSettings(**{**values, "synthesis_widths": tuple(values["synthesis_widths"])})
 
 
 def estimate(
@@ -242,9 +250,7 @@ def estimate_inputs(
                          cfg.discretized_dist)
     splits = make_splits(n, cfg.seed, cfg.fit_fraction, cfg.val_fraction, cfg.folds)
     val_share = cfg.val_fraction / (cfg.fit_fraction + cfg.val_fraction)
-    settings = FitSettings(cfg.max_steps, cfg.lr, cfg.batch_size, cfg.eval_every, cfg.patience,
-                           cfg.closed_form_linear, cfg.eval_batch_size,
-                           tuple(cfg.synthesis_widths), cfg.synthesis_blocks)
+    settings = fit_settings(cfg)
     eval_idx = np.sort(np.concatenate([s.eval_idx for s in splits]))
     examples = tuple(int(i) for i in eval_idx[: cfg.map_examples]) if inputs.dense else ()
     sizes = train_sizes(len(splits[0].pool), cfg.curve_points, cfg.curve_min_size)
