@@ -6,7 +6,8 @@ Data flow (names as in CompressAI papers; f = analysis, g = synthesis, RB = resi
                       (half res,                ▲                  │   (3 ch image-like, 1 RB/stage)
                        depth only)              │                  └─▶ g_a ─▶ [UpSample] ─crop─▶ x̂ (B,3,H,W)
                                    entropy model p(ŷ_b | context):         (3 ch, 3 RB/stage)
-                                   masked 5x5 context + parameter net,
+                                   masked 5x5 context (autoregressive or
+                                   checkerboard) + parameter net,
                                    Q = round(y − μ) + μ (straight-through) → −log2 p = bits
 
     depth      X (full res) → DownSample → f_b → ŷ_b → g_b → LRASPP (1 ch) → UpSample → disparity
@@ -37,8 +38,10 @@ Defaults chosen here (DESIGN leaves them open):
 * Training vs bitstream latents: ``forward`` quantizes with the parallel (training) context,
   :meth:`BaseCodec.compress_latents` with the sequential decode-time context; both are
   within ½ of y, so ŷ_b differs between them by a small fraction of a step at most
-  positions and by one step at ~1-3 % of them (taskcodecs.models.entropy). Whatever
-  depends on the decoded ŷ_b (x̂, the task, an enhancement's side input) uses the bitstream's.
+  positions and by one step at ~1-3 % of them (taskcodecs.models.entropy; with
+  ``context="checkerboard"`` the forward pass computes the decoder's two passes, and they
+  agree up to float rounding). Whatever depends on the decoded ŷ_b (x̂, the task, an
+  enhancement's side input) uses the bitstream's.
 
 The batch is a dict: ``image`` float [B, 3, H, W] in [0, 1] (all images of a batch share one
 size), plus ``disparity`` [B, 1, H, W] and ``disparity_mask`` (bool) for depth, or
@@ -74,7 +77,7 @@ from taskcodecs.models.common import (
     padding_multiple,
     unpack_for,
 )
-from taskcodecs.models.entropy import AutoregressiveGaussianModel
+from taskcodecs.models.entropy import CONTEXTS, AutoregressiveGaussianModel
 from taskcodecs.models.tasks import build_task_model, depth_loss, detection_loss
 from taskcodecs.models.transforms import (
     AnalysisTransform,
@@ -106,6 +109,9 @@ class BaseCodecConfig:
     task_blocks: int = 1  # ... of g_b (paper: 1)
     half_resolution: bool = True  # DownSample before f_b, UpSample after the heads
     hyperprior: bool = False  # Ballé-2018 hyperprior in the base entropy model (ablation)
+    # context model of the entropy model: "autoregressive" (type-A 5x5 mask, wavefront
+    # decoding) or "checkerboard" (He et al. 2021, two decoding passes); see entropy.py
+    context: Literal["autoregressive", "checkerboard"] = "autoregressive"
     detector_min_size: int | None = None  # None: the preset's default (paper 800, tiny 128)
     detector_max_size: int | None = None  # None: the preset's default (paper 1333, tiny 256)
     rate_weight: float = field(default=1e-3, metadata=TRAINING_ONLY)
@@ -114,6 +120,8 @@ class BaseCodecConfig:
     pretrained: bool = field(default=False, metadata=TRAINING_ONLY)
 
     def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context must be one of {list(CONTEXTS)}, got {self.context!r}")
         for name in ("rate_weight", "reward_weight", "depth_loss_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -161,7 +169,9 @@ class BaseCodec(nn.Module):
         self.padding_multiple = padding_multiple(config.half_resolution, config.hyperprior)
         self.down = DownSample(3, 3) if config.half_resolution else None
         self.f_b = AnalysisTransform(3, widths, n, config.analysis_blocks)
-        self.entropy_model = AutoregressiveGaussianModel(n, hyperprior=config.hyperprior)
+        self.entropy_model = AutoregressiveGaussianModel(
+            n, hyperprior=config.hyperprior, context=config.context
+        )
         self.g_b = SynthesisTransform(n, widths[::-1], 3, config.task_blocks)
         self.g_a = SynthesisTransform(n, widths[::-1], 3, config.reconstruction_blocks)
         self.up_task = UpSample(1, 1) if config.half_resolution else None

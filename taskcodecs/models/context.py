@@ -1,81 +1,81 @@
-"""The autoregressive coding engine: wavefront schedule, masked context as a matmul, rANS I/O.
+"""The context-model coding engine: masked convs, decoding schedules, the step-by-step coder.
 
-:mod:`taskcodecs.models.entropy` builds the models; this module runs them symbol by symbol.
+:mod:`taskcodecs.models.entropy` builds the models; this module runs them step by step.
 Encoder and decoder call the *same* :meth:`AutoregressiveCoder.run` with the same inputs, so
 they compute bitwise-identical means and scale indexes (the rANS tables are chosen by scale
 index, so any disagreement would desynchronize the stream).
 
-Decoding order. The 5x5 type-A masked context at latent position (r, c) reads the 12 causal
-taps (r-2..r-1, c-2..c+2) and (r, c-2..c-1)::
+Two context models (``context``), each with its 5x5 masked conv and its schedule::
 
-    x x x x x
-    x x x x x        t = 3*r + c: every tap lies on a wavefront t' < t, so all positions
-    x x o . .        of one wavefront can be decoded together, in 3*(h-1) + w steps
-    . . . . .        instead of h*w. (t = 2*r + c would not do: tap (r-1, c+2) has the
-    . . . . .        same t.)
+    autoregressive (type A)            checkerboard (He et al., CVPR 2021)
+    x x x x x                          . x . x .      taps: odd dy + dx (12 of 25)
+    x x x x x                          x . x . x      context input: ŷ at the anchors
+    x x o . .                          . x o x .      ((row + col) even), zero at the
+    . . . . .                          x . x . x      non-anchors
+    . . . . .                          . x . x .
 
-Each step gathers the causal patches of the partially decoded latent at that step's
-positions, applies the masked conv as one matmul over the taps (future positions are never
-read, not even multiplied by a zero weight), then the 1x1 parameter network as matmuls,
-then decodes all symbols of the step with one ``RansDecoder.decode_stream`` call.
-``order="raster"`` (one position per step) is kept as a reference.
+* ``autoregressive``: position (r, c) reads the 12 causal taps. ``order="wavefront"``
+  decodes wavefront t = 3*r + c in one step (every tap lies on a wavefront t' < t;
+  t = 2*r + c would not do, tap (r-1, c+2) has the same t), 3*(h-1) + w steps instead of
+  h*w; ``order="raster"`` (one position per step) is kept as a reference.
+* ``checkerboard``: two steps ("two-pass"). All anchors first: their taps all land on
+  non-anchors, which the context never reads (zero), so their context is the conv's bias
+  alone; then all non-anchors, whose taps all land on (decoded) anchors.
 
-rANS I/O. :class:`SymbolWriter` buffers symbols into one ``BufferedRansEncoder`` stream and
-ends it with a 16-bit check value; :class:`SymbolReader` decodes that stream defensively:
-it checks the stream length, pads the stream with zeros so that a garbage payload can at
-worst give garbage symbols (CompressAI's decoder does not bounds-check its reads), rejects
-implausibly large symbols early, and compares the check value at the end. The caller
-derives the check value from everything the decoder must share with the encoder (latent
-shape, model parameters, side input), so garbage, a desynchronized decoder, a wrong shape,
-a different model or different side information is detected with probability 1 - 2**-16.
+Causality (:func:`check_schedule`, run before every coding): every tap of every position of
+a step must land on padding, on a position the context never reads (checkerboard
+non-anchors), or on a position decoded in an earlier step. A mask that would read an
+undecoded position under the chosen schedule is rejected with a ValueError.
+
+Each step gathers the context input at the taps of that step's positions, applies the
+masked conv as one matmul over the taps (masked-out taps are never read, not even
+multiplied by a zero weight; a step whose taps all read zeros gets the bias alone), then
+the 1x1 parameter network as matmuls, then takes all symbols of the step at once (the
+decoder: one ``RansDecoder.decode_stream`` call). The symbols of all steps form one rANS
+stream (:mod:`taskcodecs.models.rans`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from compressai._CXX import pmf_to_quantized_cdf
-from compressai.ans import BufferedRansEncoder, RansDecoder
-from compressai.entropy_models.entropy_models import EntropyModel
 from torch import Tensor, nn
 
-from taskcodecs.bitstream import BitstreamError
+from taskcodecs.models.rans import scale_indexes, single_threaded
 
 __all__ = [
-    "MAX_ABS_SYMBOL",
+    "CONTEXTS",
+    "ORDERS",
+    "SCHEDULES",
     "AutoregressiveCoder",
-    "CodingTables",
+    "CodedLatent",
     "MaskedConv2d",
-    "SymbolReader",
-    "SymbolWriter",
+    "anchor_mask",
+    "check_context",
     "check_order",
+    "check_schedule",
+    "context_sources",
     "decoding_schedule",
-    "scale_indexes",
-    "single_threaded",
 ]
 
-ORDERS: tuple[str, ...] = ("wavefront", "raster")
+CONTEXTS: tuple[str, ...] = ("autoregressive", "checkerboard")
+ORDERS: tuple[str, ...] = ("wavefront", "raster")  # of an autoregressive context
+SCHEDULES: tuple[str, ...] = ("wavefront", "raster", "two-pass")
+MASK_TYPES: tuple[str, ...] = ("A", "B", "checkerboard")
 
-# |symbol| bound: float32 holds every integer up to 2**24 exactly, so y_hat = s + mu stays
-# meaningful. The encoder refuses larger residuals; the decoder treats them as garbage.
-MAX_ABS_SYMBOL = 2**24
-_MAX_STREAM_BYTES_PER_SYMBOL = 8  # 16 bits rANS + at most 32 bypass bits, with margin
-# A Gaussian-table symbol costs at least -log2(1 - 3/2**16) bits (<= 121k symbols per byte); a
-# bottleneck symbol 3x less, but z never has more positions than y: <= 242k per byte.
-_MAX_SYMBOLS_PER_STREAM_BYTE = 2**18
-_CHECK_SYMBOLS = 2  # the 16-bit check value, as two 8-bit symbols
+Step = tuple[Tensor, Tensor]  # (rows, cols) int64 index tensors of the positions of one step
 
 
 class MaskedConv2d(nn.Conv2d):
-    """A PixelCNN masked conv that never touches its parameters: ``conv(x, weight * mask)``.
+    """A masked conv that never touches its parameters: ``conv(x, weight * mask)``.
 
     ``mask_type="A"`` masks the centre tap and everything after it in raster order (the
-    context model's causal 5x5 taps, see the module docstring); ``"B"`` keeps the centre.
+    autoregressive context's causal taps, see the module docstring); ``"B"`` keeps the
+    centre; ``"checkerboard"`` keeps the taps with odd dy + dx (12 of a 5x5 kernel).
     Unlike CompressAI's ``MaskedConv2d`` (whose ``forward`` rewrites ``weight.data`` in
     place), the weight tensor is left as it is: the masked-out taps never influence the
     output, receive exactly zero gradient, and a frozen model stays bit-identical however
@@ -85,13 +85,33 @@ class MaskedConv2d(nn.Conv2d):
 
     def __init__(self, *args: Any, mask_type: str = "A", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if mask_type not in ("A", "B"):
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
+        self.mask_type = mask_type
         mask = torch.ones_like(self.weight.detach())
         _, _, height, width = mask.shape
-        mask[:, :, height // 2, width // 2 + (mask_type == "B") :] = 0
-        mask[:, :, height // 2 + 1 :] = 0
+        if mask_type == "checkerboard":
+            dy = torch.arange(height)[:, None] - height // 2
+            dx = torch.arange(width)[None, :] - width // 2
+            mask *= ((dy + dx) % 2 == 1).to(mask.dtype)
+        else:
+            mask[:, :, height // 2, width // 2 + (mask_type == "B") :] = 0
+            mask[:, :, height // 2 + 1 :] = 0
         self.register_buffer("mask", mask)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        """Refuse a stored mask other than this conv's (e.g. weights of another context
+        model): ``load_state_dict`` raises instead of silently changing the taps."""
+        own_mask = self.mask.clone()
+        stored = state_dict.get(f"{prefix}mask")
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if isinstance(stored, Tensor) and not torch.equal(stored.to(own_mask), own_mask):
+            self.mask.copy_(own_mask)  # load_state_dict raises; the taps stay this conv's
+            error_msgs = args[-1]
+            error_msgs.append(
+                f"{prefix}mask: the stored mask is not this conv's {self.mask_type!r} mask "
+                "(weights of a model with another context?)"
+            )
 
     def masked_weight(self) -> Tensor:
         """The weight the convolution uses: ``weight * mask`` (a new tensor)."""
@@ -101,24 +121,51 @@ class MaskedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.masked_weight(), self.bias)
 
 
+# -- contexts and schedules ------------------------------------------------------------------
+
+
+def check_context(context: str) -> str:
+    if context not in CONTEXTS:
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+    return context
+
+
 def check_order(order: str) -> str:
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     return order
 
 
-def decoding_schedule(
-    height: int, width: int, order: str, slope: int = 3
-) -> list[tuple[Tensor, Tensor]]:
+def anchor_mask(height: int, width: int) -> Tensor:
+    """(h, w) bool: the checkerboard's anchors, the positions with (row + col) even."""
+    return (torch.arange(height)[:, None] + torch.arange(width)[None, :]) % 2 == 0
+
+
+def context_sources(context: str, height: int, width: int) -> Tensor:
+    """(h, w) bool: where the context model reads ŷ (elsewhere its input is zero).
+    Autoregressive: everywhere; checkerboard: the anchors."""
+    if check_context(context) == "checkerboard":
+        return anchor_mask(height, width)
+    return torch.ones(height, width, dtype=torch.bool)
+
+
+def decoding_schedule(height: int, width: int, schedule: str, slope: int = 3) -> list[Step]:
     """(rows, cols) index tensors of each decoding step, in decoding order.
 
     ``wavefront``: step t holds the positions with ``slope * row + col == t`` (rows
     ascending; empty wavefronts skipped), ``slope * (h - 1) + w`` steps at most;
-    ``raster``: one position per step, row by row.
+    ``raster``: one position per step, row by row; ``two-pass``: the checkerboard's anchors
+    ((row + col) even), then the non-anchors, each in raster order (one step for a 1x1
+    latent, which has no non-anchor).
     """
-    check_order(order)
-    if order == "raster":
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "raster":
         return [(torch.tensor([r]), torch.tensor([c])) for r in range(height) for c in range(width)]
+    if schedule == "two-pass":
+        anchors = anchor_mask(height, width)
+        passes = [torch.nonzero(anchors), torch.nonzero(~anchors)]
+        return [(p[:, 0], p[:, 1]) for p in passes if len(p)]
     rows = torch.arange(height)
     steps = []
     for t in range(slope * (height - 1) + width):
@@ -129,146 +176,32 @@ def decoding_schedule(
     return steps
 
 
-def scale_indexes(scales: Tensor, scale_table: Tensor, scale_bound: float) -> Tensor:
-    """Index of the CDF table used for each scale: the table scale nearest in log scale.
-
-    Scales are first lower-bounded by ``scale_bound``; the boundary between table scales
-    a < b is their geometric mean sqrt(a b), computed in float64 (IEEE-exact products and
-    square roots, so every platform picks the same index). CompressAI's ``build_indexes``
-    rounds up to the next table scale instead, which with its 64 scales (13 % apart) costs
-    ~2 % of the bits at a few bits per pixel; the nearest scale costs a fraction of that.
-    Always within [0, len(scale_table) - 1], NaN included.
-    """
-    table = scale_table.detach().to(torch.float64)
-    boundaries = torch.sqrt(table[1:] * table[:-1]).contiguous()
-    bounded = torch.clamp_min(scales.detach().to(torch.float64), scale_bound).contiguous()
-    indexes = torch.searchsorted(boundaries, bounded)
-    return indexes.clamp_(0, len(scale_table) - 1)
-
-
-@dataclass(frozen=True)
-class CodingTables:
-    """Quantized CDFs in the layout ``compressai.ans`` expects (rows cut to their lengths)."""
-
-    cdfs: list[list[int]]
-    lengths: list[int]
-    offsets: list[int]
-
-    @classmethod
-    def from_entropy_model(cls, model: EntropyModel) -> CodingTables:
-        """Tables of an updated CompressAI entropy model (after its ``update()``)."""
-        lengths = [int(n) for n in model._cdf_length.tolist()]
-        cdfs = [row[:n] for row, n in zip(model._quantized_cdf.tolist(), lengths)]
-        return cls(cdfs, lengths, [int(o) for o in model._offset.tolist()])
-
-    @classmethod
-    def uniform(cls, num_values: int) -> CodingTables:
-        """One table coding the values 0..num_values-1 with equal probability."""
-        cdf = pmf_to_quantized_cdf([1.0 / (num_values + 1)] * (num_values + 1), 16)
-        return cls([list(cdf)], [len(cdf)], [0])
-
-    def subset(self, ids: Sequence[int]) -> CodingTables:
-        return CodingTables(
-            [self.cdfs[i] for i in ids],
-            [self.lengths[i] for i in ids],
-            [self.offsets[i] for i in ids],
-        )
-
-
-_CHECK_TABLES = CodingTables.uniform(256)
-
-
-def _check_symbols(check: int) -> Tensor:
-    return torch.tensor([(check >> 8) & 0xFF, check & 0xFF])
-
-
-class SymbolWriter:
-    """Collects integer symbols with their table indexes into one rANS stream."""
-
-    def __init__(self) -> None:
-        self._encoder = BufferedRansEncoder()
-        self.num_symbols = 0
-
-    def write(self, symbols: Tensor, indexes: Tensor, tables: CodingTables) -> None:
-        symbols = symbols.reshape(-1)
-        if symbols.numel() and symbols.abs().max() > MAX_ABS_SYMBOL:
+def check_schedule(steps: Sequence[Step], dy: Tensor, dx: Tensor, sources: Tensor) -> None:
+    """Raise ValueError unless ``steps`` visit every position of the (h, w) latent once and
+    every tap (``dy``, ``dx``) of every position of a step lands on padding, on a position
+    outside ``sources`` (the context reads zero there) or on a position decoded in an
+    earlier step: the decoder never needs what it has not decoded yet."""
+    height, width = sources.shape
+    visits = torch.zeros((height, width), dtype=torch.int64)
+    step_of = torch.full((height, width), -1, dtype=torch.int64)
+    for t, (rows, cols) in enumerate(steps):
+        visits.index_put_((rows, cols), torch.ones_like(rows), accumulate=True)
+        step_of[rows, cols] = t
+    if not bool((visits == 1).all()):
+        raise ValueError("a decoding schedule must visit every position exactly once")
+    pad = int(max(dy.abs().max(), dx.abs().max())) if len(dy) else 0
+    # step at which each tap's target becomes readable: -1 for padding and non-sources
+    readable = torch.full((height + 2 * pad, width + 2 * pad), -1, dtype=torch.int64)
+    readable[pad : pad + height, pad : pad + width] = torch.where(sources, step_of, -1)
+    for tap_dy, tap_dx in zip(dy.tolist(), dx.tolist()):
+        target = readable[pad + tap_dy : pad + tap_dy + height, pad + tap_dx : pad + tap_dx + width]
+        late = target >= step_of
+        if bool(late.any()):
+            r, c = (int(i) for i in torch.nonzero(late)[0])
             raise ValueError(
-                f"a symbol of magnitude {int(symbols.abs().max())} exceeds {MAX_ABS_SYMBOL}: "
-                "the latent is too large for the entropy coder"
-            )
-        self._encoder.encode_with_indexes(
-            symbols.tolist(),
-            indexes.reshape(-1).tolist(),
-            tables.cdfs,
-            tables.lengths,
-            tables.offsets,
-        )
-        self.num_symbols += symbols.numel()
-
-    def finish(self, check: int) -> bytes:
-        """Append the 16-bit ``check`` value; the stream (a multiple of 4 bytes, at least 8)."""
-        self.write(
-            _check_symbols(check), torch.zeros(_CHECK_SYMBOLS, dtype=torch.int64), _CHECK_TABLES
-        )
-        return self._encoder.flush()
-
-
-class SymbolReader:
-    """Decodes a :class:`SymbolWriter` stream; garbage raises :class:`BitstreamError`.
-
-    ``max_symbols`` is the number of symbols the caller will read (check excluded); it
-    bounds the plausible stream length and sizes the zero padding that keeps the decoder's
-    unchecked reads inside our buffer. Worst cases: a run of 0xFF bytes makes the escape
-    (bypass) decoder read up to ~15 bytes per stream byte, and past the end each symbol
-    reads at most one 4-byte word (plus rare escapes, at most ~120 bytes each). The
-    padding is transient memory of the order of the decoded latent itself; callers should
-    bound latent shapes taken from untrusted headers.
-    """
-
-    def __init__(self, stream: bytes, max_symbols: int) -> None:
-        total = max_symbols + _CHECK_SYMBOLS
-        if len(stream) < 8 or len(stream) % 4:
-            raise BitstreamError(
-                f"entropy-coded stream of {len(stream)} bytes is invalid: an rANS stream is a "
-                "multiple of 4 bytes and at least 8"
-            )
-        if len(stream) > _MAX_STREAM_BYTES_PER_SYMBOL * total + 16:
-            raise BitstreamError(
-                f"entropy-coded stream of {len(stream)} bytes is too long for {total} symbols"
-            )
-        if total > _MAX_SYMBOLS_PER_STREAM_BYTE * (len(stream) + 8):
-            raise BitstreamError(
-                f"{total} symbols cannot be carried by a {len(stream)}-byte stream: "
-                "wrong latent shape?"
-            )
-        padding = bytes(16 * len(stream) + 4 * total + 65536)
-        self._decoder = RansDecoder()
-        self._decoder.set_stream(stream + padding)
-
-    def read(self, indexes: Tensor, tables: CodingTables) -> Tensor:
-        """Decode one symbol per entry of ``indexes`` (table ids); same shape, int64."""
-        unique, inverse = torch.unique(indexes, return_inverse=True)
-        used = tables.subset(unique.tolist())  # pass only the tables this call needs
-        values = self._decoder.decode_stream(
-            inverse.reshape(-1).tolist(), used.cdfs, used.lengths, used.offsets
-        )
-        symbols = torch.tensor(values, dtype=torch.int64).reshape(indexes.shape)
-        if symbols.numel() and symbols.abs().max() > MAX_ABS_SYMBOL:
-            raise BitstreamError(
-                "entropy-coded stream decodes to out-of-range symbols: corrupt payload or "
-                "encoder/decoder mismatch"
-            )
-        return symbols
-
-    def finish(self, check: int) -> None:
-        """Compare the stream's check value with ``check`` (what the encoder wrote if this
-        decoder shares everything with it and consumed the stream exactly as written)."""
-        found = self.read(torch.zeros(_CHECK_SYMBOLS, dtype=torch.int64), _CHECK_TABLES)
-        expected = _check_symbols(check)
-        if not torch.equal(found, expected):
-            raise BitstreamError(
-                "entropy-coded stream failed its end check: corrupt payload, or the decoder "
-                "differs from the encoder (latent shape, model parameters or side information)"
+                f"context tap (dy={tap_dy}, dx={tap_dx}) of position ({r}, {c}) reads a position "
+                f"not decoded before step {int(step_of[r, c])}: the context mask does not fit "
+                "this decoding schedule"
             )
 
 
@@ -286,14 +219,18 @@ class CodedLatent:
 
 
 class AutoregressiveCoder:
-    """Runs context model + parameter network position group by position group.
+    """Runs context model + parameter network step by step over a decoding schedule.
 
-    Give it CPU modules: ``context_prediction`` (a type-A :class:`MaskedConv2d`),
-    ``entropy_parameters`` (an ``nn.Sequential`` of 1x1 convs and elementwise activations
-    whose output splits into scales then means; float64 recommended) and the float32 scale
-    table. Arithmetic runs in the parameter network's dtype; the decoded latent, the
-    conditioning and the resulting μ, σ are float32 (rounded from float64), so results do
-    not depend on how many positions a step holds.
+    Give it CPU modules: ``context_prediction`` (a :class:`MaskedConv2d`; its mask, the
+    same for every channel pair, is the tap set), ``entropy_parameters`` (an
+    ``nn.Sequential`` of 1x1 convs and elementwise activations whose output splits into
+    scales then means; float64 recommended), the float32 scale table, and the ``context``
+    the mask belongs to ("autoregressive": wavefront or raster schedule by ``order``;
+    "checkerboard": the two-pass schedule, ``order`` ignored). The schedule is checked
+    against the taps before coding (:func:`check_schedule`). Arithmetic runs in the
+    parameter network's dtype; the decoded latent, the conditioning and the resulting μ, σ
+    are float32 (rounded from float64), so results do not depend on how many positions a
+    step holds.
     """
 
     def __init__(
@@ -302,19 +239,19 @@ class AutoregressiveCoder:
         entropy_parameters: nn.Sequential,
         scale_table: Tensor,
         scale_bound: float,
+        context: str = "autoregressive",
     ) -> None:
+        self.context = check_context(context)
         dtype = next(entropy_parameters.parameters()).dtype
         weight = context_prediction.masked_weight().detach().to(dtype)
+        mask = context_prediction.mask
+        if not bool((mask == mask[:1, :1]).all()):
+            raise ValueError("context_prediction's mask must be the same for every channel pair")
         kernel_h, kernel_w = weight.shape[-2:]
-        taps = torch.nonzero(context_prediction.mask[0, 0])  # (T, 2): (ky, kx) of causal taps
+        taps = torch.nonzero(mask[0, 0])  # (T, 2): (ky, kx) of the taps the conv reads
         self.dy = taps[:, 0] - kernel_h // 2
         self.dx = taps[:, 1] - kernel_w // 2
-        if not bool(((self.dy < 0) | ((self.dy == 0) & (self.dx < 0))).all()):
-            raise ValueError("context_prediction must be a type-A (strictly causal) masked conv")
         self.pad = max(kernel_h, kernel_w) // 2
-        self.slope = next(
-            a for a in range(1, kernel_w + 1) if bool((a * self.dy + self.dx < 0).all())
-        )
         # masked conv over the taps as one matrix: (2N, C * T), columns ordered (channel, tap)
         self.context_weight = weight[:, :, taps[:, 0], taps[:, 1]].flatten(1)
         self.context_bias = context_prediction.bias.detach().to(dtype)
@@ -327,6 +264,28 @@ class AutoregressiveCoder:
         self.entropy_parameters = entropy_parameters
         self.scale_table = scale_table.detach().float()
         self.scale_bound = float(scale_bound)
+
+    def schedule(self, height: int, width: int, order: str) -> list[Step]:
+        """The checked decoding steps of an (h, w) latent (see the class docstring)."""
+        check_order(order)
+        if self.context == "checkerboard":
+            steps = decoding_schedule(height, width, "two-pass")
+        elif order == "wavefront":
+            steps = decoding_schedule(height, width, "wavefront", self._wavefront_slope())
+        else:
+            steps = decoding_schedule(height, width, "raster")
+        check_schedule(steps, self.dy, self.dx, context_sources(self.context, height, width))
+        return steps
+
+    def _wavefront_slope(self) -> int:
+        """The smallest a with a*dy + dx < 0 for every tap (3 for the type-A 5x5 mask)."""
+        for slope in range(1, 2 * self.pad + 2):
+            if bool((slope * self.dy + self.dx < 0).all()):
+                return slope
+        raise ValueError(
+            "this context mask reads a position below or at its own (a type-B or checkerboard "
+            "mask?): it has no wavefront schedule"
+        )
 
     def run(
         self,
@@ -344,15 +303,23 @@ class AutoregressiveCoder:
     def _run(self, conditioning, shape, order, next_symbols) -> CodedLatent:
         channels, height, width = shape
         pad = self.pad
-        y_pad = torch.zeros(channels, height + pad, width + 2 * pad)  # causal: no bottom pad
+        steps = self.schedule(height, width, order)
+        sources = context_sources(self.context, height, width)
+        sources_pad = F.pad(sources, (pad, pad, pad, pad))  # padding reads zero, like non-sources
+        # the context input: decoded ŷ at source positions, zero everywhere else
+        context_input = torch.zeros(channels, height + 2 * pad, width + 2 * pad)
+        y_hat = torch.zeros(channels, height, width)
         means_full = torch.zeros(channels, height, width)
         scales_full = torch.zeros(channels, height, width)
-        for rows, cols in decoding_schedule(height, width, order, self.slope):
+        for rows, cols in steps:
             patch_rows = rows[None, :] + pad + self.dy[:, None]  # (T, k)
             patch_cols = cols[None, :] + pad + self.dx[:, None]
-            patches = y_pad[:, patch_rows, patch_cols]  # (C, T, k)
-            patches = patches.permute(2, 0, 1).reshape(len(rows), -1).to(self.dtype)  # (k, C*T)
-            features = F.linear(patches, self.context_weight, self.context_bias)
+            if bool(sources_pad[patch_rows, patch_cols].any()):
+                patches = context_input[:, patch_rows, patch_cols]  # (C, T, k)
+                patches = patches.permute(2, 0, 1).reshape(len(rows), -1).to(self.dtype)
+                features = F.linear(patches, self.context_weight, self.context_bias)
+            else:  # every tap reads a zero: the bias alone (checkerboard anchors)
+                features = self.context_bias.expand(len(rows), -1)
             if conditioning is not None:
                 side = conditioning[:, rows, cols].T.to(self.dtype)
                 features = torch.cat([features, side], dim=1)
@@ -360,23 +327,13 @@ class AutoregressiveCoder:
             scales, means = params[:, :channels], params[:, channels:]
             indexes = scale_indexes(scales, self.scale_table, self.scale_bound)
             symbols = next_symbols(rows, cols, means, indexes)
-            y_pad[:, rows + pad, cols + pad] = (symbols.to(torch.float32) + means).T
+            values = (symbols.to(torch.float32) + means).T  # (C, k)
+            y_hat[:, rows, cols] = values
+            read = sources[rows, cols]
+            context_input[:, rows[read] + pad, cols[read] + pad] = values[:, read]
             means_full[:, rows, cols] = means.T
             scales_full[:, rows, cols] = scales.T
-        y_hat = y_pad[:, pad:, pad : pad + width].clone()
         return CodedLatent(y_hat=y_hat, means=means_full, scales=scales_full)
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch ops on one thread: the per-step ops are tiny, and intra-op thread pools cost
-    more in synchronization than they save (several times more on a loaded machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _pointwise(layers: nn.Sequential, features: Tensor) -> Tensor:

@@ -6,7 +6,8 @@ Data flow (CompressAI paper names; the base is frozen: eval mode, no gradient)::
                                                                 ▼
     X ─pad─▶ [DownSample] ─▶ f_e ─▶ y_e ─Q(· | ŷ_b)─▶ ŷ_e ─▶ g_e ─▶ target
                                          conditional entropy model:
-                                         masked 5x5 context of ŷ_e + side branch on ŷ_b
+                                         masked 5x5 context of ŷ_e (autoregressive or
+                                         checkerboard) + side branch on ŷ_b
 
     reconstruction   g_e (3 ch, 3 blocks/stage) ─▶ [UpSample] ─▶ crop ─▶ x̂ (B, 3, H, W)
     segmentation     g_e (3 ch image-like, 1 block/stage) ─▶ DeepLabV3 (+aux) ─▶ logits,
@@ -60,7 +61,7 @@ from taskcodecs.models.common import (
     freeze,
     unpack_for,
 )
-from taskcodecs.models.entropy import ConditionalAutoregressiveGaussianModel
+from taskcodecs.models.entropy import CONTEXTS, ConditionalAutoregressiveGaussianModel
 from taskcodecs.models.tasks import build_task_model, segmentation_loss
 from taskcodecs.models.transforms import (
     AnalysisTransform,
@@ -97,11 +98,15 @@ class EnhancementCodecConfig:
     analysis_blocks: int = 1  # residual blocks per stage of f_e
     synthesis_blocks: int = 1  # ... of g_e (paper: 3 reconstruction, 1 segmentation)
     side_blocks: int = 1  # residual blocks in each stack of the side branch on ŷ_b (paper: 3)
+    # context model of ŷ_e's entropy model (independent of the base's), see entropy.py
+    context: Literal["autoregressive", "checkerboard"] = "autoregressive"
     rate_weight: float = field(default=1e-2, metadata=TRAINING_ONLY)
     segmentation_loss_weight: float = field(default=20.0, metadata=TRAINING_ONLY)
     pretrained: bool = field(default=False, metadata=TRAINING_ONLY)
 
     def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context must be one of {list(CONTEXTS)}, got {self.context!r}")
         if self.rate_weight < 0:
             raise ConfigError(f"rate_weight must be >= 0, got {self.rate_weight}")
         if self.segmentation_loss_weight <= 0:
@@ -149,7 +154,10 @@ class EnhancementCodec(nn.Module):
         self.f_e = AnalysisTransform(3, widths, n, config.analysis_blocks) if coded else None
         self.entropy_model = (
             ConditionalAutoregressiveGaussianModel(
-                n, side_channels=base.latent_ch, num_res_blocks=config.side_blocks
+                n,
+                side_channels=base.latent_ch,
+                num_res_blocks=config.side_blocks,
+                context=config.context,
             )
             if coded
             else None
@@ -204,6 +212,11 @@ class EnhancementCodec(nn.Module):
         if conditional.config.target != self.config.target:
             raise ValueError(
                 f"init_from: target {conditional.config.target!r} differs from {self.config.target!r}"
+            )
+        if conditional.config.context != self.config.context:
+            raise ValueError(
+                f"init_from: context {conditional.config.context!r} differs from "
+                f"{self.config.context!r}"
             )
         if conditional.base.codec_id != self.base.codec_id:
             raise ValueError(

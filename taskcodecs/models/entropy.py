@@ -1,10 +1,11 @@
-"""Entropy models for latents: quantization, autoregressive Gaussian conditionals, real coding.
+"""Entropy models for latents: quantization, context-model Gaussian conditionals, real coding.
 
 Data flow (CompressAI / Minnen et al. 2018 names; N channels, h x w latent)::
 
     AutoregressiveGaussianModel (base layer Ŷ_b)
 
       y (B, N, h, w) ──► quantize "ste": ⌊y⌉ ──► context_prediction (MaskedConv2d 5x5, type A)
+       │                 (checkerboard: ŷ ⊙ anchor_mask ──► MaskedConv2d 5x5, checkerboard)
        │                                               │ (B, 2N, h, w)
        │  [hyperprior=True: y ─► h_a ─► z ─► z_hat = ⌊z − m⌉ + m ─► h_s ─► (B, 2N, h, w),
        │   concatenated after the context; likelihoods["z"] from the EntropyBottleneck]
@@ -21,23 +22,38 @@ Data flow (CompressAI / Minnen et al. 2018 names; N channels, h x w latent)::
       after the context features; entropy_parameters 4N → 10N/3 → 8N/3 → 2N with ELU.
       side=None feeds zeros (the "standalone" flavour).
 
-Which y_hat is which. ``forward`` is parallel: its context sees ⌊y⌉ at every causal
-position (as CompressAI's mbt2018 sees its quantized y), so its μ, σ and y_hat = ⌊y − μ⌉ + μ
-are *not* what the bitstream carries. The bitstream is sequential: the context sees the
-already decoded ŷ' = ⌊y − μ'⌉ + μ', so μ' differs from μ and so can the symbols; both
-y_hat and ŷ' lie within ½ of y, so they differ by at most 1 per element. Train with
-``forward``; decode with ``decompress``, whose output equals ``encode(...).y_hat`` bit for
-bit. A synthesis that must match the decoder (and any side input Ŷ_b of an enhancement
-layer) must use the *bitstream* y_hat.
+Context models (``context``, taskcodecs.models.context). ``"autoregressive"`` (default): the
+type-A 5x5 masked context, decoded wavefront by wavefront (``order="wavefront"``, the
+default, 3(h−1) + w steps) or position by position (``order="raster"``, a reference); both
+decode the same y_hat. ``"checkerboard"`` (He et al., CVPR 2021): anchors ((row + col) even)
+are coded first from the context bias [+ hyperprior / side features] alone, then the
+non-anchors with a checkerboard-masked 5x5 conv over the decoded anchors: two steps
+whatever the size. A checkerboard model accepts ``order`` ("wavefront" or "raster", still
+validated) and ignores it: it always codes in two passes, and the payload is the same.
+Codecs are trained with one context and decode only with it (the payload's flag byte
+names it, taskcodecs.models.payload).
+
+Which y_hat is which. The autoregressive ``forward`` is parallel: its context sees ⌊y⌉ at
+every causal position (as CompressAI's mbt2018 sees its quantized y), so its μ, σ and
+y_hat = ⌊y − μ⌉ + μ are *not* what the bitstream carries. The bitstream is sequential: the
+context sees the already decoded ŷ' = ⌊y − μ'⌉ + μ', so μ' differs from μ and so can the
+symbols; both y_hat and ŷ' lie within ½ of y, so they differ by at most 1 per element.
+The checkerboard ``forward`` (with "ste" quantization) computes both passes exactly as the
+decoder does (the anchors' μ in an extra no-gradient pass), so its μ, σ and y_hat equal the
+bitstream's up to float32-vs-float64 rounding. Train with ``forward``; decode with
+``decompress``, whose output equals ``encode(...).y_hat`` bit for bit. A synthesis that
+must match the decoder (and any side input Ŷ_b of an enhancement layer) must use the
+*bitstream* y_hat.
 
 Estimated vs actual rate. ``bits(forward(y)["likelihoods"])`` is the training estimate.
 ``encode`` also reports ``estimated_bits`` from the decode-time μ', σ'; the payload is that
 plus the coding overheads: σ' is coded with the nearest (in log scale) of 64 log-spaced
-table scales (payload version 2; version 1 rounded up to the next one, as CompressAI does,
-which cost ~1.8 % more bits at ~2.7 bpp), CDFs are quantized to 16 bits, residuals beyond
-±6.1σ are escape-coded, and each payload carries 1 flag byte, a 16-bit end check and the
-64-bit rANS flush (the stream is a whole number of 4-byte words). The gap between forward and decode-time estimates comes from the context mismatch
-above and is for the codec to measure.
+table scales (payload versions 2 and 3; version 1 rounded up to the next one, as CompressAI
+does, which cost ~1.8 % more bits at ~2.7 bpp), CDFs are quantized to 16 bits, residuals
+beyond ±6.1σ are escape-coded, and each payload carries 1 flag byte, a 16-bit end check and
+the 64-bit rANS flush (the stream is a whole number of 4-byte words). The gap between
+forward and decode-time estimates comes from the context mismatch above (autoregressive
+only) and is for the codec to measure.
 
 Determinism. Coding runs on a CPU copy of the model whatever its device; encoder and
 decoder use the same code path (taskcodecs.models.context). The copy computes in float64
@@ -59,8 +75,6 @@ from __future__ import annotations
 
 import copy
 import math
-import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,17 +84,33 @@ from torch import Tensor, nn
 
 from taskcodecs.bitstream import BitstreamError
 from taskcodecs.models.context import (
+    CONTEXTS,
     AutoregressiveCoder,
-    CodingTables,
     MaskedConv2d,
+    anchor_mask,
+    check_context,
+    check_order,
+)
+from taskcodecs.models.payload import (
+    CONDITIONAL,
+    HYPERPRIOR,
+    check_value,
+    make_flags,
+    read_flags,
+)
+from taskcodecs.models.rans import (
+    CodingTables,
     SymbolReader,
     SymbolWriter,
-    check_order,
-    single_threaded,
+    bottleneck_likelihood,
+    bottleneck_tables,
+    channel_indexes,
+    make_tables_transient,
 )
 from taskcodecs.models.transforms import ResidualBlock
 
 __all__ = [
+    "CONTEXTS",
     "LIKELIHOOD_BOUND",
     "SCALE_BOUND",
     "SCALE_TABLE",
@@ -97,9 +127,6 @@ LIKELIHOOD_BOUND = 1e-9
 SCALE_TABLE: tuple[float, ...] = tuple(
     torch.exp(torch.linspace(math.log(SCALE_BOUND), math.log(256.0), 64)).tolist()
 )
-_PAYLOAD_VERSION = 2  # high nibble of the payload's flag byte (2: nearest table scale)
-_RASTER, _HYPERPRIOR, _CONDITIONAL, _SIDE_ZEROED = 1, 2, 4, 8
-_BOTTLENECK_TABLE_RADIUS = 256  # z tables span median ± this; beyond is escape-coded
 
 
 def quantize(x: Tensor, mode: str = "ste") -> Tensor:
@@ -151,7 +178,7 @@ class EncodedLatent:
 class _AutoregressiveGaussian(nn.Module):
     """Shared forward/encode/decompress; subclasses add what is concatenated after the context."""
 
-    _flag_bits = 0
+    _flag_bits = 0  # taskcodecs.models.payload: HYPERPRIOR | CONDITIONAL
 
     def __init__(
         self,
@@ -159,13 +186,18 @@ class _AutoregressiveGaussian(nn.Module):
         conditioning_channels: int,
         activation: type[nn.Module],
         noise_quantization: bool,
+        context: str,
     ) -> None:
         super().__init__()
         if isinstance(N, bool) or int(N) != N or N < 1:
             raise ValueError(f"N (latent channels) must be a positive integer, got {N!r}")
         self.N = N = int(N)
         self.noise_quantization = bool(noise_quantization)
-        self.context_prediction = MaskedConv2d(N, 2 * N, kernel_size=5, padding=2, mask_type="A")
+        self.context = check_context(context)
+        mask_type = "checkerboard" if context == "checkerboard" else "A"
+        self.context_prediction = MaskedConv2d(
+            N, 2 * N, kernel_size=5, padding=2, mask_type=mask_type
+        )
         self.entropy_parameters = nn.Sequential(
             nn.Conv2d(2 * N + conditioning_channels, 10 * N // 3, 1),
             activation(),
@@ -176,7 +208,7 @@ class _AutoregressiveGaussian(nn.Module):
         self.gaussian_conditional = GaussianConditional(
             list(SCALE_TABLE), scale_bound=SCALE_BOUND, likelihood_bound=LIKELIHOOD_BOUND
         )
-        _make_tables_transient(self.gaussian_conditional)
+        make_tables_transient(self.gaussian_conditional)
         self._gaussian_tables_cache: tuple[tuple, CodingTables] | None = None
 
     # -- hooks for subclasses ------------------------------------------------------------
@@ -202,18 +234,47 @@ class _AutoregressiveGaussian(nn.Module):
         self._check_latent(y, batch_one=False)
         mode = "noise" if self.training and self.noise_quantization else "ste"
         conditioning, extra = self._condition(y, side, mode)
-        if mode == "noise":
-            y_hat = context_input = quantize(y, "noise")
+        if self.context == "checkerboard":
+            y_hat, scales, means = self._checkerboard_forward(y, conditioning, mode)
         else:
-            context_input = quantize(y, "ste")
+            y_hat, scales, means = self._autoregressive_forward(y, conditioning, mode)
+        likelihoods = {"y": self._gaussian_likelihood(y_hat, scales, means), **extra}
+        return {"y_hat": y_hat, "likelihoods": likelihoods}
+
+    def _gaussian_parameters(self, context_input: Tensor, conditioning: Tensor | None):
+        """(scales, means) from the masked conv of ``context_input`` [+ conditioning]."""
         features = self.context_prediction(context_input)
         if conditioning is not None:
             features = torch.cat([features, conditioning], dim=1)
-        scales, means = self.entropy_parameters(features).chunk(2, dim=1)
-        if mode == "ste":
-            y_hat = quantize(y - means, "ste") + means
-        likelihoods = {"y": self._gaussian_likelihood(y_hat, scales, means), **extra}
-        return {"y_hat": y_hat, "likelihoods": likelihoods}
+        return self.entropy_parameters(features).chunk(2, dim=1)
+
+    def _autoregressive_forward(self, y: Tensor, conditioning: Tensor | None, mode: str):
+        """The context sees ⌊y⌉ (or y + noise) at every causal position, in parallel."""
+        if mode == "noise":
+            y_hat = quantize(y, "noise")
+            return (y_hat, *self._gaussian_parameters(y_hat, conditioning))
+        scales, means = self._gaussian_parameters(quantize(y, "ste"), conditioning)
+        return quantize(y - means, "ste") + means, scales, means
+
+    def _checkerboard_forward(self, y: Tensor, conditioning: Tensor | None, mode: str):
+        """Both passes in parallel; in "ste" mode exactly what the decoder computes.
+
+        Pass 1 (no gradient): the anchors' μ from the context bias alone (a conv of zeros)
+        [+ conditioning], so their ŷ = ⌊y − μ⌉ + μ is the decoder's. Pass 2: the checkerboard
+        conv of ŷ ⊙ anchor_mask; at anchors it reads only zeroed non-anchors (the same μ, σ
+        as pass 1, now with gradient), at non-anchors the anchors' ŷ. "noise" mode: one pass
+        on (y + u) ⊙ anchor_mask.
+        """
+        anchors = anchor_mask(*y.shape[-2:]).to(y.device)
+        if mode == "noise":
+            y_hat = quantize(y, "noise")
+            return (y_hat, *self._gaussian_parameters(y_hat * anchors, conditioning))
+        with torch.no_grad():
+            _, anchor_means = self._gaussian_parameters(torch.zeros_like(y), conditioning)
+        anchor_hat = y + (torch.round(y - anchor_means) + anchor_means - y).detach()
+        scales, means = self._gaussian_parameters(anchor_hat * anchors, conditioning)
+        y_hat = torch.where(anchors, anchor_hat, quantize(y - means, "ste") + means)
+        return y_hat, scales, means
 
     def _gaussian_likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
         gc = self.gaussian_conditional
@@ -228,7 +289,12 @@ class _AutoregressiveGaussian(nn.Module):
     def encode(
         self, y: Tensor, side: Tensor | None = None, order: str = "wavefront"
     ) -> EncodedLatent:
-        """Code ``y`` (1, N, h, w) and report what the decoder will see (:class:`EncodedLatent`)."""
+        """Code ``y`` (1, N, h, w) and report what the decoder will see (:class:`EncodedLatent`).
+
+        ``order``: "wavefront" or "raster", the decoding order of an autoregressive model
+        (recorded in the payload; both give the same y_hat). A checkerboard model accepts
+        either and codes in two passes regardless (identical payloads).
+        """
         check_order(order)
         self._check_latent(y, batch_one=True)
         side = self._check_side(side, y.shape)
@@ -258,7 +324,7 @@ class _AutoregressiveGaussian(nn.Module):
             torch.cat([i.reshape(-1) for _, i in recorded]),
             self._gaussian_tables(),
         )
-        flags = self._flags(order, side is None)
+        flags = make_flags(self.context, self._flag_bits, order, side is None)
         data = bytes([flags]) + writer.finish(self._check_value(flags, (height, width), side))
         y_hat, means, scales = coded.y_hat[None], coded.means[None], coded.scales[None]
         y_likelihood = model._gaussian_likelihood(y_hat.double(), scales.double(), means.double())
@@ -284,7 +350,7 @@ class _AutoregressiveGaussian(nn.Module):
         data = bytes(data)
         flags, stream = data[0], data[1:]
         side = self._check_side(side, (1, self.N, height, width))
-        order = self._check_flags(flags, side is None)
+        order = read_flags(flags, self.context, self._flag_bits, side is None)
         model = self._coding_copy()
         num_symbols = self.N * height * width + self._num_condition_symbols((height, width))
         reader = SymbolReader(stream, num_symbols)
@@ -307,6 +373,7 @@ class _AutoregressiveGaussian(nn.Module):
             self.entropy_parameters,
             gc.scale_table.float(),
             float(gc.scale_bound),
+            self.context,
         )
 
     def _gaussian_tables(self) -> CodingTables:
@@ -328,51 +395,10 @@ class _AutoregressiveGaussian(nn.Module):
             self._gaussian_tables_cache = cache
 
     def _check_value(self, flags: int, shape: Sequence[int], side: Tensor | None) -> int:
-        """16 bits of a CRC32 over what encoder and decoder must share: the flag byte, the
-        latent shape, every tensor of the state dict and the side input (as float32).
-        Masked-conv weights are hashed with the masked-out taps set to +0.0: those taps are
-        never used, so two models that differ only there code identically."""
-        crc = zlib.crc32(struct.pack(">BHHH", flags, self.N, *shape))
-        state = self.state_dict()
-        for name, module in self.named_modules():
-            if isinstance(module, MaskedConv2d):
-                prefix = f"{name}." if name else ""
-                weight = module.weight.detach()
-                state[f"{prefix}weight"] = torch.where(module.mask != 0, weight, 0.0)
-        for tensor in [*state.values(), *([] if side is None else [side])]:
-            tensor = tensor.detach().cpu()
-            if tensor.is_floating_point():
-                tensor = tensor.float()
-            crc = zlib.crc32(tensor.contiguous().numpy().tobytes(), crc)
-        return crc & 0xFFFF
+        return check_value(self, flags, self.N, shape, side)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def _flags(self, order: str, side_zeroed: bool) -> int:
-        flags = self._flag_bits | (_RASTER if order == "raster" else 0)
-        if self._flag_bits & _CONDITIONAL and side_zeroed:
-            flags |= _SIDE_ZEROED
-        return (_PAYLOAD_VERSION << 4) | flags
-
-    def _check_flags(self, flags: int, side_zeroed: bool) -> str:
-        if flags >> 4 != _PAYLOAD_VERSION:
-            raise BitstreamError(
-                f"entropy payload version {flags >> 4} is not supported (expected {_PAYLOAD_VERSION})"
-            )
-        model_bits = flags & (_HYPERPRIOR | _CONDITIONAL)
-        if model_bits != self._flag_bits:
-            raise BitstreamError(
-                f"entropy payload was coded by a model with {_describe(model_bits)}, "
-                f"this model has {_describe(self._flag_bits)}"
-            )
-        if self._flag_bits & _CONDITIONAL and bool(flags & _SIDE_ZEROED) != side_zeroed:
-            coded = (
-                "zeroed side information (side=None)" if flags & _SIDE_ZEROED else "a side input"
-            )
-            given = "side=None" if side_zeroed else "a side input"
-            raise BitstreamError(f"entropy payload was coded with {coded}, but {given} was given")
-        return "raster" if flags & _RASTER else "wavefront"
 
     def _check_latent(self, y: Tensor, batch_one: bool) -> None:
         if not isinstance(y, Tensor) or y.dim() != 4 or y.shape[1] != self.N:
@@ -414,14 +440,24 @@ class AutoregressiveGaussianModel(_AutoregressiveGaussian):
     ``hyperprior=True`` adds h_a (3x3 conv, 5x5/2, 5x5/2, LeakyReLU, N channels), an
     EntropyBottleneck on z and h_s (5x5/2 up, 5x5/2 up, 3x3 → 2N), cropped to the latent size
     (so h, w need not be multiples of 4). ``noise_quantization=True`` trains with uniform
-    noise instead of straight-through rounding (evaluation always rounds).
+    noise instead of straight-through rounding (evaluation always rounds). ``context``:
+    "autoregressive" (type-A mask, wavefront/raster decoding) or "checkerboard" (two passes),
+    see the module docstring.
     """
 
-    def __init__(self, N: int, hyperprior: bool = False, noise_quantization: bool = False) -> None:
+    def __init__(
+        self,
+        N: int,
+        hyperprior: bool = False,
+        noise_quantization: bool = False,
+        context: str = "autoregressive",
+    ) -> None:
         self.hyperprior = bool(hyperprior)
-        super().__init__(N, 2 * N if self.hyperprior else 0, nn.LeakyReLU, noise_quantization)
+        super().__init__(
+            N, 2 * N if self.hyperprior else 0, nn.LeakyReLU, noise_quantization, context
+        )
         if self.hyperprior:
-            self._flag_bits = _HYPERPRIOR
+            self._flag_bits = HYPERPRIOR
             self.h_a = nn.Sequential(
                 nn.Conv2d(N, N, 3, padding=1),
                 nn.LeakyReLU(),
@@ -437,7 +473,7 @@ class AutoregressiveGaussianModel(_AutoregressiveGaussian):
                 nn.Conv2d(3 * N // 2, 2 * N, 3, padding=1),
             )
             self.entropy_bottleneck = EntropyBottleneck(N, likelihood_bound=LIKELIHOOD_BOUND)
-            _make_tables_transient(self.entropy_bottleneck)
+            make_tables_transient(self.entropy_bottleneck)
 
     def _hyper_features(self, z_hat: Tensor, size: Sequence[int]) -> Tensor:
         """h_s(z_hat) cropped to the latent's (h, w)."""
@@ -454,21 +490,21 @@ class AutoregressiveGaussianModel(_AutoregressiveGaussian):
         medians = self._z_medians().view(1, -1, 1, 1)
         z_hat = quantize(z - medians, mode) + medians
         return self._hyper_features(z_hat, y.shape[-2:]), {
-            "z": _bottleneck_likelihood(self.entropy_bottleneck, z_hat)
+            "z": bottleneck_likelihood(self.entropy_bottleneck, z_hat)
         }
 
     def _encode_condition(self, y, side, writer):
         if not self.hyperprior:
             return None, {}
         z = self.h_a(y.double())[0]
-        tables, medians = _bottleneck_tables(self.entropy_bottleneck)
+        tables, medians = bottleneck_tables(self.entropy_bottleneck)
         residual = z - medians[:, None, None]
         if not bool(torch.isfinite(residual).all()):
             raise ValueError("hyper-latent z is not finite: cannot entropy-code")
         symbols = torch.round(residual).to(torch.int64)
-        writer.write(symbols, _channel_indexes(z.shape), tables)
+        writer.write(symbols, channel_indexes(z.shape), tables)
         z_hat = (symbols.double() + medians[:, None, None])[None]
-        z_bits = -torch.log2(_bottleneck_likelihood(self.entropy_bottleneck, z_hat)).sum()
+        z_bits = -torch.log2(bottleneck_likelihood(self.entropy_bottleneck, z_hat)).sum()
         return self._hyper_features(z_hat, y.shape[-2:]).float(), {"z": float(z_bits)}
 
     def _num_condition_symbols(self, shape):
@@ -478,8 +514,8 @@ class AutoregressiveGaussianModel(_AutoregressiveGaussian):
         if not self.hyperprior:
             return None
         z_shape = (self.N, _hyper_size(shape[0]), _hyper_size(shape[1]))
-        tables, medians = _bottleneck_tables(self.entropy_bottleneck)
-        symbols = reader.read(_channel_indexes(z_shape), tables)
+        tables, medians = bottleneck_tables(self.entropy_bottleneck)
+        symbols = reader.read(channel_indexes(z_shape), tables)
         z_hat = (symbols.double() + medians[:, None, None])[None]
         return self._hyper_features(z_hat, shape).float()
 
@@ -491,9 +527,10 @@ class ConditionalAutoregressiveGaussianModel(_AutoregressiveGaussian):
     Each residual stack has ``num_res_blocks`` blocks (taskcodecs.models.transforms). For
     coding, pass the *bitstream* Ŷ_b (the base's ``encode(...).y_hat`` or ``decompress``
     output) on both sides; side=None zeroes the conditioning input (standalone flavour).
+    ``context`` as for :class:`AutoregressiveGaussianModel`.
     """
 
-    _flag_bits = _CONDITIONAL
+    _flag_bits = CONDITIONAL
 
     def __init__(
         self,
@@ -501,8 +538,9 @@ class ConditionalAutoregressiveGaussianModel(_AutoregressiveGaussian):
         side_channels: int | None = None,
         num_res_blocks: int = 3,
         noise_quantization: bool = False,
+        context: str = "autoregressive",
     ) -> None:
-        super().__init__(N, 2 * N, nn.ELU, noise_quantization)
+        super().__init__(N, 2 * N, nn.ELU, noise_quantization, context)
         self.side_channels = N if side_channels is None else int(side_channels)
         if self.side_channels < 1 or num_res_blocks < 0:
             raise ValueError(
@@ -546,60 +584,6 @@ class ConditionalAutoregressiveGaussianModel(_AutoregressiveGaussian):
         return self._side_features(side, torch.zeros(1, self.N, *shape)).float()
 
 
-def _make_tables_transient(model: nn.Module) -> None:
-    """Keep CompressAI's CDF buffers out of state_dict(): they are derived, never stored."""
-    for name in ("_offset", "_quantized_cdf", "_cdf_length"):
-        model.register_buffer(name, getattr(model, name), persistent=False)
-
-
-def _bottleneck_likelihood(bottleneck: EntropyBottleneck, z_hat: Tensor) -> Tensor:
-    """Likelihoods of z_hat (B, C, h, w) under the learned factorized density, bounded."""
-    batch, channels, height, width = z_hat.shape
-    values = z_hat.transpose(0, 1).reshape(channels, 1, -1)
-    likelihood = bottleneck.likelihood_lower_bound(bottleneck._likelihood(values)[0])
-    return likelihood.reshape(channels, batch, height, width).transpose(0, 1)
-
-
-def _bottleneck_tables(bottleneck: EntropyBottleneck) -> tuple[CodingTables, Tensor]:
-    """Coding tables of the bottleneck's *current* parameters, built on a CPU copy.
-
-    The table for channel c spans median ± k where k is the first integer offset whose
-    cumulative tail mass is below tail_mass / 2 (at most ±256; farther values escape).
-    The median stays the learned ``quantiles[:, 0, 1]`` that ``forward`` uses; no aux loss
-    is needed for correct (or reasonably tight) tables.
-    """
-    eb = copy.deepcopy(bottleneck).to("cpu", torch.float64)
-    if not all(bool(torch.isfinite(p).all()) for p in eb.parameters()):
-        raise ValueError("entropy bottleneck parameters are not finite: cannot build coding tables")
-    with torch.no_grad(), single_threaded():
-        medians = eb.quantiles[:, 0, 1].clone()
-        offsets = torch.arange(_BOTTLENECK_TABLE_RADIUS + 1, dtype=torch.float64)
-        lower = eb._logits_cumulative((medians[:, None] - offsets - 0.5)[:, None], True)[:, 0]
-        upper = eb._logits_cumulative((medians[:, None] + offsets + 0.5)[:, None], True)[:, 0]
-        target = math.log(2 / eb.tail_mass - 1)
-        below, above = _first_true(lower <= -target), _first_true(upper >= target)
-        eb.quantiles[:, 0, 0] = medians - below
-        eb.quantiles[:, 0, 2] = medians + above
-        eb.update(force=True)
-    return CodingTables.from_entropy_model(eb), medians
-
-
-def _first_true(mask: Tensor) -> Tensor:
-    """Per row, the first column where ``mask`` holds (the last column if none)."""
-    first = mask.to(torch.int8).argmax(dim=1)
-    return torch.where(mask.any(dim=1), first, mask.shape[1] - 1).double()
-
-
-def _channel_indexes(shape: Sequence[int]) -> Tensor:
-    channels = shape[0]
-    return torch.arange(channels).view(-1, *([1] * (len(shape) - 1))).expand(*shape)
-
-
 def _hyper_size(size: int) -> int:
     """Side of z for a latent side: two 5x5 stride-2 convs with padding 2 (ceil halving)."""
     return ((size + 1) // 2 + 1) // 2
-
-
-def _describe(flag_bits: int) -> str:
-    kind = "side information" if flag_bits & _CONDITIONAL else "no side information"
-    return f"{kind}, hyperprior={bool(flag_bits & _HYPERPRIOR)}"

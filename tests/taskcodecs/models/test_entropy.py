@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from taskcodecs.bitstream import BitstreamError
-from taskcodecs.models.context import MaskedConv2d, decoding_schedule, scale_indexes
+from taskcodecs.models.context import MaskedConv2d, decoding_schedule
 from taskcodecs.models.entropy import (
     LIKELIHOOD_BOUND,
     SCALE_BOUND,
@@ -19,6 +19,7 @@ from taskcodecs.models.entropy import (
     bits,
     quantize,
 )
+from taskcodecs.models.rans import scale_indexes
 
 N, H, W = 8, 5, 9  # neither square nor powers of two
 
