@@ -264,10 +264,19 @@ class AutoregressiveCoder:
         self.entropy_parameters = entropy_parameters
         self.scale_table = scale_table.detach().float()
         self.scale_bound = float(scale_bound)
+        self._schedules: dict[tuple[int, int, str], list[Step]] = {}
+        self._step_plans: dict[tuple[int, int, str], list[_StepPlan]] = {}
 
     def schedule(self, height: int, width: int, order: str) -> list[Step]:
-        """The checked decoding steps of an (h, w) latent (see the class docstring)."""
+        """The checked decoding steps of an (h, w) latent (see the class docstring); built
+        and checked once per shape and order."""
         check_order(order)
+        key = (height, width, order)
+        if key not in self._schedules:
+            self._schedules[key] = self._checked_schedule(height, width, order)
+        return self._schedules[key]
+
+    def _checked_schedule(self, height: int, width: int, order: str) -> list[Step]:
         if self.context == "checkerboard":
             steps = decoding_schedule(height, width, "two-pass")
         elif order == "wavefront":
@@ -302,38 +311,80 @@ class AutoregressiveCoder:
 
     def _run(self, conditioning, shape, order, next_symbols) -> CodedLatent:
         channels, height, width = shape
+        plans = self._plans(height, width, order)
+        # the context input, flattened padded plane in the arithmetic dtype (float32 values
+        # held exactly): decoded ŷ at source positions, zero elsewhere and in the padding
         pad = self.pad
-        steps = self.schedule(height, width, order)
-        sources = context_sources(self.context, height, width)
-        sources_pad = F.pad(sources, (pad, pad, pad, pad))  # padding reads zero, like non-sources
-        # the context input: decoded ŷ at source positions, zero everywhere else
-        context_input = torch.zeros(channels, height + 2 * pad, width + 2 * pad)
-        y_hat = torch.zeros(channels, height, width)
-        means_full = torch.zeros(channels, height, width)
-        scales_full = torch.zeros(channels, height, width)
-        for rows, cols in steps:
-            patch_rows = rows[None, :] + pad + self.dy[:, None]  # (T, k)
-            patch_cols = cols[None, :] + pad + self.dx[:, None]
-            if bool(sources_pad[patch_rows, patch_cols].any()):
-                patches = context_input[:, patch_rows, patch_cols]  # (C, T, k)
-                patches = patches.permute(2, 0, 1).reshape(len(rows), -1).to(self.dtype)
+        context_plane = torch.zeros(channels, (height + 2 * pad) * (width + 2 * pad),
+                                    dtype=self.dtype)
+        done_values, done_means, done_scales = [], [], []
+        for plan in plans:
+            k = len(plan.rows)
+            if plan.gather is None:  # every tap reads a zero: the bias alone (anchors)
+                features = self.context_bias.expand(k, -1)
+            else:
+                patches = context_plane.index_select(1, plan.gather)  # (C, k * T)
+                patches = patches.view(channels, k, -1).transpose(0, 1).reshape(k, -1)
                 features = F.linear(patches, self.context_weight, self.context_bias)
-            else:  # every tap reads a zero: the bias alone (checkerboard anchors)
-                features = self.context_bias.expand(len(rows), -1)
             if conditioning is not None:
-                side = conditioning[:, rows, cols].T.to(self.dtype)
+                side = conditioning[:, plan.rows, plan.cols].T.to(self.dtype)
                 features = torch.cat([features, side], dim=1)
             params = _pointwise(self.entropy_parameters, features).float()  # (k, 2C)
             scales, means = params[:, :channels], params[:, channels:]
             indexes = scale_indexes(scales, self.scale_table, self.scale_bound)
-            symbols = next_symbols(rows, cols, means, indexes)
-            values = (symbols.to(torch.float32) + means).T  # (C, k)
-            y_hat[:, rows, cols] = values
-            read = sources[rows, cols]
-            context_input[:, rows[read] + pad, cols[read] + pad] = values[:, read]
-            means_full[:, rows, cols] = means.T
-            scales_full[:, rows, cols] = scales.T
-        return CodedLatent(y_hat=y_hat, means=means_full, scales=scales_full)
+            symbols = next_symbols(plan.rows, plan.cols, means, indexes)
+            values = symbols.to(torch.float32) + means  # (k, C)
+            if plan.scatter is not None:
+                context_plane[:, plan.scatter] = values[plan.read].T.to(self.dtype)
+            done_values.append(values)
+            done_means.append(means)
+            done_scales.append(scales)
+        order_of = torch.cat([plan.flat for plan in plans])  # position (r * w + c) of each row
+
+        def assemble(rows: list[Tensor]) -> Tensor:
+            out = torch.empty(height * width, channels)
+            out[order_of] = torch.cat(rows)
+            return out.T.reshape(channels, height, width).contiguous()
+
+        return CodedLatent(y_hat=assemble(done_values), means=assemble(done_means),
+                           scales=assemble(done_scales))
+
+    def _plans(self, height: int, width: int, order: str) -> list[_StepPlan]:
+        """Index tensors of each step, precomputed once per shape and order: the flat
+        padded-plane positions of its taps (position-major: k x T), its own flat positions,
+        and where its decoded values enter the context input."""
+        key = (height, width, order)
+        if key not in self._step_plans:
+            pad, padded_w = self.pad, width + 2 * self.pad
+            sources = context_sources(self.context, height, width)
+            sources_pad = F.pad(sources, (pad, pad, pad, pad))
+            plans = []
+            for rows, cols in self.schedule(height, width, order):
+                tap_rows = rows[:, None] + pad + self.dy[None, :]  # (k, T)
+                tap_cols = cols[:, None] + pad + self.dx[None, :]
+                reads_any = bool(sources_pad[tap_rows, tap_cols].any())
+                read = sources[rows, cols]
+                plans.append(_StepPlan(
+                    rows=rows,
+                    cols=cols,
+                    flat=rows * width + cols,
+                    gather=(tap_rows * padded_w + tap_cols).reshape(-1) if reads_any else None,
+                    read=read,
+                    scatter=((rows[read] + pad) * padded_w + cols[read] + pad)
+                    if bool(read.any()) else None,
+                ))
+            self._step_plans[key] = plans
+        return self._step_plans[key]
+
+
+@dataclass(frozen=True)
+class _StepPlan:
+    rows: Tensor  # (k,) positions of the step
+    cols: Tensor
+    flat: Tensor  # (k,) row * w + col
+    gather: Tensor | None  # (k * T,) flat padded positions of the taps; None: reads no source
+    read: Tensor  # (k,) bool: the position is a context source
+    scatter: Tensor | None  # flat padded positions of the step's sources (None: none)
 
 
 def _pointwise(layers: nn.Sequential, features: Tensor) -> Tensor:

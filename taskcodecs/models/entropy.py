@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ from taskcodecs.models.payload import (
     check_value,
     make_flags,
     read_flags,
+    state_crc,
 )
 from taskcodecs.models.rans import (
     CodingTables,
@@ -173,6 +175,21 @@ class EncodedLatent:
     def num_bits(self) -> int:
         """Actual size of the payload in bits (flag byte included)."""
         return 8 * len(self.data)
+
+
+@dataclass(frozen=True)
+class _CodingState:
+    """What coding needs besides the model: see :meth:`_AutoregressiveGaussian._coding_state`."""
+
+    key: tuple
+    crc: int
+    model: nn.Module
+    coder: AutoregressiveCoder
+
+
+# model -> its _CodingState; weak keys: the cache dies with the model and is not part of it
+# (not copied by deepcopy, not pickled, not in the state dict)
+_CODING_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _AutoregressiveGaussian(nn.Module):
@@ -299,7 +316,8 @@ class _AutoregressiveGaussian(nn.Module):
         self._check_latent(y, batch_one=True)
         side = self._check_side(side, y.shape)
         height, width = y.shape[-2:]
-        model = self._coding_copy()
+        state = self._coding_state()
+        model = state.model
         y_cpu = y.detach().to("cpu", torch.float32)  # the residual y − μ is taken in float32
         writer = SymbolWriter()
         conditioning, extra_bits = model._encode_condition(y_cpu, side, writer)
@@ -313,7 +331,7 @@ class _AutoregressiveGaussian(nn.Module):
             recorded.append((symbols, indexes))
             return symbols
 
-        coded = model._coder().run(
+        coded = state.coder.run(
             None if conditioning is None else conditioning[0],
             (self.N, height, width),
             order,
@@ -325,7 +343,8 @@ class _AutoregressiveGaussian(nn.Module):
             self._gaussian_tables(),
         )
         flags = make_flags(self.context, self._flag_bits, order, side is None)
-        data = bytes([flags]) + writer.finish(self._check_value(flags, (height, width), side))
+        check = check_value(state.crc, flags, self.N, (height, width), side)
+        data = bytes([flags]) + writer.finish(check)
         y_hat, means, scales = coded.y_hat[None], coded.means[None], coded.scales[None]
         y_likelihood = model._gaussian_likelihood(y_hat.double(), scales.double(), means.double())
         y_bits = -torch.log2(y_likelihood).sum()
@@ -351,31 +370,22 @@ class _AutoregressiveGaussian(nn.Module):
         flags, stream = data[0], data[1:]
         side = self._check_side(side, (1, self.N, height, width))
         order = read_flags(flags, self.context, self._flag_bits, side is None)
-        model = self._coding_copy()
+        state = self._coding_state()
+        model = state.model
         num_symbols = self.N * height * width + self._num_condition_symbols((height, width))
         reader = SymbolReader(stream, num_symbols)
         conditioning = model._decode_condition(reader, (height, width), side)
         tables = self._gaussian_tables()
-        coded = model._coder().run(
+        coded = state.coder.run(
             None if conditioning is None else conditioning[0],
             (self.N, height, width),
             order,
             lambda rows, cols, means, indexes: reader.read(indexes, tables),
         )
-        reader.finish(self._check_value(flags, (height, width), side))
+        reader.finish(check_value(state.crc, flags, self.N, (height, width), side))
         return coded.y_hat[None].to(self._device())
 
     # -- helpers -------------------------------------------------------------------------
-    def _coder(self) -> AutoregressiveCoder:
-        gc = self.gaussian_conditional
-        return AutoregressiveCoder(
-            self.context_prediction,
-            self.entropy_parameters,
-            gc.scale_table.float(),
-            float(gc.scale_bound),
-            self.context,
-        )
-
     def _gaussian_tables(self) -> CodingTables:
         """CDF tables for the (fixed) scale table; rebuilt only if the scale table changed."""
         gc = self.gaussian_conditional
@@ -386,16 +396,35 @@ class _AutoregressiveGaussian(nn.Module):
             self._gaussian_tables_cache = (key, CodingTables.from_entropy_model(gc_cpu))
         return self._gaussian_tables_cache[1]
 
-    def _coding_copy(self) -> _AutoregressiveGaussian:
-        """A float64 CPU copy of this model, for coding (see the module docstring)."""
-        cache, self._gaussian_tables_cache = self._gaussian_tables_cache, None
-        try:
-            return copy.deepcopy(self).to("cpu", torch.float64)
-        finally:
-            self._gaussian_tables_cache = cache
+    def _coding_state(self) -> _CodingState:
+        """The float64 CPU coding copy of this model, its coder and the CRC of its state.
 
-    def _check_value(self, flags: int, shape: Sequence[int], side: Tensor | None) -> int:
-        return check_value(self, flags, self.N, shape, side)
+        Built once and reused while the parameters and buffers stay the same: the key is
+        the CRC of their values (computed on every call, a few ms) together with each
+        tensor's storage and in-place version counter, so any change made through the
+        tensors' own ops (optimizer steps, load_state_dict, ``.to``) and any change of
+        their values (even through ``.data``) rebuilds it.
+        """
+        crc = state_crc(self)
+        key = (crc, *((t.data_ptr(), t._version) for t in self.state_dict().values()))
+        cached = _CODING_STATES.get(self)
+        if cached is None or cached.key != key:
+            tables, self._gaussian_tables_cache = self._gaussian_tables_cache, None
+            try:  # the tables cache stays with the original
+                model = copy.deepcopy(self).to("cpu", torch.float64)
+            finally:
+                self._gaussian_tables_cache = tables
+            gc = model.gaussian_conditional
+            coder = AutoregressiveCoder(
+                model.context_prediction,
+                model.entropy_parameters,
+                gc.scale_table.float(),
+                float(gc.scale_bound),
+                model.context,
+            )
+            cached = _CodingState(key, crc, model, coder)
+            _CODING_STATES[self] = cached
+        return cached
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device

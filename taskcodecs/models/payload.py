@@ -30,7 +30,9 @@ from torch import Tensor, nn
 from taskcodecs.bitstream import BitstreamError
 from taskcodecs.models.context import MaskedConv2d
 
-__all__ = ["CONDITIONAL", "HYPERPRIOR", "check_value", "make_flags", "read_flags"]
+__all__ = [
+    "CONDITIONAL", "HYPERPRIOR", "check_value", "make_flags", "read_flags", "state_crc",
+]
 
 VERSIONS = {"autoregressive": 2, "checkerboard": 3}
 RASTER, HYPERPRIOR, CONDITIONAL, SIDE_ZEROED = 1, 2, 4, 8
@@ -77,26 +79,39 @@ def read_flags(flags: int, context: str, model_bits: int, side_zeroed: bool) -> 
     return "raster" if flags & RASTER else "wavefront"
 
 
-def check_value(
-    model: nn.Module, flags: int, num_channels: int, shape: Sequence[int], side: Tensor | None
-) -> int:
-    """16 bits of a CRC32 over what encoder and decoder must share: the flag byte, the
-    latent's channels and (h, w), every tensor of ``model``'s state dict and the side input
-    (as float32). Masked-conv weights are hashed with the masked-out taps set to +0.0: those
-    taps are never used, so two models that differ only there code identically."""
-    crc = zlib.crc32(struct.pack(">BHHH", flags, num_channels, *shape))
+def state_crc(model: nn.Module) -> int:
+    """CRC32 of every tensor of ``model``'s state dict (floats as float32), in order.
+    Masked-conv weights are hashed with the masked-out taps set to +0.0: those taps are
+    never used, so two models that differ only there code identically."""
     state = model.state_dict()
     for name, module in model.named_modules():
         if isinstance(module, MaskedConv2d):
             prefix = f"{name}." if name else ""
             weight = module.weight.detach()
             state[f"{prefix}weight"] = torch.where(module.mask != 0, weight, 0.0)
-    for tensor in [*state.values(), *([] if side is None else [side])]:
-        tensor = tensor.detach().cpu()
-        if tensor.is_floating_point():
-            tensor = tensor.float()
-        crc = zlib.crc32(tensor.contiguous().numpy().tobytes(), crc)
+    crc = 0
+    for tensor in state.values():
+        crc = _crc_tensor(tensor, crc)
+    return crc
+
+
+def check_value(
+    model_crc: int, flags: int, num_channels: int, shape: Sequence[int], side: Tensor | None
+) -> int:
+    """16 bits of a CRC32 over what encoder and decoder must share: the flag byte, the
+    latent's channels and (h, w), the model (``model_crc`` = :func:`state_crc`) and the side
+    input (as float32)."""
+    crc = zlib.crc32(struct.pack(">BHHHI", flags, num_channels, *shape, model_crc))
+    if side is not None:
+        crc = _crc_tensor(side, crc)
     return crc & 0xFFFF
+
+
+def _crc_tensor(tensor: Tensor, crc: int) -> int:
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point():
+        tensor = tensor.float()
+    return zlib.crc32(tensor.contiguous().numpy().tobytes(), crc)
 
 
 def _describe(model_bits: int) -> str:

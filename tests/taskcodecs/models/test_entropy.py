@@ -418,3 +418,32 @@ def test_scale_indexes_pick_the_nearest_table_scale_in_log_scale(models):
     assert 0 <= nan_index.item() < len(table)
 
 
+
+
+def test_coding_state_is_reused_until_any_parameter_changes():
+    model = _make("hyperprior")
+    y = _latent()
+    first = model._coding_state()
+    assert model._coding_state() is first  # cached: no float64 copy rebuilt per call
+    payload = model.compress(y)
+    weight = model.entropy_parameters[0].weight
+    changes = [
+        lambda: weight.data.mul_(1.5),  # through .data: the version counter does not move
+        lambda: model.load_state_dict(_make("hyperprior", seed=3).state_dict()),
+        lambda: model.gaussian_conditional.scale_table.mul_(1.0),  # same values: reused
+    ]
+    for i, change in enumerate(changes):
+        before = model._coding_state()
+        with torch.no_grad():
+            change()
+        after = model._coding_state()
+        if i < 2:
+            assert after is not before and after.crc != before.crc
+            assert model.compress(y) != payload
+            payload = model.compress(y)
+        else:  # an in-place op that leaves every value as it was still rebuilds the copy
+            assert after is not before and after.crc == before.crc
+        assert torch.equal(model.decompress(payload, (H, W)), model.encode(y).y_hat)
+    clone = copy.deepcopy(model)  # the cache is not part of the module: copies start fresh
+    assert clone._coding_state() is not model._coding_state()
+    assert clone.compress(y) == model.compress(y)
