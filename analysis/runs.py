@@ -9,7 +9,8 @@ In:  a runs directory. Each run directory ``RUN/`` holds ``RUN/eval.nc`` (xarray
      image; task metrics ``psnr`` dB, ``map`` and ``miou`` "1", ``rmse`` disparity pixels; every
      variable with a ``units`` attr; attrs ``config`` = the training config as JSON), and
      optionally ``config.json``/``meta.json``. The run's kind comes from its config's
-     ``experiment`` name, ``{preset}-{family}-{method}`` (taskcodecs.experiments).
+     ``experiment`` name, ``{preset}-{family}-{method}``; families, methods and presets are
+     those of ``taskcodecs.experiment_table`` (imported from there, no torch).
 Out: :class:`Run` objects (a run is a point: delete its folder and the point is gone).
 
 Reductions (one documented rule for every curve): a per-image variable is averaged over
@@ -30,23 +31,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from taskcodecs.experiment_table import (
+    BASE_METHODS,
+    ENHANCEMENT_METHODS,
+    PRESETS,
+    REFERENCE_METHODS,
+)
+from taskcodecs.experiment_table import FAMILIES as _EXPERIMENT_FAMILIES
 from taskcodecs.io import read_json
 
-BASE_METHODS = ("baseline", "proposed")
-ENHANCEMENT_METHODS = ("scalable", "direct", "standalone-refit", "standalone-independent")
-METHODS = (*BASE_METHODS, *ENHANCEMENT_METHODS, "uncompressed")
-PRESETS = ("paper", "tiny")
-# experiment family → (task, dataset)
-FAMILIES = {
-    "depth-base": ("depth", "cityscapes"),
-    "detection-base": ("detection", "coco"),
-    "coco-reconstruction": ("reconstruction", "coco"),
-    "cityscapes-reconstruction": ("reconstruction", "cityscapes"),
-    "cityscapes-segmentation": ("segmentation", "cityscapes"),
-    "depth": ("depth", "cityscapes"),
-    "detection": ("detection", "coco"),
-    "segmentation": ("segmentation", "cityscapes"),
-}
+METHODS = (*BASE_METHODS, *ENHANCEMENT_METHODS, *REFERENCE_METHODS)
+# experiment family → (task, dataset), from the experiment table (the one source of truth)
+FAMILIES = {name: (family.task, family.dataset) for name, family in _EXPERIMENT_FAMILIES.items()}
 TASK_METRIC = {"depth": "rmse", "detection": "map", "reconstruction": "psnr",
                "segmentation": "miou"}
 BPP_UNITS = ("bits/pixel", "bit/pixel", "bpp", "bits per pixel")

@@ -120,3 +120,21 @@ def test_wrong_rate_units(make_run, tmp_path: Path) -> None:
     ds.to_netcdf(run / "eval.nc", engine="h5netcdf")
     with pytest.raises(RunsError, match="bpp_actual has units 'bits/latent'"):
         load_runs(tmp_path)
+
+
+def test_every_experiment_of_the_table_reads_as_its_family(make_run, tmp_path: Path) -> None:
+    """analysis takes its families from taskcodecs' experiment table: every experiment name
+    reads back as that row's family, method and role, with the family's task and dataset."""
+    from analysis.runs import TASK_METRIC
+    from taskcodecs.experiment_table import EXPERIMENTS, FAMILIES
+
+    for name, exp in EXPERIMENTS.items():
+        task = FAMILIES[exp.family].task
+        make_run(tmp_path, name, name, bpp=None if exp.role == "reference" else {"base": 0.1},
+                 metrics={TASK_METRIC[task]: 0.5})
+    runs = load_runs(tmp_path)
+    assert sorted(r.experiment for r in runs) == sorted(EXPERIMENTS)
+    for run in runs:
+        exp, family = EXPERIMENTS[run.experiment], FAMILIES[EXPERIMENTS[run.experiment].family]
+        assert (run.family, run.method, run.role) == (exp.family, exp.method, exp.role)
+        assert (run.task, run.dataset) == (family.task, family.dataset)

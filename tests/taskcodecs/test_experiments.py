@@ -11,6 +11,7 @@ from taskcodecs.config import ConfigError
 from taskcodecs.experiments import (
     CONFIG_DIR,
     EXPERIMENTS,
+    FAMILIES,
     TrainConfig,
     build_model,
     checkpoint_path,
@@ -40,6 +41,9 @@ def test_every_config_constructs(name):
     cfg = load_experiment(name)
     exp = get_experiment(name)
     assert isinstance(cfg, TrainConfig) and cfg.experiment == name
+    family = FAMILIES[exp.family]  # the family table agrees with the YAML files
+    assert (exp.role, exp.base_family) == (family.role, family.base_family)
+    assert exp.method in family.methods and cfg.dataset == family.dataset
     assert cfg.lr == (1e-4 if exp.preset == "paper" else 1e-3) and cfg.clip == 1.0
     if exp.preset == "paper":
         assert cfg.synthetic is None and cfg.max_steps >= 100_000

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from taskcodecs.data import scene as scene_module
 from taskcodecs.data.labels import COCO_CATEGORIES, LABEL_ID
 from taskcodecs.data.synthetic import (
     MAX_VALID_DEPTH_M,
@@ -191,27 +190,6 @@ def test_dataset_json_summary(dataset):
         assert 0 < rng["min_disparity_px"] < rng["max_disparity_px"]
     text = (dataset / "dataset.json").read_text()
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
-
-
-def test_screen_rectangle_culling_changes_nothing(monkeypatch):
-    """Testing each primitive only on its projected rectangle gives the brute-force result."""
-    original = scene_module._screen_rects
-
-    def whole_image(scene):
-        rects, z_near = original(scene)
-        solid = scene.kind != scene_module.PLANE
-        rects[solid] = (0, scene.camera.height, 0, scene.camera.width)
-        z_near[solid] = 0.0
-        return rects, z_near
-
-    for index in range(3):
-        scene = scene_module.sample_scene(image_rng(7, "train", index), 48, 96)
-        depth, pid = scene_module._cast(scene, scene.camera.ray_directions())
-        monkeypatch.setattr(scene_module, "_screen_rects", whole_image)
-        brute_depth, brute_pid = scene_module._cast(scene, scene.camera.ray_directions())
-        monkeypatch.setattr(scene_module, "_screen_rects", original)
-        assert np.array_equal(depth, brute_depth)
-        assert (pid != brute_pid).mean() < 1e-3  # equal-depth ties may resolve differently
 
 
 def test_loaders_read_the_dataset(dataset):

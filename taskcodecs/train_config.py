@@ -1,0 +1,101 @@
+"""The training config: :class:`TrainConfig`, every field a ``key=value`` override.
+
+Each experiment of :mod:`taskcodecs.experiment_table` is a YAML file holding one of these;
+:func:`taskcodecs.experiment_table.load_experiment` reads it. Invalid values raise
+:class:`~taskcodecs.config.ConfigError` naming the field and what was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from taskcodecs.config import ConfigError
+
+
+@dataclass
+class SyntheticData:
+    """The synthetic scenes a tiny preset generates when ``data_root`` holds no data."""
+
+    train: int = 16
+    val: int = 4
+    height: int = 64
+    width: int = 128
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; every field is a ``key=value`` override.
+
+    Loss weights: ``rate_weight`` multiplies bits per pixel in the loss, ``reward_weight``
+    the base's reconstruction reward (0 = baseline). Both are passed to the model; None
+    means "not used by this kind of run" (references; ``reward_weight`` for enhancements).
+    """
+
+    experiment: str = ""  # the table entry this config belongs to (role, family, method)
+    model: str | None = None  # registry name (taskcodecs.registry); None for references
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    task: Literal["depth", "detection", "segmentation"] | None = None  # references only
+    rate_weight: float | None = None
+    reward_weight: float | None = None
+    # data ------------------------------------------------------------------------------
+    dataset: Literal["cityscapes", "coco"] = "cityscapes"
+    data_root: str | None = None  # None or a folder without data: synthetic scenes
+    train_split: str = "train"
+    val_split: str = "val"
+    scale: float = 1.0  # Cityscapes resize factor (1.0 = full resolution)
+    targets: list[str] = field(default_factory=list)  # Cityscapes targets to load
+    augment: bool = True  # the paper's augmentation on the training split
+    paper_filter: bool = True  # COCO: the paper's image filter
+    voc_only: bool = False  # COCO: keep images with a VOC class (reconstruction runs)
+    synthetic: SyntheticData | None = None  # tiny presets: scenes to generate if no data
+    synthetic_cache: str | None = None  # default: <parent of out>/synthetic-cache
+    # optimisation -----------------------------------------------------------------------
+    batch_size: int = 8  # per process
+    val_batch_size: int = 1
+    lr: float = 1e-4
+    clip: float = 1.0  # max gradient norm; 0 disables clipping
+    max_steps: int = 100_000
+    val_every: int = 1000
+    val_limit: int | None = None  # validation images per round (None: the whole split)
+    patience: int | None = 10  # validation rounds without improvement before stopping
+    log_every: int = 50
+    seed: int = 0
+    # runs ---------------------------------------------------------------------------------
+    out: str | None = None  # run directory (default: runs/EXPERIMENT)
+    base: str | None = None  # enhancements: the frozen base's run directory
+    base_checkpoint: Literal["best", "last"] = "best"
+    init_from: str | None = None  # start from this run's best weights (standalone-refit)
+    resume: str | None = None  # continue this run directory from its last checkpoint
+    # hardware -----------------------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:K
+    amp: Literal["none", "bf16"] = "none"  # CUDA autocast; a no-op (with a warning) on CPU
+    channels_last: bool = False  # CUDA memory format; a no-op (with a warning) on CPU
+    num_workers: int = 2
+    find_unused_parameters: bool = False  # DDP option, for models with unused branches
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "val_batch_size", "max_steps", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "scale"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.clip < 0:
+            raise ConfigError(f"clip must be >= 0 (0: no clipping), got {self.clip}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 or null (never stop early), got {self.patience}")
+        if self.val_limit is not None and self.val_limit < 1:
+            raise ConfigError(f"val_limit must be >= 1 or null (whole split), got {self.val_limit}")
+        for name in ("rate_weight", "reward_weight"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / (self.experiment or "run")

@@ -1,0 +1,334 @@
+"""The training loop of one run on one process: :class:`Trainer` (CLI: :mod:`taskcodecs.train`).
+
+The loop: Adam (``lr``, paper 1e-4) on the model's trainable parameters, gradient-norm
+clipping (``clip``, 1.0), ``max_steps`` optimizer steps of ``batch_size`` images per process.
+
+Selection rule (the one rule for every experiment). Every ``val_every`` steps, and once
+more when training ends off that grid, the model is evaluated in eval mode on the first
+``val_limit`` images of the validation split (no augmentation). The *validation objective*
+is the run's own training loss -- ``loss`` of ``model.loss``: distortion + rate_weight x
+bits per pixel (+ the base's reconstruction term) -- averaged over those images (batch
+means weighted by batch size, summed over ranks). The checkpoint with the lowest objective is
+``checkpoints/best``; ``checkpoints/last`` is written at every validation. Training stops
+early after ``patience`` regular rounds in a row without a strictly lower objective.
+Torchvision detectors only return losses in train mode, so during validation they run in
+train mode with every batch-norm layer in eval mode (no statistics update); the RNG
+state is set from (seed, "validation") before and restored after, so validating never
+changes the training run.
+
+Exact resume: the checkpoint holds model, optimizer, step, the early-stopping state and
+every rank's RNG state (torch, CUDA, NumPy, Python; one int64 tensor per rank, see
+:mod:`taskcodecs.distributed`); the data order is a function of (seed, step) and each
+item's augmentation of (seed, epoch, index), so nothing else needs storing.
+
+What the run writes, and the logs, are in :mod:`taskcodecs.train_outputs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from taskcodecs import distributed as D
+from taskcodecs.checkpoint import load_checkpoint
+from taskcodecs.config import ConfigError, config_to_dict
+from taskcodecs.experiment_table import get_experiment
+from taskcodecs.run_data import build_dataset, collate_for, ensure_data, move_to_device
+from taskcodecs.run_links import check_links, checkpoint_path
+from taskcodecs.run_models import build_model, save_run_checkpoint
+from taskcodecs.seeding import seed_everything
+from taskcodecs.train_config import TrainConfig
+from taskcodecs.train_outputs import (
+    CsvLog,
+    TermMeans,
+    close_logs,
+    log,
+    open_logs,
+    prepare_run_dir,
+    write_debug_hash,
+)
+
+VALIDATION_STREAM = 1  # D.derived_seed(seed, VALIDATION_STREAM): the RNG of every validation
+TRAIN_STREAM = 2  # D.derived_seed(seed, TRAIN_STREAM, rank): each rank's training RNG
+SELECTION_RULE = ("lowest validation objective = the run's training loss averaged over the "
+                  "first val_limit validation images in eval mode; early stop after `patience` "
+                  "rounds without a strictly lower value")
+
+
+@contextlib.contextmanager
+def loss_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode in which ``model.loss`` still works: torchvision detectors (which return
+    losses only in train mode) run in train mode with their batch norms in eval mode."""
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    was_training = model.training
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, GeneralizedRCNN):
+            module.train()
+            for sub in module.modules():
+                if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                    sub.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class Trainer:
+    """One run of ``cfg`` on this process (see the module docstring)."""
+
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo) -> None:
+        self.cfg, self.info = cfg, info
+        self.exp = get_experiment(cfg.experiment)
+        self.run_dir = cfg.run_dir
+        self.device = info.device
+        self.step = 0
+        self.best_value = math.inf
+        self.best_step: int | None = None
+        self.bad_rounds = 0
+        self.started = time.time()
+        self.csv: CsvLog | None = None
+        self.tb: SummaryWriter | None = None
+
+    # .................................................................. setup
+
+    def _autocast(self):
+        if self.cfg.amp == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _warn_cuda_options(self) -> None:
+        for name, on in (("amp=bf16", self.cfg.amp == "bf16"), ("channels_last", self.cfg.channels_last)):
+            if on and self.device.type != "cuda":
+                warnings.warn(f"{name} is a CUDA option; ignored on {self.device}", stacklevel=2)
+                log.warning("%s is a CUDA option; ignored on %s", name, self.device)
+
+    def _data_root(self) -> Path:
+        """The dataset folder; rank 0 generates synthetic scenes first if the config asks."""
+        cfg, info = self.cfg, self.info
+        root = ensure_data(cfg, is_main=True, log=log) if info.is_main else None
+        D.barrier(info)
+        return root or ensure_data(cfg, is_main=False)
+
+    def _data(self, root: Path) -> None:
+        cfg, info = self.cfg, self.info
+        log.info("data: %s %s (train split %r, val split %r)", cfg.dataset, root,
+                 cfg.train_split, cfg.val_split)
+        self.train_set = build_dataset(cfg, root, cfg.train_split, train=True)
+        self.val_set = build_dataset(cfg, root, cfg.val_split, train=False)
+        n_val = min(len(self.val_set), cfg.val_limit or len(self.val_set))
+        if n_val < info.world_size:
+            raise ConfigError(f"val_limit/val split gives {n_val} validation images for "
+                              f"{info.world_size} processes; need at least one per process")
+        self.val_indices = list(range(n_val))
+        self.collate = collate_for(cfg.dataset)
+
+    def _model(self, resume_meta: dict[str, Any] | None) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.seed)  # identical initial weights on every rank
+        self.model = build_model(cfg).to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if hasattr(self.model, "trainable_parameters"):
+            self.params = list(self.model.trainable_parameters())
+        else:
+            self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr) if self.params else None
+        optimizers = {"adam": self.optimizer} if self.optimizer else {}
+        rng_rows = None
+        if resume_meta is not None:
+            ckpt = load_checkpoint(checkpoint_path(self.run_dir, "last"), self.model, optimizers,
+                                   map_location=self.device)
+            state = resume_meta["trainer"]
+            self.step, self.bad_rounds = state["step"], state["bad_rounds"]
+            self.best_value = state["best_value"] if state["best_value"] is not None else math.inf
+            self.best_step = state["best_step"]
+            self.started -= state.get("elapsed_s", 0.0)  # elapsed_s continues across resumes
+            rng_rows = ckpt["extra"].get("rng_state")
+            if rng_rows is not None and rng_rows.shape[0] != self.info.world_size:
+                log.warning("checkpoint holds the RNG state of %d processes, this run has %d: "
+                            "reseeding (the data order is still exact)",
+                            rng_rows.shape[0], self.info.world_size)
+                rng_rows = None
+            log.info("resumed %s at step %d (best objective %.6g at step %s)",
+                     self.run_dir, self.step, self.best_value, self.best_step)
+        if rng_rows is not None:
+            D.set_rng_state(rng_rows[self.info.rank], self.device)
+        else:
+            seed_everything(D.derived_seed(cfg.seed, TRAIN_STREAM, self.info.rank))
+        self.train_model: nn.Module = self.model
+        if self.info.distributed and self.params:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters)
+
+    # .................................................................. loop
+
+    def _loader(self) -> DataLoader:
+        cfg, info = self.cfg, self.info
+        sampler = D.StepBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed, self.step,
+                                     info.rank, info.world_size)
+        generator = torch.Generator().manual_seed(D.derived_seed(cfg.seed, TRAIN_STREAM, info.rank))
+        return DataLoader(D.EpochIndexed(self.train_set), batch_sampler=sampler,
+                          num_workers=cfg.num_workers, collate_fn=self.collate,
+                          pin_memory=self.device.type == "cuda", generator=generator)
+
+    def _train_step(self, batch: Any) -> dict[str, Any]:
+        with self._autocast():
+            out = self.train_model(batch)
+            terms = self.model.loss(batch, out)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            shown = {k: float(v) for k, v in terms.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+            raise FloatingPointError(f"step {self.step + 1}: the loss is not finite ({shown})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip)
+        self.optimizer.step()
+        return terms
+
+    def _log_row(self, phase: str, terms: Mapping[str, float]) -> None:
+        if not self.info.is_main:
+            return
+        steps = D.steps_per_epoch(len(self.train_set), self.cfg.batch_size, self.info.world_size)
+        epoch = max(self.step - 1, 0) // steps  # the epoch of the last batch trained on
+        row = {"step": self.step, "epoch": epoch, "phase": phase, "lr": self.cfg.lr,
+               "elapsed_s": round(time.time() - self.started, 3), **terms}
+        self.csv.write(row)
+        for key, value in terms.items():
+            self.tb.add_scalar(f"{phase}/{key}", value, self.step)
+        self.tb.flush()
+
+    def _train(self) -> None:
+        cfg, info = self.cfg, self.info
+        data = iter(self._loader())
+        window = TermMeans()
+        self.model.train()
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.exp.name, dynamic_ncols=True,
+                   disable=not (info.is_main and sys.stderr.isatty()))
+        try:
+            while self.step < cfg.max_steps:
+                batch = move_to_device(next(data), self.device, cfg.channels_last)
+                terms = self._train_step(batch)
+                self.step += 1
+                window.add(terms, batch["image"].shape[0])
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    means = window.means(info)
+                    window = TermMeans()
+                    self._log_row("train", means)
+                    bar.set_postfix(loss=f"{means.get('loss', math.nan):.4g}")
+                regular = self.step % cfg.val_every == 0
+                if (regular or self.step == cfg.max_steps) and self._validate(regular):
+                    log.info("early stop at step %d: %d rounds without improvement (best %.6g at "
+                             "step %s)", self.step, self.bad_rounds, self.best_value, self.best_step)
+                    break
+        finally:
+            bar.close()
+
+    # .................................................................. validation
+
+    @torch.no_grad()
+    def _objective(self) -> dict[str, float]:
+        """The run's loss terms averaged over this rank's share of the validation images,
+        then over all ranks (weights: images)."""
+        from torch.utils.data import Subset
+
+        mine = self.val_indices[self.info.rank :: self.info.world_size]
+        loader = DataLoader(Subset(self.val_set, mine), batch_size=self.cfg.val_batch_size,
+                            shuffle=False, num_workers=self.cfg.num_workers, collate_fn=self.collate)
+        means = TermMeans()
+        with loss_mode(self.model), self._autocast():
+            for batch in loader:
+                batch = move_to_device(batch, self.device, self.cfg.channels_last)
+                means.add(self.model.loss(batch, self.model(batch)), batch["image"].shape[0])
+        return means.means(self.info)
+
+    def _validate(self, regular: bool) -> bool:
+        """One validation round: objective, best/last checkpoints; True means stop early."""
+        D.broadcast_buffers(self.model, self.info)
+        state = D.rng_state(self.device)
+        seed_everything(D.derived_seed(self.cfg.seed, VALIDATION_STREAM))
+        terms = self._objective()
+        D.set_rng_state(state, self.device)
+        value = terms["loss"]
+        improved = value < self.best_value
+        if improved:
+            self.best_value, self.best_step = value, self.step
+        if regular:
+            self.bad_rounds = 0 if improved else self.bad_rounds + 1
+        self._log_row("val", terms)
+        log.info("step %d: validation objective %.6g%s", self.step, value,
+                 " (best)" if improved else f" (best {self.best_value:.6g} at step {self.best_step})")
+        rng_rows = D.all_gather(D.rng_state(self.device), self.info)
+        if self.info.is_main:
+            self._save("last", rng_rows, terms)
+            if improved:
+                self._save("best", rng_rows, terms)
+        return self.cfg.patience is not None and self.bad_rounds >= self.cfg.patience
+
+    def _save(self, which: str, rng_rows: torch.Tensor, terms: Mapping[str, float]) -> None:
+        metadata = {
+            "experiment": self.exp.name,
+            "step": self.step,
+            "validation": dict(terms),
+            "selection_rule": SELECTION_RULE,
+            "trainer": {"step": self.step, "bad_rounds": self.bad_rounds,
+                        "best_value": None if math.isinf(self.best_value) else self.best_value,
+                        "best_step": self.best_step, "world_size": self.info.world_size,
+                        "elapsed_s": round(time.time() - self.started, 3)},
+            "config": config_to_dict(self.cfg),
+        }
+        save_run_checkpoint(checkpoint_path(self.run_dir, which), self.model, metadata,
+                            optimizers={"adam": self.optimizer} if self.optimizer else None,
+                            extra_tensors={"rng_state": rng_rows})
+
+    # .................................................................. run
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        check_links(cfg)  # before anything is written
+        root = self._data_root()
+        resume_meta = prepare_run_dir(cfg, self.exp, self.info.is_main)
+        D.barrier(self.info)
+        if self.info.is_main:
+            self.csv, self.tb = open_logs(self.run_dir,
+                                          resume_meta["trainer"]["step"] if resume_meta else None)
+        self._warn_cuda_options()
+        log.info("%s: %s; run dir %s; %d process(es) on %s", self.exp.name, self.exp.description,
+                 self.run_dir, self.info.world_size, self.device)
+        try:
+            self._data(root)
+            self._model(resume_meta)
+            if not self.params:
+                log.info("%s has no trainable parameters: validating once, nothing to train",
+                         self.exp.name)
+                if resume_meta is None:
+                    self._validate(regular=False)
+            elif self.step >= cfg.max_steps:
+                log.info("already at step %d >= max_steps=%d: nothing to do", self.step, cfg.max_steps)
+            else:
+                self._train()
+                D.broadcast_buffers(self.model, self.info)
+            log.info("done at step %d; best validation objective %.6g at step %s; checkpoints "
+                     "in %s", self.step, self.best_value, self.best_step,
+                     self.run_dir / "checkpoints")
+            write_debug_hash(self.model, self.info.rank)
+        finally:
+            close_logs(self.tb)
+        return self.run_dir
