@@ -3,7 +3,8 @@
 For a family, the fold-0 training pool is put in the first refit seed's order. For each
 training-set size t in a log-spaced ladder ``t_1 < ... < t_T = |pool|`` the null and the
 conditional probe are fitted on the first t samples of that order (their own fit/validation
-split, the same shares as the main fit) and scored on the evaluation split::
+split, the same shares as the main fit; batched with :mod:`vinfo.batched`, which trains
+prefixes of similar size together) and scored on the evaluation split::
 
     curve_h_null[t], curve_h_cond[t]      held-out bits per unit (scales profiled)
     curve_vinfo[t] = curve_h_null[t] - curve_h_cond[t]
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vinfo.batched import ProbeJob, fit_probes
 from vinfo.fitting import (
     FitSettings,
     ProbeData,
     Split,
-    fit_probe,
     head_tail,
     heldout_nats,
     split_stats,
@@ -67,13 +68,17 @@ def curves_and_mdl(
     main_null, main_cond = run.first_fits
     h_null, h_cond = [], []
     code = reference_codelength(target, data, order[: sizes[0]])
+    jobs = []  # the prefix fits, (null, cond) per size below the pool, fitted together
+    for size in sizes:
+        if size != len(order):
+            fit_idx, val_idx = head_tail(order, int(size), val_share)
+            jobs += [ProbeJob(fit_idx, val_idx, seed, null=True), ProbeJob(fit_idx, val_idx, seed)]
+    fitted = iter(fit_probes(spec, target, data, jobs, settings))
     for k, size in enumerate(sizes):
         if size == len(order):
             null, cond = main_null, main_cond
         else:
-            fit_idx, val_idx = head_tail(order, int(size), val_share)
-            null = fit_probe(spec, target, data, fit_idx, val_idx, settings, seed, null=True)
-            cond = fit_probe(spec, target, data, fit_idx, val_idx, settings, seed)
+            null, cond = next(fitted), next(fitted)
         for store, fit in ((h_null, null), (h_cond, cond)):
             stats = split_stats(fit.probe, target, data, split.eval_idx, batch)
             store.append(heldout_nats(target, stats) / LN2)

@@ -116,6 +116,8 @@ class VinfoConfig:
     synthesis_widths: list[int] = field(
         default_factory=lambda: list(FitSettings.synthesis_widths))
     synthesis_blocks: int = FitSettings.synthesis_blocks
+    batched: bool = FitSettings.batched  # a family's probes fitted together (vinfo.batched)
+    ridge_alpha: float = FitSettings.ridge_alpha  # linear-Gaussian closed form: L2 penalty
     num_classes: int | None = None
     ignore_value: float | None = None
     discretized_dist: Literal["logistic", "gaussian"] = "logistic"
@@ -216,6 +218,8 @@ def check_config(cfg: VinfoConfig) -> None:
             raise ConfigError(f"{key}: expected an integer >= {low}, got {getattr(cfg, key)}")
     if cfg.lr <= 0:
         raise ConfigError(f"lr: expected a positive learning rate, got {cfg.lr}")
+    if not (math.isfinite(cfg.ridge_alpha) and cfg.ridge_alpha >= 0):
+        raise ConfigError(f"ridge_alpha: expected a finite number >= 0, got {cfg.ridge_alpha}")
 
 
 def _standardize(z: np.ndarray) -> torch.Tensor:
@@ -306,7 +310,7 @@ def to_dataset(
     seed_values = np.stack([e.vinfo_seed for e in estimates])
     seed_std = (seed_values.std(axis=1, ddof=1) if seed_values.shape[1] > 1
                 else np.full(len(runs), np.nan))  # one seed: no spread to report
-    budget = [0 if r.method == "least squares" else cfg.max_steps for r in runs]
+    budget = [0 if "least squares" in r.method else cfg.max_steps for r in runs]
 
     def var(dims, values, units, **extra):
         return dims, np.asarray(values), {"units": units, **extra}

@@ -14,10 +14,15 @@ keeps its best checkpoint (step 0 included: a probe that never beats its start *
 marginal solution). Training stops after ``patience`` evaluations without improvement.
 
 The linear family with a Gaussian target is fitted in closed form (least squares on the fit
-split, ``torch.linalg.lstsq`` in float64): the mean's least-squares solution is the exact
-minimiser of the Gaussian NLL with a homoscedastic variance, whose MLE is then the fit-split
-MSE. The null of any family is the same network fed zeros; its output is one constant
-tensor, computed once per batch and broadcast.
+split in float64, :func:`vinfo.ridge.ridge_solve`): the mean's least-squares solution is the
+exact minimiser of the Gaussian NLL with a homoscedastic variance, whose MLE is then the
+fit-split MSE. ``ridge_alpha > 0`` adds the penalty ``ridge_alpha * |W|^2`` on the head
+weights W, which map standardized inputs to standardized target values (the bias is not
+penalised); 0 is plain least squares. The null of any family is the same network fed zeros;
+its output is one constant tensor, computed once per batch and broadcast.
+
+Minibatches are drawn up front by :func:`minibatch_plan` (a seeded reshuffle per epoch), so
+the batched fitting of :mod:`vinfo.batched` gives every member the batches this loop would.
 
 Statistics (:func:`split_stats`) are per-sample, per-channel sums of the target's loss
 statistic (nats, squared or absolute errors; :mod:`vinfo.targets`) and valid-value counts,
@@ -36,6 +41,7 @@ from torch import nn
 
 from taskcodecs.seeding import check_seed
 from vinfo.families import FamilySpec, build_body
+from vinfo.ridge import ridge_solve
 from vinfo.targets import Target
 
 
@@ -52,6 +58,8 @@ class FitSettings:
     eval_batch_size: int = 256
     synthesis_widths: tuple[int, ...] = (192, 48, 24)
     synthesis_blocks: int = 1
+    batched: bool = True  # fit a family's probes together as one network (vinfo.batched)
+    ridge_alpha: float = 0.0  # closed form: L2 penalty on the standardized head weights
 
 
 @dataclass
@@ -175,10 +183,12 @@ def heldout_nats(target: Target, stats: SplitStats) -> float:
     return float((nll / count.clamp_min(1)).sum())
 
 
-def _new_probe(
+def new_probe(
     spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, settings: FitSettings,
     seed: int, null: bool,
 ) -> tuple[Probe, str]:
+    """A probe of ``spec`` at the marginal solution of ``fit_idx``, trunk seeded by ``seed``,
+    and the family's note."""
     b = torch.as_tensor(fit_idx)
     y, mask = data.y[b], data.mask[b]
     with torch.random.fork_rng(devices=[]):
@@ -190,36 +200,59 @@ def _new_probe(
     return Probe(body, target.marginal_log_scale(y, mask), null), note
 
 
+def closed_form(spec: FamilySpec, target: Target, settings: FitSettings) -> bool:
+    """True when ``spec`` is fitted by least squares (the linear-Gaussian rung)."""
+    return settings.closed_form_linear and spec.kind == "linear" and target.kind == "gaussian"
+
+
+def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> torch.Tensor | None:
+    """The samples of every step [max_steps, batch] (None: full batch, every fit sample each
+    step): ``fit_idx`` reshuffled with the seed's generator whenever a batch would not fit."""
+    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
+    batch = settings.batch_size if 0 < settings.batch_size < len(fit) else len(fit)
+    if batch == len(fit):
+        return None
+    generator = torch.Generator().manual_seed(check_seed(seed))
+    order, cursor, steps = fit[torch.randperm(len(fit), generator=generator)], 0, []
+    for _ in range(settings.max_steps):
+        if cursor + batch > len(order):
+            order, cursor = fit[torch.randperm(len(fit), generator=generator)], 0
+        steps.append(order[cursor : cursor + batch])
+        cursor += batch
+    return torch.stack(steps) if steps else torch.empty(0, batch, dtype=torch.long)
+
+
 def fit_probe(
     spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, val_idx: np.ndarray,
     settings: FitSettings, seed: int, null: bool = False,
 ) -> FitResult:
     """Fit one member of ``spec`` (or its null) on ``fit_idx``, selected on ``val_idx``."""
-    probe, note = _new_probe(spec, target, data, fit_idx, settings, seed, null)
+    probe, note = new_probe(spec, target, data, fit_idx, settings, seed, null)
 
     def validate() -> float:
         return heldout_nats(target, split_stats(probe, target, data, val_idx,
                                                 settings.eval_batch_size))
 
-    if settings.closed_form_linear and spec.kind == "linear" and target.kind == "gaussian":
-        _least_squares(probe, target, data, fit_idx)
-        return FitResult(probe, validate(), 0, 0, "least squares", note)
+    if closed_form(spec, target, settings):
+        _least_squares(probe, target, data, fit_idx, settings.ridge_alpha)
+        method = "least squares" if settings.ridge_alpha == 0 else \
+            f"ridge least squares (alpha={settings.ridge_alpha:g})"
+        return FitResult(probe, validate(), 0, 0, method, note)
 
-    generator = torch.Generator().manual_seed(check_seed(seed))
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     best_val, best_state = validate(), copy.deepcopy(probe.state_dict())
     best_step, bad, step = 0, 0, 0
-    fit = torch.as_tensor(fit_idx)
-    batch = settings.batch_size if 0 < settings.batch_size < len(fit) else len(fit)
-    order = fit[torch.randperm(len(fit), generator=generator)]
-    cursor = 0
+    plan = minibatch_plan(fit_idx, settings, seed)
+    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
+    full = (data.z[fit], data.y[fit], data.mask[fit]) if plan is None else None
     for step in range(1, settings.max_steps + 1):
-        if cursor + batch > len(order):
-            order, cursor = fit[torch.randperm(len(fit), generator=generator)], 0
-        b = order[cursor : cursor + batch]
-        cursor += batch
+        if full is not None:
+            z, y, mask = full
+        else:
+            b = plan[step - 1]
+            z, y, mask = data.z[b], data.y[b], data.mask[b]
         probe.train()
-        loss = target.train_nll(probe(data.z[b]), data.y[b], data.mask[b], probe.log_scale)
+        loss = target.train_nll(probe(z), y, mask, probe.log_scale)
         if not torch.isfinite(loss):
             note += f"; non-finite loss at step {step}, kept step {best_step}"
             break
@@ -239,9 +272,12 @@ def fit_probe(
     return FitResult(probe, best_val, best_step, step, "adam", note)
 
 
-def _least_squares(probe: Probe, target: Target, data: ProbeData, fit_idx: np.ndarray) -> None:
-    """Closed-form linear-Gaussian fit: head weights and bias by least squares per output
-    value (rows with a masked target left out), log-scale = the fit-split MSE (its MLE)."""
+def _least_squares(
+    probe: Probe, target: Target, data: ProbeData, fit_idx: np.ndarray, alpha: float = 0.0
+) -> None:
+    """Closed-form linear-Gaussian fit: head weights and bias by (ridge) least squares per
+    output value (rows with a masked target left out), log-scale = the fit-split MSE (its
+    MLE). Rows are samples, or latent positions on a grid (columns: the s x s patch values)."""
     b = torch.as_tensor(fit_idx)
     z = torch.zeros_like(data.z[b]) if probe.null else data.z[b]
     y, mask = data.y[b].double(), data.mask[b]
@@ -254,22 +290,32 @@ def _least_squares(probe: Probe, target: Target, data: ProbeData, fit_idx: np.nd
         valid = F.pixel_unshuffle(mask.double(), s).permute(0, 2, 3, 1).reshape(x.shape[0], -1) > 0
     else:
         x, cols, valid = z.double(), y_std, mask
-    design = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)
-    if bool(valid.all()):
-        solution = torch.linalg.lstsq(design, cols).solution
-    else:  # one regression per output value over its valid rows (none valid: weights 0)
-        solution = torch.zeros(design.shape[1], cols.shape[1], dtype=design.dtype)
-        for o in range(cols.shape[1]):
-            rows = valid[:, o]
-            if bool(rows.any()):
-                fit = torch.linalg.lstsq(design[rows], cols[rows, o : o + 1])
-                solution[:, o] = fit.solution[:, 0]
+    weight, bias = masked_ridge(x, cols, valid, alpha)
     head = probe.body.head
     with torch.no_grad():
-        head.weight.copy_(solution[:-1].T.reshape(head.weight.shape).float())
-        head.bias.copy_(solution[-1].float())
+        head.weight.copy_(weight.T.reshape(head.weight.shape).float())
+        head.bias.copy_(bias.float())
         value = target.stat(probe(data.z[b]), data.y[b], mask).double()
         dims = [d for d in range(value.dim()) if d != 1]
         mse = value.sum(dims) / mask.double().sum(dims).clamp_min(1)
         probe.log_scale.copy_(torch.log(mse.clamp_min(1e-12).sqrt() / target.spread).float())
 
+
+def masked_ridge(
+    x: torch.Tensor, cols: torch.Tensor, valid: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge weights [D, O] and bias [O] of each output column over its valid rows only.
+
+    All rows valid: one multi-output solve. Otherwise one solve per distinct validity
+    pattern (outputs sharing a pattern are solved together); a column with no valid row
+    gets weights and bias 0."""
+    if bool(valid.all()):
+        return ridge_solve(x, cols, alpha)
+    weight = torch.zeros(x.shape[1], cols.shape[1], dtype=torch.float64)
+    bias = torch.zeros(cols.shape[1], dtype=torch.float64)
+    patterns, which = torch.unique(valid.T, dim=0, return_inverse=True)
+    for p, rows in enumerate(patterns):
+        if bool(rows.any()):
+            outputs = torch.nonzero(which == p).flatten()
+            weight[:, outputs], bias[outputs] = ridge_solve(x[rows], cols[rows][:, outputs], alpha)
+    return weight, bias

@@ -14,7 +14,8 @@ pooled: per channel, the sum of losses over all held-out valid values divided by
 count, then summed over channels. The per-sample PVI of a dense target is the mean over that
 sample's valid pixels (summed over channels); a per-pixel PVI map is kept for a few samples.
 
-:func:`run_family` fits a family's null and conditional probe for every (fold, refit seed),
+:func:`run_family` fits a family's null and conditional probe for every (fold, refit seed)
+(all of them in one batched call, :mod:`vinfo.batched`, unless ``settings.batched`` is off),
 scores the evaluation samples, and returns per-seed NLL sums [seed, sample, channel] in nats
 (gaussian/laplace scales profiled per seed on all evaluation values, see vinfo.targets).
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vinfo.batched import ProbeJob, fit_probes
 from vinfo.families import FamilySpec, count_parameters
 from vinfo.fitting import (
     FitResult,
@@ -35,7 +37,6 @@ from vinfo.fitting import (
     ProbeData,
     Split,
     SplitStats,
-    fit_probe,
     head_tail,
     split_stats,
 )
@@ -115,16 +116,21 @@ def run_family(
         "val_null", "val_cond", "best_step")}
     first_fits, first_order, count, map_mask = None, None, None, None
     note, method, n_parameters = "", "", 0
+    orders, jobs = [], []  # per (seed, fold): the pool order; per probe: (null, cond) jobs
+    for seed in seeds:
+        for split in splits:
+            pool_order = split.partition(split_seed, seed, val_share)
+            fit_idx, val_idx = head_tail(pool_order, len(pool_order), val_share)
+            orders.append(pool_order)
+            jobs += [ProbeJob(fit_idx, val_idx, seed, null=True), ProbeJob(fit_idx, val_idx, seed)]
+    fitted = iter(fit_probes(spec, target, data, jobs, settings))  # batched: all at once
+    pool_orders = iter(orders)
     for s_i, seed in enumerate(seeds):
         stats: dict[str, list[SplitStats]] = {"null": [], "cond": []}
         vals: dict[str, list[float]] = {"null": [], "cond": []}
         for split in splits:
-            pool_order = split.partition(split_seed, seed, val_share)
-            fit_idx, val_idx = head_tail(pool_order, len(pool_order), val_share)
-            fits = {
-                "null": fit_probe(spec, target, data, fit_idx, val_idx, settings, seed, null=True),
-                "cond": fit_probe(spec, target, data, fit_idx, val_idx, settings, seed),
-            }
+            pool_order = next(pool_orders)
+            fits = {"null": next(fitted), "cond": next(fitted)}
             for key, fit in fits.items():
                 stats[key].append(split_stats(fit.probe, target, data, split.eval_idx,
                                               settings.eval_batch_size, examples))

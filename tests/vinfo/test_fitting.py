@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import Ridge
 
 from vinfo.families import parse_family
 from vinfo.fitting import (
@@ -14,6 +15,8 @@ from vinfo.fitting import (
     head_tail,
     heldout_nats,
     make_splits,
+    masked_ridge,
+    minibatch_plan,
     split_stats,
 )
 from vinfo.targets import make_target
@@ -103,3 +106,78 @@ def test_same_seed_same_fit_other_seed_other_init():
             for s in (0, 0, 1)]
     weights = [r.probe.body.trunk[0].weight.detach() for r in runs]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_minibatch_plan_reshuffles_each_epoch_from_the_seed():
+    fit = np.arange(100, 130)
+    settings = FitSettings(max_steps=7, batch_size=8)
+    plan = minibatch_plan(fit, settings, seed=3)
+    assert plan.shape == (7, 8)
+    # 3 batches per epoch (the 6 left over wait for the next reshuffle): distinct samples
+    for epoch in (plan[:3], plan[3:6]):
+        seen = set(epoch.flatten().tolist())
+        assert len(seen) == 24 and seen <= set(fit)
+    assert torch.equal(plan, minibatch_plan(fit, settings, seed=3))
+    assert not torch.equal(plan, minibatch_plan(fit, settings, seed=4))
+    assert minibatch_plan(fit, FitSettings(batch_size=0), seed=3) is None
+    assert minibatch_plan(fit, FitSettings(batch_size=30), seed=3) is None  # all: full batch
+
+
+def test_masked_ridge_solves_each_output_over_its_valid_rows():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(60, 3)))
+    cols = torch.from_numpy(x.numpy() @ rng.normal(size=(3, 5)) + rng.normal(size=(60, 5)))
+    valid = torch.from_numpy(rng.random((60, 5)) > 0.3)
+    valid[:, 1] = valid[:, 0]  # two outputs share a pattern: solved together
+    valid[:, 4] = False  # no valid row: weights and bias 0
+    weight, bias = masked_ridge(x, cols, valid, 0.7)
+    for o in range(4):
+        rows = valid[:, o].numpy()
+        ref = Ridge(alpha=0.7).fit(x.numpy()[rows], cols.numpy()[rows, o])
+        assert np.abs(weight[:, o].numpy() - ref.coef_).max() < 1e-6
+        assert abs(float(bias[o]) - ref.intercept_) < 1e-6
+    assert weight[:, 4].abs().max() == 0 and float(bias[4]) == 0
+
+
+def test_closed_form_on_a_masked_grid_with_a_ridge_penalty():
+    """Linear-Gaussian rung on a latent grid: each target pixel of a patch is a ridge
+    regression on the latent vectors where that pixel is valid (standardized units)."""
+    rng = np.random.default_rng(1)
+    n, s = 40, 2
+    z = rng.normal(size=(n, 3, 2, 2)).astype(np.float32)
+    y = np.repeat(np.repeat(z[:, :1] - z[:, 1:2], s, 2), s, 3) + 0.3 * rng.normal(size=(n, 1, 4, 4))
+    mask = rng.random(y.shape) > 0.25
+    data = ProbeData(torch.from_numpy(z), torch.from_numpy(y.astype(np.float32)),
+                     torch.from_numpy(mask), s)
+    target = make_target("gaussian", data.y, data.mask)
+    fit, val = np.arange(30), np.arange(30, 40)
+    result = fit_probe(parse_family("linear"), target, data, fit, val,
+                       FitSettings(ridge_alpha=2.0), seed=0)
+    assert result.method == "ridge least squares (alpha=2)"
+    loc, spread = float(target.loc[0]), float(target.spread[0])
+    x = z[fit].transpose(0, 2, 3, 1).reshape(-1, 3)  # rows: latent positions
+    with torch.no_grad():
+        pred = target.location(result.probe(data.z[fit])).numpy()
+    for i, j in ((0, 0), (1, 0), (1, 1)):  # the pixel (i, j) of every 2x2 patch
+        values = ((y[fit, 0, i::s, j::s] - loc) / spread).reshape(-1)
+        valid = mask[fit, 0, i::s, j::s].reshape(-1)
+        ref = Ridge(alpha=2.0).fit(x[valid], values[valid])
+        ours = (pred[:, 0, i::s, j::s].reshape(-1) - loc) / spread
+        assert np.abs(ours - ref.predict(x)).max() < 1e-4  # float32 head
+
+
+def test_estimate_takes_the_ridge_penalty_and_refuses_a_negative_one():
+    import vinfo
+    from taskcodecs.config import ConfigError
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(120, 3))
+    y = z[:, 0] + rng.normal(size=120)
+    common = dict(families=["linear"], seeds=[0], bootstrap=20, curves=False)
+    plain = vinfo.estimate(z, y, "gaussian", **common)
+    ridge = vinfo.estimate(z, y, "gaussian", ridge_alpha=1e4, **common)
+    assert str(ridge["fit_method"].values[0]) == "ridge least squares (alpha=10000)"
+    assert int(ridge["train_steps"].values[0]) == 0
+    assert float(ridge["vinfo"][0]) < float(plain["vinfo"][0])  # shrunk towards the null
+    with pytest.raises(ConfigError, match="ridge_alpha"):
+        vinfo.estimate(z, y, "gaussian", ridge_alpha=-1.0, **common)

@@ -39,3 +39,31 @@ def test_estimate_pvi_mean_is_vinfo_for_per_sample_targets():
     assert float(ds["pvi"].mean()) == pytest.approx(float(ds["vinfo"][0]), abs=1e-9)
     assert ds["pvi"].attrs["units"] == ds["vinfo"].attrs["units"] == "bits/sample"
     assert ds["vinfo_low"] < ds["vinfo"] < ds["vinfo_high"]
+
+
+def test_run_family_fits_all_seeds_and_folds_in_one_batched_call():
+    import dataclasses
+
+    from vinfo.families import parse_family
+    from vinfo.fitting import FitSettings, ProbeData, make_splits
+    from vinfo.pvi import run_family
+    from vinfo.targets import make_target
+
+    rng = np.random.default_rng(0)
+    z = torch.from_numpy(rng.normal(size=(90, 3)).astype(np.float32))
+    y = (z[:, :1] ** 2 + 0.3 * torch.randn(90, 1, generator=torch.Generator().manual_seed(0)))
+    data = ProbeData(z, y, torch.ones_like(y, dtype=torch.bool), None)
+    target = make_target("gaussian", y, data.mask)
+    splits = make_splits(90, 0, 0.6, 0.2, folds=3)
+    settings = FitSettings(max_steps=30, lr=1e-2, eval_every=5)
+    logged: list[str] = []
+    runs = [run_family(parse_family("mlp-8"), target, data, splits, 0, [0, 1], 0.25,
+                       dataclasses.replace(settings, batched=flag), log=logged.append)
+            for flag in (True, False)]
+    assert runs[0].method == "adam (batched K=12)" and runs[1].method == "adam"  # 2 x 3 x 2
+    assert len(logged) == 12  # one line per (seed, fold), both runs
+    for key in ("nll_null", "nll_cond"):
+        a, b = getattr(runs[0], key), getattr(runs[1], key)
+        assert a.shape == b.shape == (2, 90, 1)
+        assert float(per_unit(a, runs[0].count).sub(per_unit(b, runs[1].count)).abs().max()) < 1e-3
+    assert np.array_equal(runs[0].idx, runs[1].idx) and runs[0].best_step.shape == (2,)

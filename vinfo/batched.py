@@ -1,0 +1,505 @@
+"""Batched probe fitting: K probes of one family trained at once as one grouped network.
+
+    results = fit_probes(spec, target, data, jobs, settings)   # one FitResult per ProbeJob
+
+A family's probes (refit seeds x folds x {null, conditional}, or the prefix fits of the
+loss-data curves) share an architecture, so K of them run as *one* network in which every
+layer is the K members' layers side by side (:func:`group_modules`): members sit in channel
+groups, member m owning channels [m·C, (m+1)·C) of every layer; a linear layer or 1x1
+conv becomes one batched matmul (:class:`GroupedPointwise`), a 3x3/5x5 conv or transposed
+conv a grouped conv (groups x K), and ReLU/ELU/pixel-shuffle act per channel anyway::
+
+    z[rows of member 0] | ... | z[rows of member K-1]    [b, K·C_z, h, w]  (row i of each)
+      -> grouped trunk and head -> PixelShuffle(s)      [b, K·C·P, H, W]
+      -> the target with its C channels repeated K times (stacked_target): per-channel
+         losses -> the K members' NLLs -> sum -> backward -> one fused Adam
+
+Each member keeps everything that makes it the probe :func:`vinfo.fitting.fit_probe` would
+fit, and gets the same :class:`~vinfo.fitting.FitResult`:
+
+* its initialisation (``new_probe`` with its seed: marginal-solution head, seeded trunk);
+* its fit / validation samples. Each step gathers every member's rows [K, b] from a plan
+  drawn up front (full batch: all its fit samples, gathered once; minibatches: the seeded
+  reshuffles of ``fit_probe``, :func:`vinfo.fitting.minibatch_plan`). Members with fewer
+  rows are padded with masked rows, which count for neither the loss nor its normalisation;
+  only jobs of similar step sizes train together (the loss-data curves' prefix fits of
+  different sizes form separate groups), so padding wastes little;
+* its own Adam: Adam is elementwise and every live member has taken the same number of
+  steps, so one Adam over the grouped parameters is K independent ones (same lr);
+* its own validation score (all members in one pass per ``eval_batch_size`` chunk), best
+  checkpoint and early stopping. A stopped member (patience spent, or a non-finite loss)
+  leaves the network, which is rebuilt without it (parameters and Adam state sliced): its
+  parameters stop changing and it costs nothing afterwards. The run ends when every member
+  has stopped, or at ``max_steps``;
+* its null flag: a null sees zeros. On a latent grid the nulls form their own network that
+  runs one zero sample and broadcasts it to the batch, as :class:`~vinfo.fitting.Probe`
+  does; with vector inputs, or steps so small that kernel-launch overhead dominates, nulls
+  and conditionals share one network (the nulls' input groups zeroed).
+
+Memory: the forward/backward of a step runs in row chunks of at most ``CHUNK_VALUES``
+activation values (gradients accumulated; the per-channel means divide by the whole
+batch's counts), which also keeps the working set in cache on a CPU.
+
+Results equal sequential fitting up to floating-point rounding (batched kernels, summation
+order), which can move an early-stopping decision by one evaluation. Measured on a 2-core
+CPU (benchmarks/probes.py): batching pays where per-step work is small (vector targets,
+minibatches: 2-5x for K = 8); for dense full-batch probes the arithmetic dominates and it
+is about even. ``torch.func.vmap`` over ``functional_call`` was measured too and was
+slower (its per-call overhead, and 0.3x for dense full-batch probes). Not batched: the
+closed-form linear-Gaussian rung (a least-squares solve), and a body with a layer type
+:func:`group_modules` does not know (every probe is then fitted one after another and its
+note says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from taskcodecs.models.transforms import ResidualBlock, SynthesisTransform
+from vinfo.families import FamilySpec, PatchDecoder, UpsamplingStack, VectorDecoder
+from vinfo.fitting import (
+    FitResult,
+    FitSettings,
+    Probe,
+    ProbeData,
+    closed_form,
+    fit_probe,
+    minibatch_plan,
+    new_probe,
+)
+from vinfo.targets import Target
+
+_CONTAINERS = (nn.Sequential, PatchDecoder, VectorDecoder, UpsamplingStack, SynthesisTransform,
+               ResidualBlock)
+_PER_CHANNEL = (nn.ReLU, nn.ELU, nn.Identity, nn.PixelShuffle)
+CHUNK_VALUES = 1 << 19  # activation values per forward/backward chunk (2 MB of float32)
+CACHE_VALUES = 1 << 26  # full batch: grouped targets up to this size are gathered once
+SIZE_RATIO = 0.8  # members train together when their step sizes are this close
+MIXED_VALUES = 1 << 16  # grid steps up to this many activation values: one network
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One probe to fit: fit and validation samples (original indices), seed, null flag."""
+
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    seed: int
+    null: bool = False
+
+
+def fit_probes(
+    spec: FamilySpec, target: Target, data: ProbeData, jobs: Sequence[ProbeJob],
+    settings: FitSettings,
+) -> list[FitResult]:
+    """Fit every job's probe of ``spec``, in order; batched when ``settings.batched``.
+
+    Jobs whose step sizes (fit samples, or the minibatch) are within ``SIZE_RATIO`` of each
+    other train together (padding wastes little); a job alone, the closed-form rung and
+    ``batched=False`` use :func:`fit_probe`.
+    """
+    def one(job: ProbeJob, extra: str = "") -> FitResult:
+        result = fit_probe(spec, target, data, job.fit_idx, job.val_idx, settings, job.seed,
+                           job.null)
+        result.note = "; ".join(t for t in (result.note, extra) if t)
+        return result
+
+    if not settings.batched or len(jobs) < 2 or closed_form(spec, target, settings):
+        return [one(job) for job in jobs]
+    probe, _ = new_probe(spec, target, data, jobs[0].fit_idx, settings, jobs[0].seed, False)
+    try:
+        group_modules([probe.body])
+    except TypeError as err:
+        return [one(job, f"fitted one after another, not batched ({err})") for job in jobs]
+    results: list[FitResult | None] = [None] * len(jobs)
+    for group in _size_groups(jobs, settings):
+        if len(group) == 1:
+            results[group[0]] = one(jobs[group[0]])
+            continue
+        members = [jobs[i] for i in group]
+        built = [new_probe(spec, target, data, j.fit_idx, settings, j.seed, j.null)
+                 for j in members]
+        fitted = _BatchedFit(target, data, members, [p for p, _ in built], settings)
+        for i, result in zip(group, fitted.run([n for _, n in built])):
+            results[i] = result
+    return results
+
+
+def _size_groups(jobs: Sequence[ProbeJob], settings: FitSettings) -> list[list[int]]:
+    """Job indices grouped by step size, each group's smallest >= SIZE_RATIO x its largest."""
+    def size(job: ProbeJob) -> int:
+        n = len(job.fit_idx)
+        return settings.batch_size if 0 < settings.batch_size < n else n
+
+    groups: list[list[int]] = []
+    for i in sorted(range(len(jobs)), key=lambda i: -size(jobs[i])):
+        if groups and size(jobs[i]) >= SIZE_RATIO * size(jobs[groups[-1][0]]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return [sorted(g) for g in groups]
+
+
+class GroupedPointwise(nn.Module):
+    """K linear layers or 1x1 convolutions side by side as one batched matmul (measured
+    2-3x faster on CPU than a grouped 1x1 convolution)::
+
+        x [b, K·in, *spatial] -> [K, in, b·n] -> bmm with weight [K·out, in]
+          -> [b, K·out, *spatial]   (with ``shuffle`` s: PixelShuffle(s) of that, same copy)
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, k: int, shuffle: int = 1
+                 ) -> None:
+        super().__init__()
+        self.k, self.shuffle = k, shuffle  # shuffle: a pixel-shuffle folded into the output
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k, spatial = x.shape[0], self.k, x.shape[2:]
+        n = spatial.numel()
+        cols = x.reshape(b, k, -1, n).permute(1, 2, 0, 3).reshape(k, -1, b * n)
+        out = torch.baddbmm(self.bias.view(k, -1, 1), self.weight.view(k, -1, cols.shape[1]),
+                            cols)  # [K, out, b·n]
+        if self.shuffle == 1:
+            return out.view(k, -1, b, n).permute(2, 0, 1, 3).reshape(b, -1, *spatial)
+        (h, w), s = spatial, self.shuffle  # PixelShuffle(s) in the same copy
+        out = out.view(k, -1, s, s, b, h, w).permute(4, 0, 1, 5, 2, 6, 3)
+        return out.reshape(b, -1, h * s, w * s)
+
+
+def _pointwise(layer: nn.Module) -> bool:
+    """A linear layer or a plain 1x1 convolution (no stride, padding, groups), with a bias."""
+    if type(layer) is nn.Linear:
+        return layer.bias is not None
+    return (type(layer) is nn.Conv2d and layer.kernel_size == (1, 1) and layer.stride == (1, 1)
+            and layer.padding == (0, 0) and layer.dilation == (1, 1) and layer.groups == 1
+            and layer.bias is not None)
+
+
+def group_modules(modules: list[nn.Module]) -> nn.Module:
+    """One network computing K same-architecture ``modules`` side by side (channel groups,
+    member-major). Raises TypeError for a layer it cannot group (or one with buffers)."""
+    first, k = modules[0], len(modules)
+    kind = type(first)
+    if any(True for _ in first.buffers(recurse=False)):
+        raise TypeError(f"{kind.__name__} has buffers")
+    if _pointwise(first):
+        return GroupedPointwise(torch.cat([m.weight.detach().flatten(1) for m in modules]),
+                                torch.cat([m.bias.detach() for m in modules]), k)
+    if kind in (nn.Conv2d, nn.ConvTranspose2d):
+        extra = {"output_padding": first.output_padding} if kind is nn.ConvTranspose2d else {}
+        conv = kind(first.in_channels * k, first.out_channels * k, first.kernel_size,
+                    stride=first.stride, padding=first.padding, dilation=first.dilation,
+                    groups=first.groups * k, bias=first.bias is not None,
+                    padding_mode=first.padding_mode, device=first.weight.device, **extra)
+        with torch.no_grad():
+            conv.weight.copy_(torch.cat([m.weight for m in modules]))
+            if first.bias is not None:
+                conv.bias.copy_(torch.cat([m.bias for m in modules]))
+        return conv
+    if kind in _PER_CHANNEL:
+        return copy.deepcopy(first)
+    if kind in _CONTAINERS and not any(True for _ in first.parameters(recurse=False)):
+        grouped = copy.deepcopy(first)  # same attributes; children replaced below
+        grouped._modules = {name: group_modules([m.get_submodule(name) for m in modules])
+                            for name in first._modules}
+        if kind is PatchDecoder and isinstance(grouped.head, GroupedPointwise):
+            grouped.head.shuffle = first.shuffle.upscale_factor  # one copy, not two
+            grouped.shuffle = nn.Identity()
+        return grouped
+    raise TypeError(f"layer type {kind.__name__} cannot be grouped")
+
+
+class _Stack:
+    """Live members as one grouped network, with their log-scale and Adam. Null members
+    see zeros: a stack of nulls only runs one zero sample and broadcasts it to the batch."""
+
+    def __init__(self, members: list[int], probes: list[Probe], target: Target, lr: float,
+                 z_shape: tuple[int, ...]) -> None:
+        self.members, self.lr, self.z_shape = members, lr, z_shape
+        self.nulls = [p.null for p in probes]
+        self.template = copy.deepcopy(probes[0].body)
+        self.channels = target.channels
+        self.body = group_modules([p.body for p in probes])
+        self.log_scale = None if probes[0].log_scale is None else nn.Parameter(
+            torch.cat([p.log_scale.detach() for p in probes]))
+        self._start(target)
+
+    def _start(self, target: Target) -> None:
+        self.target = stacked_target(target, len(self.members), self.channels)
+        self.optimizer = torch.optim.Adam(self.parameters().values(), lr=self.lr, fused=True)
+        self.cache: tuple | None = None  # full-batch inputs of the members
+
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """Grouped parameters under the members' names (``body.…``, ``log_scale``)."""
+        params = {f"body.{n}": p for n, p in self.body.named_parameters()}
+        if self.log_scale is not None:
+            params["log_scale"] = self.log_scale
+        return params
+
+    def member_state(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        """Parameters of the members at stack positions ``rows``: [len(rows), -1] each."""
+        k = len(self.members)
+        return {n: p.detach().reshape(k, -1)[rows].clone() for n, p in self.parameters().items()}
+
+    def keep(self, rows: list[int]) -> None:
+        """Rebuild with the members at ``rows`` only (parameters and Adam state sliced)."""
+        k, index = len(self.members), torch.as_tensor(rows)
+        old = {n: (p.detach(), self.optimizer.state.get(p, {}))
+               for n, p in self.parameters().items()}
+        self.members = [self.members[r] for r in rows]
+        self.nulls = [self.nulls[r] for r in rows]
+        self.body = group_modules([self.template] * len(rows))
+        if self.log_scale is not None:
+            self.log_scale = nn.Parameter(self.log_scale.detach()[: self.channels * len(rows)])
+        self._start(self.target)
+
+        def pick(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+            return t.reshape(k, -1)[index].reshape(like.shape).clone()
+
+        for name, param in self.parameters().items():
+            value, state = old[name]
+            with torch.no_grad():
+                param.copy_(pick(value, param))
+            if state:
+                self.optimizer.state[param] = {
+                    "step": state["step"].clone(), "exp_avg": pick(state["exp_avg"], param),
+                    "exp_avg_sq": pick(state["exp_avg_sq"], param)}
+
+    def forward(self, z: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """Grouped output [rows, K·C·P, ...] of grouped inputs ``z`` [rows, K·C_z, ...]; for
+        a stack of nulls (``z`` None) of one zero sample, broadcast to ``rows``."""
+        if z is not None:
+            return self.body(z)
+        device = next(self.body.parameters()).device
+        zeros = torch.zeros(1, len(self.members) * self.z_shape[0], *self.z_shape[1:],
+                            device=device)
+        out = self.body(zeros)
+        return out.expand(rows, *out.shape[1:])
+
+    def inputs(self, rows: torch.Tensor, pad: torch.Tensor, data: ProbeData) -> tuple:
+        """Members' rows [K, b] -> grouped z [b, K·C_z, ...] (None for a stack of nulls;
+        nulls' groups zero), y and mask [b, K·C, ...] (padding rows masked)."""
+        t = rows.T  # [b, K]: row i of every member side by side
+
+        def grouped(x: torch.Tensor) -> torch.Tensor:
+            return x[t].reshape(t.shape[0], -1, *x.shape[2:])
+
+        mask = data.mask[t] & pad.T.reshape(*t.shape, *([1] * (data.mask.dim() - 1)))
+        z = None
+        if not all(self.nulls):
+            z = data.z[t]
+            z[:, torch.as_tensor(self.nulls, device=z.device)] = 0
+            z = z.reshape(t.shape[0], -1, *z.shape[3:])
+        return z, grouped(data.y), mask.reshape(t.shape[0], -1, *data.mask.shape[2:])
+
+    def losses(self, z: torch.Tensor | None, y: torch.Tensor, mask: torch.Tensor,
+               chunk: int) -> torch.Tensor:
+        """Backward of the members' training NLLs, in row chunks; the NLLs [K] (nats/unit).
+
+        Each member's loss is :meth:`Target.train_nll` of its rows (per-channel mean over
+        valid values with the learned scale, summed over channels); chunks accumulate the
+        gradients of the per-channel sums, divided by the counts of the whole batch."""
+        target, k = self.target, len(self.members)
+        dims = [d for d in range(mask.dim()) if d != 1]
+        counts = mask.sum(dims).clamp_min(1)
+        total = torch.zeros(k, dtype=torch.float64, device=y.device)
+        for start in range(0, y.shape[0], chunk):
+            part = slice(start, start + chunk)
+            m = mask[part]
+            out = self.forward(None if z is None else z[part], m.shape[0])
+            value = target.stat(out, y[part], m)
+            if target.has_scale:
+                std = target.spread.to(value.dtype) * torch.exp(self.log_scale)
+                scale = std**2 if target.kind == "gaussian" else std
+                value = target.nll_from_stat(value, m.to(value.dtype), scale)
+            per_member = (value.sum(dims) / counts.to(value.dtype)).reshape(k, -1).sum(1)
+            per_member.sum().backward()
+            total += per_member.detach().double()
+        return total
+
+
+def stacked_target(target: Target, k: int, channels: int) -> Target:
+    """``target`` (``channels`` per member) with its per-channel constants repeated for K
+    members side by side: a target of K·channels channels."""
+    return dataclasses.replace(target, channels=k * channels, loc=target.loc[:channels].repeat(k),
+                               spread=target.spread[:channels].repeat(k))
+
+
+class _BatchedFit:
+    """The training loop over the stacks; see the module docstring."""
+
+    def __init__(self, target: Target, data: ProbeData, jobs: list[ProbeJob],
+                 probes: list[Probe], settings: FitSettings) -> None:
+        self.target, self.data, self.jobs, self.probes = target, data, jobs, probes
+        self.settings = settings
+        device = data.z.device
+        self.plan, self.pad = _padded_plan(jobs, settings, device)  # [T, K, b], [K, b]
+        self.val_rows, self.val_pad = _padded([j.val_idx for j in jobs], device)
+        self.row_values = _activation_values(probes[0].body, data.z[:1])  # per member and row
+        step_values = self.plan.shape[2] * len(jobs) * self.row_values
+        # small steps are overhead-bound: one network (nulls fed zeros); large ones are
+        # memory-bound: nulls apart (one zero sample each), chunked rows
+        mixed = data.stride is None or step_values <= MIXED_VALUES
+        groups = [list(range(len(jobs)))] if mixed else [
+            ids for null in (True, False)
+            if (ids := [i for i, j in enumerate(jobs) if j.null == null])]
+        self.stacks = [_Stack(ids, [probes[i] for i in ids], target, settings.lr,
+                              tuple(data.z.shape[1:])) for ids in groups]
+        k = len(jobs)
+        self.best_val, self.bad = [0.0] * k, [0] * k
+        self.best_step, self.steps_run = [0] * k, [0] * k
+        self.best_state: list[dict[str, torch.Tensor]] = [{} for _ in range(k)]
+
+    def run(self, notes: list[str]) -> list[FitResult]:
+        """Train until every member stopped or ``max_steps``; the members' FitResults."""
+        s = self.settings
+        self._evaluate(0, set())
+        for step in range(1, s.max_steps + 1):
+            if not self.stacks:
+                break
+            rows = self.plan[(step - 1) % self.plan.shape[0]]
+            broken: set[int] = set()
+            for stack in self.stacks:
+                stack.optimizer.zero_grad(set_to_none=True)
+                losses = stack.losses(*self._inputs(stack, rows), self._chunk(stack))
+                bad = torch.nonzero(~torch.isfinite(losses)).flatten().tolist()
+                broken |= {stack.members[r] for r in bad}  # its NaNs stay in its own groups
+                stack.optimizer.step()
+            for m in broken:  # fit_probe stops before this step's update: keep the best
+                notes[m] += f"; non-finite loss at step {step}, kept step {self.best_step[m]}"
+                self.steps_run[m] = step
+            if step % s.eval_every == 0 or step == s.max_steps:
+                self._evaluate(step, broken)
+            self._drop(broken | {m for st in self.stacks for m in st.members
+                                 if self.bad[m] >= s.patience})
+        for stack in self.stacks:
+            for m in stack.members:
+                self.steps_run[m] = s.max_steps
+        method = f"adam (batched K={len(self.jobs)})"
+        results = []
+        for m, probe in enumerate(self.probes):
+            with torch.no_grad():
+                for name, p in probe.named_parameters():
+                    p.copy_(self.best_state[m][name].reshape(p.shape))
+            results.append(FitResult(probe, self.best_val[m], self.best_step[m],
+                                     self.steps_run[m], method, notes[m]))
+        return results
+
+    def _chunk(self, stack: _Stack) -> int:
+        """Rows per forward/backward chunk of a stack (``CHUNK_VALUES`` activation values)."""
+        return max(1, CHUNK_VALUES // (len(stack.members) * self.row_values))
+
+    def _inputs(self, stack: _Stack, rows: torch.Tensor) -> tuple:
+        """The stack's grouped (z, y, mask) of one step (full batch: gathered once)."""
+        if stack.cache is not None:
+            return stack.cache
+        index = torch.as_tensor(stack.members, device=rows.device)
+        inputs = stack.inputs(rows[index], self.pad[index], self.data)
+        if self.plan.shape[0] == 1 and inputs[1].numel() <= CACHE_VALUES:
+            stack.cache = inputs
+        return inputs
+
+    def _evaluate(self, step: int, skip: set[int]) -> None:
+        """Validation nats/unit of every live member; best checkpoints and patience."""
+        for stack in self.stacks:
+            values = self._validate(stack)
+            better = [r for r, (m, v) in enumerate(zip(stack.members, values))
+                      if m not in skip and (step == 0 or _improves(v, self.best_val[m]))]
+            state = stack.member_state(better) if better else {}
+            for i, r in enumerate(better):
+                m = stack.members[r]
+                self.best_val[m], self.best_step[m], self.bad[m] = values[r], step, 0
+                self.best_state[m] = {name: t[i] for name, t in state.items()}
+            for r, m in enumerate(stack.members):
+                if r not in better and m not in skip:
+                    self.bad[m] += 1
+                    if self.bad[m] >= self.settings.patience:
+                        self.steps_run[m] = step
+
+    def _validate(self, stack: _Stack) -> list[float]:
+        """Held-out nats per unit of each member on its validation split, scale profiled."""
+        index = torch.as_tensor(stack.members, device=self.val_rows.device)
+        rows, pad = self.val_rows[index], self.val_pad[index]
+        size = min(self.settings.eval_batch_size, self._chunk(stack))
+        stat_sum, count = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, rows.shape[1], size):
+                part = slice(start, start + size)
+                z, y, mask = stack.inputs(rows[:, part], pad[:, part], self.data)
+                value = stack.target.stat(stack.forward(z, y.shape[0]), y, mask).double()
+                dims = [d for d in range(value.dim()) if d != 1]
+                stat_sum = stat_sum + value.sum(dims)
+                count = count + mask.double().sum(dims)
+        target = stack.target
+        scale = target.profile(stat_sum, count)
+        nll = target.nll_from_stat(stat_sum.reshape(1, -1), count.reshape(1, -1), scale)
+        per_member = (nll.reshape(-1) / count.clamp_min(1)).reshape(len(stack.members), -1)
+        return per_member.sum(1).tolist()
+
+    def _drop(self, stopped: set[int]) -> None:
+        """Remove stopped members from their stacks, and empty stacks."""
+        for stack in self.stacks:
+            rows = [r for r, m in enumerate(stack.members) if m not in stopped]
+            if len(rows) < len(stack.members):
+                stack.keep(rows) if rows else stack.members.clear()
+        self.stacks = [st for st in self.stacks if st.members]
+
+
+def _improves(value: float, best: float) -> bool:
+    """fit_probe's rule: better than the best by more than 1e-7 (relative above 1)."""
+    return value < best - 1e-7 * max(1.0, abs(best))
+
+
+def _activation_values(body: nn.Module, z_row: torch.Tensor) -> int:
+    """The largest number of values any layer of ``body`` outputs for one input row."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+             for m in body.modules()]
+    try:
+        with torch.no_grad():
+            body(z_row)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes)
+
+
+def _padded(index_sets: Sequence[np.ndarray], device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index sets of unequal sizes -> rows [K, n_max] (padding repeats the set's first
+    index) and their validity [K, n_max]."""
+    n_max = max(len(s) for s in index_sets)
+    rows = torch.zeros(len(index_sets), n_max, dtype=torch.long)
+    valid = torch.zeros(len(index_sets), n_max, dtype=torch.bool)
+    for k, s in enumerate(index_sets):
+        t = torch.as_tensor(np.asarray(s), dtype=torch.long)
+        rows[k, : len(t)], rows[k, len(t) :], valid[k, : len(t)] = t, t[0], True
+    return rows.to(device), valid.to(device)
+
+
+def _padded_plan(jobs: Sequence[ProbeJob], settings: FitSettings, device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of every step [T, K, b] (T = 1 when every member trains full batch) and their
+    validity [K, b]: each member's minibatches as :func:`fit_probe` draws them."""
+    plans = [minibatch_plan(j.fit_idx, settings, j.seed) for j in jobs]  # [T, b_k] or None
+    if all(p is None for p in plans):
+        rows, valid = _padded([j.fit_idx for j in jobs], device)
+        return rows.unsqueeze(0), valid
+    steps = settings.max_steps
+    full = [torch.as_tensor(np.asarray(j.fit_idx), dtype=torch.long) for j in jobs]
+    plans = [full[k].expand(steps, -1) if p is None else p for k, p in enumerate(plans)]
+    b_max = max(p.shape[1] for p in plans)
+    rows = torch.zeros(steps, len(jobs), b_max, dtype=torch.long)
+    valid = torch.zeros(len(jobs), b_max, dtype=torch.bool)
+    for k, plan in enumerate(plans):
+        rows[:, k, : plan.shape[1]], rows[:, k, plan.shape[1] :] = plan, plan[:, :1]
+        valid[k, : plan.shape[1]] = True
+    return rows.to(device), valid.to(device)
