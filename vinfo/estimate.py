@@ -67,6 +67,7 @@ import torch
 import xarray as xr
 
 from taskcodecs.config import ConfigError, apply_overrides, load_config, parse_overrides
+from taskcodecs.train_config import SyntheticData
 from vinfo.bootstrap import paired_interval
 from vinfo.curves import CurveResult, curves_and_mdl, train_sizes
 from vinfo.data import Inputs, VinfoInputError, check_inputs, default_inputs, load_array
@@ -81,14 +82,14 @@ LN2 = math.log(2.0)
 
 
 @dataclass
-class DefaultData:
-    """The embedded default inputs (a placeholder until the codec adapter lands)."""
+class DefaultData(SyntheticData):
+    """The scenes the no-argument default generates (the training presets' synthetic-data
+    fields, smaller by default) and where they go."""
 
     train: int = 64
     val: int = 32
     height: int = 32
     width: int = 64
-    seed: int = 0
     data_dir: str = ""  # "" = <out>/synthetic-data
 
 
