@@ -84,11 +84,6 @@ def compressai_model(y: torch.Tensor) -> JointAutoregressiveHierarchicalPriors:
     return net
 
 
-class Identity(torch.nn.Module):
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y
-
-
 def main() -> None:
     p = timing.parser(__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads for every contender")
@@ -105,7 +100,7 @@ def main() -> None:
     y = torch.randn(1, 192, *shape, generator=torch.Generator().manual_seed(1))
     net = compressai_model(y)
     latent_only = compressai_model(y)
-    latent_only.g_s = Identity()  # CompressAI's decompress without its synthesis
+    latent_only.g_s = torch.nn.Identity()  # CompressAI's decompress without its synthesis
 
     with torch.no_grad():
         payloads = {"ours": ours.entropy_model.compress(y),

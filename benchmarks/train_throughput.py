@@ -60,7 +60,6 @@ def main() -> None:
     per_window = args.steps or (5 if args.quick else 10)
     runs = args.runs or 5
     names = order(list(QUICK) if args.quick else list_experiments("tiny"))
-    names = [n for n in names if get_experiment(n).preset == "tiny"]
     print(f"machine: {timing.machine()}")
     print(f"{len(names)} tiny experiments, {per_window} steps per window, 1 warm-up + {runs} "
           f"timed windows each, device {args.device}")
