@@ -89,7 +89,7 @@ def main() -> None:
             cfg = resolve_config(name, overrides)
             start = time.perf_counter()
             if (tmp / name).exists():  # trained above as a dependency: train a fresh copy
-                overrides["out"] = cfg.out = str(tmp / f"{name}-timed")
+                cfg.out = str(tmp / f"{name}-timed")
             runs_of.setdefault(name, train(cfg))
             seconds = windows(Path(cfg.out))
             if not seconds:

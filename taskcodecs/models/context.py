@@ -264,19 +264,12 @@ class AutoregressiveCoder:
         self.entropy_parameters = entropy_parameters
         self.scale_table = scale_table.detach().float()
         self.scale_bound = float(scale_bound)
-        self._schedules: dict[tuple[int, int, str], list[Step]] = {}
         self._step_plans: dict[tuple[int, int, str], list[_StepPlan]] = {}
 
     def schedule(self, height: int, width: int, order: str) -> list[Step]:
-        """The checked decoding steps of an (h, w) latent (see the class docstring); built
-        and checked once per shape and order."""
+        """The checked decoding steps of an (h, w) latent (see the class docstring); coding
+        builds them once per shape and order, with its step plans."""
         check_order(order)
-        key = (height, width, order)
-        if key not in self._schedules:
-            self._schedules[key] = self._checked_schedule(height, width, order)
-        return self._schedules[key]
-
-    def _checked_schedule(self, height: int, width: int, order: str) -> list[Step]:
         if self.context == "checkerboard":
             steps = decoding_schedule(height, width, "two-pass")
         elif order == "wavefront":
