@@ -15,9 +15,13 @@ Three numbers per base (DESIGN §4):
   PCHIP (linear for two points), and the difference is averaged over the quality interval both
   curves cover. It is in bits per original-image pixel, so it sits next to R(Ŷ_b). The BD-rate
   of scalable against standalone (percent, Akima by default) is given beside it.
-- The vinfo ladder: I_V(Ŷ_b → Y) per probe family with its bootstrap interval, from the
-  ``vinfo.nc`` files given for each base (units as the file says, usually bits per *target*
-  pixel; these are not converted to bits per original-image pixel here).
+- The vinfo ladder, from the ``vinfo.nc`` files given for each base, per probe family with
+  intervals (over evaluation images and refits): H_V(Y|Ŷ_b), what is left to code of the
+  target given the base (a codelength for autoregressive families), the raw I_V and the
+  capped I_V = min(H_V(Y|∅), R + H_V(Y|Ŷ_b)) − H_V(Y|Ŷ_b) ≤ R, beside R(Ŷ_b) in the *same*
+  unit (the file's ``rate_per_unit``: bits per target pixel). Units as the file says,
+  usually bits per target pixel, which is bits per original-image pixel when the target is
+  the image at its coded resolution (the codec adapter's case).
 """
 
 from __future__ import annotations
@@ -171,16 +175,38 @@ def _read_vinfo(path: Path) -> xr.Dataset:
     return ds
 
 
+LADDER_QUANTITIES = (("h_cond", "H_V(Y|Ŷ_b)"), ("vinfo", "I_V"), ("vinfo_capped", "capped I_V"))
+
+
+def _with_interval(ds: xr.Dataset, name: str, i: int) -> str:
+    value = float(ds[name].values[i])
+    if f"{name}_low" not in ds:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{float(ds[f'{name}_low'].values[i]):.4f}, " \
+           f"{float(ds[f'{name}_high'].values[i]):.4f}]"
+
+
 def ladder_rows(vinfo: dict[str, dict[str, xr.Dataset]]) -> list[dict]:
-    """One row per (vinfo key, family); one column per base label: "I_V [low, high] unit"."""
+    """One row per (vinfo key, family): per base label, H_V(Y|Ŷ_b), I_V and the capped I_V
+    ("value [low, high]") and R(Ŷ_b), all in the file's unit (``row["units"]``); flags."""
     rows: dict[tuple[str, str], dict] = {}
     for label, by_key in vinfo.items():
         for key, ds in by_key.items():
             units = ds["vinfo"].attrs["units"]
             for i, family in enumerate(ds["family"].values):
-                row = rows.setdefault((key, str(family)), {"vinfo": key, "family": str(family)})
-                value, low, high = (float(ds[v].values[i]) for v in VINFO_REQUIRED[2:])
-                row[label] = f"{value:.4f} [{low:.4f}, {high:.4f}] {units}"
+                row = rows.setdefault((key, str(family)), {"vinfo": key, "family": str(family),
+                                                           "units": units})
+                for name, title in LADDER_QUANTITIES:
+                    if name in ds:
+                        row[f"{label}: {title}"] = _with_interval(ds, name, i)
+                if "rate_per_unit" in ds:
+                    row[f"{label}: R(Ŷ_b)"] = f"{float(ds['rate_per_unit']):.4f}"
+                flags = [text for name, text in (("collapsed", "collapsed"),
+                                                 ("cap_binds", "cap binds"))
+                         if name in ds and bool(ds[name].values[i])]
+                if "at_cap" in ds and bool(np.asarray(ds["at_cap"].values[i]).any()):
+                    flags.append("not converged")
+                row[f"{label}: flags"] = ", ".join(flags)
     return list(rows.values())
 
 
@@ -202,7 +228,9 @@ def gap_figure(rows: list[dict], vinfo: dict[str, dict[str, xr.Dataset]]) -> Fig
         missing += _ladder_panel(panel, key, vinfo)
     caption = ("Left: the base's rate R(Ŷ_b) and the conditional coding gain (standalone − "
                "scalable total rate at matched quality), bits per original-image pixel. Right: "
-               "I_V(Ŷ_b → Y) per probe family with its bootstrap interval, per base.")
+               "I_V(Ŷ_b → Y) (open) and the capped I_V ≤ R(Ŷ_b) (filled) per probe family with "
+               "intervals over images and refits, and R(Ŷ_b) (dashed), all in bits per target "
+               "pixel.")
     return FigureResult("gap", title, fig, caption, [f"{title}: {m}" for m in missing])
 
 
@@ -237,7 +265,7 @@ def _available_panel(ax: Axes, rows: list[dict]) -> list[str]:
 
 
 def _ladder_panel(ax: Axes, key: str, vinfo: dict[str, dict[str, xr.Dataset]]) -> list[str]:
-    ax.set_title(f"usable by family V: I_V ({key})", fontsize=9)
+    ax.set_title(f"usable by family V ({key}): I_V, capped I_V, R(Ŷ_b)", fontsize=9)
     ax.grid(True, alpha=0.3)
     present = [(label, by_key[key]) for label, by_key in vinfo.items() if key in by_key]
     if not present:
@@ -246,15 +274,25 @@ def _ladder_panel(ax: Axes, key: str, vinfo: dict[str, dict[str, xr.Dataset]]) -
         return ["no vinfo.nc given for any base: the V-information ladder is not drawn"]
     families = list(dict.fromkeys(str(f) for _, ds in present for f in ds["family"].values))
     for j, (label, ds) in enumerate(present):
-        index = [families.index(str(f)) for f in ds["family"].values]
-        x = np.array(index) + (j - (len(present) - 1) / 2) * 0.15
-        value = ds["vinfo"].values
-        err = np.abs(np.stack([value - ds["vinfo_low"].values, ds["vinfo_high"].values - value]))
-        ax.errorbar(x, value, yerr=err, fmt="o", capsize=3, label=label)
+        index = np.array([families.index(str(f)) for f in ds["family"].values])
+        x = index + (j - (len(present) - 1) / 2) * 0.3
+        color = f"C{j}"
+        for name, offset, style in (("vinfo", -0.05, "white"), ("vinfo_capped", 0.05, color)):
+            if name not in ds:
+                continue
+            value = ds[name].values
+            err = np.abs(np.stack([value - ds[f"{name}_low"].values,
+                                   ds[f"{name}_high"].values - value]))
+            ax.errorbar(x + offset, value, yerr=err, fmt="o", capsize=3, color=color,
+                        mfc=style, label=f"{label}: {'I_V' if name == 'vinfo' else 'capped'}")
+        if "rate_per_unit" in ds:
+            ax.axhline(float(ds["rate_per_unit"]), color=color, linestyle="--", linewidth=1,
+                       label=f"{label}: R(Ŷ_b)")
     ax.set_xticks(np.arange(len(families)), families, fontsize=7, rotation=30)
-    ax.set_ylabel(f"I_V ({present[0][1]['vinfo'].attrs['units']})", fontsize=8)
+    ax.set_ylabel(f"{present[0][1]['vinfo'].attrs['units']} (R(Ŷ_b) in the same unit)",
+                  fontsize=8)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     missing = [f"no vinfo.nc '{key}' for the {label} base" for label in vinfo
                if key not in vinfo[label]]
     return missing

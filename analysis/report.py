@@ -27,7 +27,14 @@ import matplotlib.style
 
 from analysis.bdrate import METHODS, RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult, all_figures
-from analysis.gap import STANDALONE, gap_figure, gap_rows, ladder_rows, load_vinfo
+from analysis.gap import (
+    LADDER_QUANTITIES,
+    STANDALONE,
+    gap_figure,
+    gap_rows,
+    ladder_rows,
+    load_vinfo,
+)
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
 from taskcodecs.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
 
@@ -242,12 +249,20 @@ def _gap_table(rows: list[dict]) -> Table | str:
 
 
 def _ladder_table(vinfo: dict[str, dict]) -> Table:
-    rows = ladder_rows(vinfo)
-    labels = list(vinfo)
-    return Table(["vinfo", "family", *(f"I_V [bootstrap interval], {label} base"
-                                       for label in labels)],
-                 [[r["vinfo"], r["family"], *(r.get(label, "–") for label in labels)]
-                  for r in rows])
+    """One row per (target, family, base): R(Ŷ_b) next to H_V(Y|Ŷ_b), I_V and the capped
+    I_V, in one unit (bits per target pixel for the codec adapter's targets)."""
+    body = []
+    for r in ladder_rows(vinfo):
+        for label in vinfo:
+            if f"{label}: I_V" not in r:
+                continue
+            body.append([r["vinfo"], r["family"], label, r.get(f"{label}: R(Ŷ_b)", "–"),
+                         *(r.get(f"{label}: {title}", "–") for _, title in LADDER_QUANTITIES),
+                         r.get(f"{label}: flags", "")])
+    units = next((r["units"] for r in ladder_rows(vinfo)), "bits/unit")
+    return Table(["target", "family", "base", f"R(Ŷ_b) [{units}]",
+                  *(f"{title} [interval] [{units}]" for _, title in LADDER_QUANTITIES),
+                  "flags"], body)
 
 
 def _vinfo_sources(vinfo: dict[str, dict]) -> Bullets:

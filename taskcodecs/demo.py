@@ -180,22 +180,35 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
     loaded = {label: load_vinfo(folder) for label, folder in vinfo_dirs.items()}
     for key in sorted({k for by_key in loaded.values() for k in by_key}):
         first = next(by_key[key] for by_key in loaded.values() if key in by_key)
-        a = first.attrs
-        lines += ["", f"I_V(Ŷ_b -> {key}) in {first['vinfo'].attrs['units']} of the "
-                  f"{a['target_shape'][-2]}x{a['target_shape'][-1]} target ({a['target_kind']} "
-                  f"likelihood; {a['n_eval']} held-out of {a['n_samples']} images; "
-                  f"{100 * float(a['confidence']):g}% paired-bootstrap interval):"]
+        a, units = first.attrs, first["vinfo"].attrs["units"]
+        lines += ["", f"Ŷ_b -> {key}, in {units} of the {a['target_shape'][-2]}x"
+                  f"{a['target_shape'][-1]} target ({a['target_kind']} likelihood; "
+                  f"{a['n_eval']} held-out of {a['n_samples']} images; "
+                  f"{100 * float(a['confidence']):g}% intervals over images and refits):"]
         for label, by_key in loaded.items():
             ds = by_key.get(key)
             if ds is None:
                 continue
-            cells = []
+            rate = float(ds["rate_per_unit"]) if "rate_per_unit" in ds else math.nan
+            lines.append(f"  {label} base: R(Ŷ_b) = {_f(rate)} {units} (actual rate); "
+                         f"H_V(Y|∅) = {ds['h_null'].values[0]:.3f}")
             for i, family in enumerate(ds["family"].values):
-                flag = " (collapsed to null)" if bool(ds["collapsed"].values[i]) else ""
-                cells.append(f"{family} {ds['vinfo'].values[i]:.3f} [{ds['vinfo_low'].values[i]:.3f},"
-                             f" {ds['vinfo_high'].values[i]:.3f}]{flag}")
-            lines.append(f"  {label} base: " + "; ".join(cells) + f" (R(Ŷ_b) on these images: "
-                         f"{float(ds.attrs['representation_bpp']):.4g} bits/pixel, actual)")
+                flags = [text for name, text in (("collapsed", "collapsed to null"),
+                                                 ("cap_binds", "cap binds"))
+                         if name in ds and bool(ds[name].values[i])]
+                if "at_cap" in ds and bool(ds["at_cap"].values[i].any()):
+                    flags.append("NOT CONVERGED: at step limit")
+                capped = ""
+                if "vinfo_capped" in ds:
+                    capped = (f"; capped I_V {ds['vinfo_capped'].values[i]:.4f} "
+                              f"[{ds['vinfo_capped_low'].values[i]:.4f}, "
+                              f"{ds['vinfo_capped_high'].values[i]:.4f}]")
+                lines.append(
+                    f"    {family}: H_V(Y|Ŷ_b) {ds['h_cond'].values[i]:.3f} "
+                    f"[{ds['h_cond_low'].values[i]:.3f}, {ds['h_cond_high'].values[i]:.3f}]; "
+                    f"I_V {ds['vinfo'].values[i]:.4f} [{ds['vinfo_low'].values[i]:.4f}, "
+                    f"{ds['vinfo_high'].values[i]:.4f}]{capped}"
+                    + (f" ({'; '.join(flags)})" if flags else ""))
     return lines
 
 

@@ -67,11 +67,12 @@ class DemoSettings:
     val_limit: int = 8  # training: validation images per round
     eval_images: int = 16  # evaluation through real bitstreams: first N val images
     vinfo_targets: tuple[str, ...] = ("reconstruction", "segmentation")
-    vinfo_families: tuple[str, ...] = ("linear", "mlp-64", "cnn-1x32")
-    vinfo_steps: int = 150  # probe optimizer step budget (part of the family V)
+    vinfo_families: tuple[str, ...] = ("ar-linear", "ar-mlp-64", "ar-cnn-1x32")
+    vinfo_steps: int = 150  # probes' starting step budget (part of the family V; it grows)
     vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
     vinfo_patience: int = 3  # this many evaluations without improvement
-    vinfo_seeds: tuple[int, ...] = (0,)
+    vinfo_batch_size: int = 8  # probe minibatch (images)
+    vinfo_seeds: tuple[int, ...] = (0, 1)
     vinfo_bootstrap: int = 1000
 
     @classmethod
@@ -79,8 +80,8 @@ class DemoSettings:
         """The smallest demo that still exercises every stage (the smoke test's)."""
         return cls(train_images=8, val_images=12, base_rate_weights=(1e-3, 1.0), base_steps=8,
                    recon_rate_weights=(0.3, 30.0), recon_steps=6, val_every=4, val_limit=2,
-                   eval_images=2, vinfo_families=("linear", "mlp-16"), vinfo_steps=10,
-                   vinfo_eval_every=5, vinfo_bootstrap=100)
+                   eval_images=2, vinfo_families=("ar-linear", "ar-mlp-16"), vinfo_steps=10,
+                   vinfo_eval_every=5, vinfo_seeds=(0,), vinfo_bootstrap=100)
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
@@ -200,9 +201,11 @@ def file_sha256(path: Path) -> str:
 
 
 def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
-              target: str) -> tuple[Path, bool]:
+              target: str, null_bank: Any = None) -> tuple[Path, bool]:
     """I_V(Ŷ_b -> target) for the probe ladder on every val image -> OUT/vinfo/LABEL/TARGET/
-    (vinfo.nc, vinfo.csv, config.yaml, report). Returns (vinfo.nc path, reused?)."""
+    (vinfo.nc, vinfo.csv, config.yaml, report). Returns (vinfo.nc path, reused?).
+    ``null_bank`` (a ``vinfo.nulls.NullBank``) lets the bases share their nulls: both are
+    estimated on the same target images, and a null never sees Ŷ_b."""
     import xarray as xr
 
     from vinfo.adapter import extract_codec_pairs
@@ -221,24 +224,29 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
     cfg = resolve_config(target_kind=pairs.target_kind, families=list(s.vinfo_families),
                          seeds=list(s.vinfo_seeds), seed=s.seed, max_steps=s.vinfo_steps,
                          eval_every=s.vinfo_eval_every, patience=s.vinfo_patience,
+                         batch_size=s.vinfo_batch_size,
                          bootstrap=s.vinfo_bootstrap, curves=False, out=str(folder),
                          source=pairs.source, ignore_value=pairs.ignore_value,
                          num_classes=pairs.num_classes)
     ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
+                  representation_bits=pairs.bytes_per_image * 8.0,
                   attrs={**pairs.attrs(), **stamp, "base_label": label, "target": target},
-                  log=detail.info)
+                  log=detail.info, null_bank=null_bank)
     write_outputs(ds, cfg, folder, detail.info)
     return nc, False
 
 
 def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -> dict[str, Path]:
     """Every (base, target) ladder; returns {label: OUT/vinfo/LABEL} for the analysis report."""
-    jobs = [(label, run, target) for label, run in bases.items() for target in s.vinfo_targets]
+    from vinfo.nulls import NullBank
+
+    jobs = [(label, run, target) for target in s.vinfo_targets for label, run in bases.items()]
     bar = tqdm(jobs, desc="vinfo ladders", unit="ladder", disable=None, dynamic_ncols=True)
+    bank = NullBank()  # the bases share their nulls (same target images)
     for i, (label, run, target) in enumerate(bar, 1):
         bar.set_postfix_str(f"{label} -> {target}")
         start = time.perf_counter()
-        nc, reused = run_vinfo(out, s, root, label, run, target)
+        nc, reused = run_vinfo(out, s, root, label, run, target, bank)
         log.info("vinfo %d/%d: I_V(Y_b -> %s), %s base: %s %s (%.1f s)", i, len(jobs), target,
                  label, nc, "reused" if reused else "estimated", time.perf_counter() - start)
     return {label: out / "vinfo" / label for label in bases}

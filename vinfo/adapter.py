@@ -87,7 +87,7 @@ class CodecPairs:
     def estimate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vinfo.estimate(Z, Y, **kwargs)``."""
         return {"target_kind": self.target_kind, "representation_bpp": self.representation_bpp,
-                "attrs": self.attrs(), "ignore_value": self.ignore_value,
+                "representation_bits": self.bytes_per_image * 8.0, "attrs": self.attrs(), "ignore_value": self.ignore_value,
                 "num_classes": self.num_classes}
 
 

@@ -31,10 +31,11 @@ fit, and gets the same :class:`~vinfo.fitting.FitResult`:
   leaves the network, which is rebuilt without it (parameters and Adam state sliced): its
   parameters stop changing and it costs nothing afterwards. The run ends when every member
   has stopped, or at ``max_steps``;
-* its null flag: a null sees zeros. On a latent grid the nulls form their own network that
-  runs one zero sample and broadcasts it to the batch, as :class:`~vinfo.fitting.Probe`
-  does; with vector inputs, or steps so small that kernel-launch overhead dominates, nulls
-  and conditionals share one network (the nulls' input groups zeroed).
+* its budget: it grows while the member still improves and the member stops at it
+  otherwise (:func:`vinfo.fitting.next_budget`), and its ``at_cap`` flag;
+* its null flag: nulls (cores alone) and conditionals (cores + Z pathways, started from
+  their nulls) train in separate stacks; a stack of nulls computes its one output map and
+  broadcasts it to the batch, as :class:`~vinfo.fitting.Probe` does.
 
 Memory: the forward/backward of a step runs in row chunks of at most ``CHUNK_VALUES``
 activation values (gradients accumulated; the per-channel means divide by the whole
@@ -58,7 +59,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from vinfo.families import FamilySpec
 from vinfo.fitting import (
@@ -70,6 +70,7 @@ from vinfo.fitting import (
     fit_probe,
     minibatch_plan,
     new_probe,
+    next_budget,
 )
 from vinfo.grouped import MemberStack, group_modules, stacked_target
 from vinfo.targets import Target
@@ -79,17 +80,18 @@ __all__ = ["ProbeJob", "fit_probes", "group_modules", "stacked_target"]
 CHUNK_VALUES = 1 << 19  # activation values per forward/backward chunk (2 MB of float32)
 CACHE_VALUES = 1 << 26  # full batch: grouped targets up to this size are gathered once
 SIZE_RATIO = 0.8  # members train together when their step sizes are this close
-MIXED_VALUES = 1 << 16  # grid steps up to this many activation values: one network
 
 
 @dataclass(frozen=True)
 class ProbeJob:
-    """One probe to fit: fit and validation samples (original indices), seed, null flag."""
+    """One probe to fit: fit and selection samples (original indices), seed, null flag, and
+    for a conditional member the fitted null it starts from (None: the marginal start)."""
 
     fit_idx: np.ndarray
     val_idx: np.ndarray
     seed: int
     null: bool = False
+    init: Probe | None = None
 
 
 def fit_probes(
@@ -99,30 +101,35 @@ def fit_probes(
     """Fit every job's probe of ``spec``, in order; batched when ``settings.batched``.
 
     Jobs whose step sizes (fit samples, or the minibatch) are within ``SIZE_RATIO`` of each
-    other train together (padding wastes little); a job alone, the closed-form rung and
-    ``batched=False`` use :func:`fit_probe`.
+    other, and that are all nulls or all conditionals, train together (padding wastes
+    little); a job alone, the closed forms, autoregressive families (masked convolutions are
+    not grouped) and ``batched=False`` use :func:`fit_probe`.
     """
     def one(job: ProbeJob, extra: str = "") -> FitResult:
         result = fit_probe(spec, target, data, job.fit_idx, job.val_idx, settings, job.seed,
-                           job.null)
+                           job.null, job.init)
         result.note = "; ".join(t for t in (result.note, extra) if t)
         return result
 
     if not settings.batched or len(jobs) < 2 or closed_form(spec, target, settings):
         return [one(job) for job in jobs]
-    probe, _ = new_probe(spec, target, data, jobs[0].fit_idx, settings, jobs[0].seed, False)
-    try:
-        group_modules([probe.body])
-    except TypeError as err:
-        return [one(job, f"fitted one after another, not batched ({err})") for job in jobs]
+    if spec.autoregressive:
+        return [one(job, "autoregressive: fitted one after another") for job in jobs]
     results: list[FitResult | None] = [None] * len(jobs)
     for group in _size_groups(jobs, settings):
         if len(group) == 1:
             results[group[0]] = one(jobs[group[0]])
             continue
         members = [jobs[i] for i in group]
-        built = [new_probe(spec, target, data, j.fit_idx, settings, j.seed, j.null)
+        built = [new_probe(spec, target, data, j.fit_idx, settings, j.seed, j.null, j.init)
                  for j in members]
+        try:
+            if not members[0].null:
+                group_modules([built[0][0].zpath])
+        except TypeError as err:
+            for i in group:
+                results[i] = one(jobs[i], f"fitted one after another, not batched ({err})")
+            continue
         fitted = _BatchedFit(target, data, members, [p for p, _ in built], settings)
         for i, result in zip(group, fitted.run([n for _, n in built])):
             results[i] = result
@@ -130,14 +137,17 @@ def fit_probes(
 
 
 def _size_groups(jobs: Sequence[ProbeJob], settings: FitSettings) -> list[list[int]]:
-    """Job indices grouped by step size, each group's smallest >= SIZE_RATIO x its largest."""
+    """Job indices grouped by null flag and step size, each group's smallest >= SIZE_RATIO
+    x its largest."""
     def size(job: ProbeJob) -> int:
         n = len(job.fit_idx)
         return settings.batch_size if 0 < settings.batch_size < n else n
 
     groups: list[list[int]] = []
-    for i in sorted(range(len(jobs)), key=lambda i: -size(jobs[i])):
-        if groups and size(jobs[i]) >= SIZE_RATIO * size(jobs[groups[-1][0]]):
+    for i in sorted(range(len(jobs)), key=lambda i: (jobs[i].null, -size(jobs[i]))):
+        head = jobs[groups[-1][0]] if groups else None
+        if head is not None and head.null == jobs[i].null and \
+                size(jobs[i]) >= SIZE_RATIO * size(head):
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -145,7 +155,7 @@ def _size_groups(jobs: Sequence[ProbeJob], settings: FitSettings) -> list[list[i
 
 
 class _BatchedFit:
-    """The training loop over the stacks; see the module docstring."""
+    """The training loop over one stack of members; see the module docstring."""
 
     def __init__(self, target: Target, data: ProbeData, jobs: list[ProbeJob],
                  probes: list[Probe], settings: FitSettings) -> None:
@@ -154,46 +164,46 @@ class _BatchedFit:
         device = data.z.device
         self.plan, self.pad = _padded_plan(jobs, settings, device)  # [T, K, b], [K, b]
         self.val_rows, self.val_pad = _padded([j.val_idx for j in jobs], device)
-        self.row_values = _activation_values(probes[0].body, data.z[:1])  # per member and row
-        step_values = self.plan.shape[2] * len(jobs) * self.row_values
-        # small steps are overhead-bound: one network (nulls fed zeros); large ones are
-        # memory-bound: nulls apart (one zero sample each), chunked rows
-        mixed = data.stride is None or step_values <= MIXED_VALUES
-        groups = [list(range(len(jobs)))] if mixed else [
-            ids for null in (True, False)
-            if (ids := [i for i, j in enumerate(jobs) if j.null == null])]
-        self.stacks = [MemberStack(ids, [probes[i] for i in ids], target, settings.lr,
-                              tuple(data.z.shape[1:])) for ids in groups]
+        self.row_values = _activation_values(probes[0], data)  # per member and row
+        self.stack = MemberStack(list(range(len(jobs))), probes, target, settings.lr,
+                                 tuple(data.z.shape[1:]))
         k = len(jobs)
         self.best_val, self.bad = [0.0] * k, [0] * k
         self.best_step, self.steps_run = [0] * k, [0] * k
+        self.budget, self.at_cap = [settings.max_steps] * k, [False] * k
         self.best_state: list[dict[str, torch.Tensor]] = [{} for _ in range(k)]
 
     def run(self, notes: list[str]) -> list[FitResult]:
-        """Train until every member stopped or ``max_steps``; the members' FitResults."""
-        s = self.settings
+        """Train until every member stopped; the members' FitResults."""
+        s, stack = self.settings, self.stack
         self._evaluate(0, set())
-        for step in range(1, s.max_steps + 1):
-            if not self.stacks:
-                break
+        if s.max_steps <= 0:  # no budget: every member is its start
+            stack.members.clear()
+        step = 0
+        while stack.members:
+            step += 1
             rows = self.plan[(step - 1) % self.plan.shape[0]]
-            broken: set[int] = set()
-            for stack in self.stacks:
-                stack.optimizer.zero_grad(set_to_none=True)
-                losses = stack.losses(*self._inputs(stack, rows), self._chunk(stack))
-                bad = torch.nonzero(~torch.isfinite(losses)).flatten().tolist()
-                broken |= {stack.members[r] for r in bad}  # its NaNs stay in its own groups
-                stack.optimizer.step()
+            stack.optimizer.zero_grad(set_to_none=True)
+            losses = stack.losses(*self._inputs(rows), self._chunk())
+            broken = {stack.members[r] for r in
+                      torch.nonzero(~torch.isfinite(losses)).flatten().tolist()}
+            stack.optimizer.step()  # a broken member's NaNs stay in its own groups
             for m in broken:  # fit_probe stops before this step's update: keep the best
                 notes[m] += f"; non-finite loss at step {step}, kept step {self.best_step[m]}"
-                self.steps_run[m] = step
-            if step % s.eval_every == 0 or step == s.max_steps:
+            due = {m for m in stack.members if self.budget[m] == step}
+            if step % s.eval_every == 0 or due:
                 self._evaluate(step, broken)
-            self._drop(broken | {m for st in self.stacks for m in st.members
-                                 if self.bad[m] >= s.patience})
-        for stack in self.stacks:
-            for m in stack.members:
-                self.steps_run[m] = s.max_steps
+            stopped = set(broken) | {m for m in stack.members if self.bad[m] >= s.patience}
+            for m in due - stopped:
+                self.budget[m] = next_budget(step, self.bad[m], s)
+                if self.budget[m] == step:
+                    stopped.add(m)
+                    self.at_cap[m] = step >= s.limit and self.bad[m] == 0
+            for m in stopped:
+                self.steps_run[m] = step
+            rows_kept = [r for r, m in enumerate(stack.members) if m not in stopped]
+            if len(rows_kept) < len(stack.members):
+                stack.keep(rows_kept) if rows_kept else stack.members.clear()
         method = f"adam (batched K={len(self.jobs)})"
         results = []
         for m, probe in enumerate(self.probes):
@@ -201,15 +211,17 @@ class _BatchedFit:
                 for name, p in probe.named_parameters():
                     p.copy_(self.best_state[m][name].reshape(p.shape))
             results.append(FitResult(probe, self.best_val[m], self.best_step[m],
-                                     self.steps_run[m], method, notes[m]))
+                                     self.steps_run[m], method, notes[m], self.at_cap[m],
+                                     self.budget[m]))
         return results
 
-    def _chunk(self, stack: MemberStack) -> int:
-        """Rows per forward/backward chunk of a stack (``CHUNK_VALUES`` activation values)."""
-        return max(1, CHUNK_VALUES // (len(stack.members) * self.row_values))
+    def _chunk(self) -> int:
+        """Rows per forward/backward chunk (``CHUNK_VALUES`` activation values)."""
+        return max(1, CHUNK_VALUES // (len(self.stack.members) * self.row_values))
 
-    def _inputs(self, stack: MemberStack, rows: torch.Tensor) -> tuple:
+    def _inputs(self, rows: torch.Tensor) -> tuple:
         """The stack's grouped (z, y, mask) of one step (full batch: gathered once)."""
+        stack = self.stack
         if stack.cache is not None:
             return stack.cache
         index = torch.as_tensor(stack.members, device=rows.device)
@@ -219,27 +231,27 @@ class _BatchedFit:
         return inputs
 
     def _evaluate(self, step: int, skip: set[int]) -> None:
-        """Validation nats/unit of every live member; best checkpoints and patience."""
-        for stack in self.stacks:
-            values = self._validate(stack)
-            better = [r for r, (m, v) in enumerate(zip(stack.members, values))
-                      if m not in skip and (step == 0 or _improves(v, self.best_val[m]))]
-            state = stack.member_state(better) if better else {}
-            for i, r in enumerate(better):
-                m = stack.members[r]
-                self.best_val[m], self.best_step[m], self.bad[m] = values[r], step, 0
-                self.best_state[m] = {name: t[i] for name, t in state.items()}
+        """Selection nats/unit of every live member; best checkpoints and patience."""
+        stack = self.stack
+        values = self._validate()
+        better = [r for r, (m, v) in enumerate(zip(stack.members, values))
+                  if m not in skip and (step == 0 or _improves(v, self.best_val[m]))]
+        state = stack.member_state(better) if better else {}
+        for i, r in enumerate(better):
+            m = stack.members[r]
+            self.best_val[m], self.best_step[m], self.bad[m] = values[r], step, 0
+            self.best_state[m] = {name: t[i] for name, t in state.items()}
+        if step > 0:
             for r, m in enumerate(stack.members):
                 if r not in better and m not in skip:
                     self.bad[m] += 1
-                    if self.bad[m] >= self.settings.patience:
-                        self.steps_run[m] = step
 
-    def _validate(self, stack: MemberStack) -> list[float]:
-        """Held-out nats per unit of each member on its validation split, scale profiled."""
+    def _validate(self) -> list[float]:
+        """Held-out nats per unit of each member on its selection split, scale profiled."""
+        stack = self.stack
         index = torch.as_tensor(stack.members, device=self.val_rows.device)
         rows, pad = self.val_rows[index], self.val_pad[index]
-        size = min(self.settings.eval_batch_size, self._chunk(stack))
+        size = min(self.settings.eval_batch_size, self._chunk())
         stat_sum, count = 0.0, 0.0
         with torch.no_grad():
             for start in range(0, rows.shape[1], size):
@@ -255,31 +267,24 @@ class _BatchedFit:
         per_member = (nll.reshape(-1) / count.clamp_min(1)).reshape(len(stack.members), -1)
         return per_member.sum(1).tolist()
 
-    def _drop(self, stopped: set[int]) -> None:
-        """Remove stopped members from their stacks, and empty stacks."""
-        for stack in self.stacks:
-            rows = [r for r, m in enumerate(stack.members) if m not in stopped]
-            if len(rows) < len(stack.members):
-                stack.keep(rows) if rows else stack.members.clear()
-        self.stacks = [st for st in self.stacks if st.members]
-
 
 def _improves(value: float, best: float) -> bool:
     """fit_probe's rule: better than the best by more than 1e-7 (relative above 1)."""
     return value < best - 1e-7 * max(1.0, abs(best))
 
 
-def _activation_values(body: nn.Module, z_row: torch.Tensor) -> int:
-    """The largest number of values any layer of ``body`` outputs for one input row."""
-    sizes: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
-             for m in body.modules()]
-    try:
-        with torch.no_grad():
-            body(z_row)
-    finally:
-        for hook in hooks:
-            hook.remove()
+def _activation_values(probe: Probe, data: ProbeData) -> int:
+    """The largest number of values any layer of ``probe`` outputs for one input row."""
+    sizes: list[int] = [probe.core.offset().numel()]
+    if probe.zpath is not None:
+        hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+                 for m in probe.zpath.modules()]
+        try:
+            with torch.no_grad():
+                probe.zpath(data.z[:1])
+        finally:
+            for hook in hooks:
+                hook.remove()
     return max(sizes)
 
 
@@ -304,7 +309,7 @@ def _padded_plan(jobs: Sequence[ProbeJob], settings: FitSettings, device: torch.
     if all(p is None for p in plans):
         rows, valid = _padded([j.fit_idx for j in jobs], device)
         return rows.unsqueeze(0), valid
-    steps = settings.max_steps
+    steps = max(settings.limit if settings.max_steps > 0 else 0, 1)
     full = [torch.as_tensor(np.asarray(j.fit_idx), dtype=torch.long) for j in jobs]
     plans = [full[k].expand(steps, -1) if p is None else p for k, p in enumerate(plans)]
     b_max = max(p.shape[1] for p in plans)

@@ -3,7 +3,8 @@
 For a family, the fold-0 training pool is put in the first refit seed's order. For each
 training-set size t in a log-spaced ladder ``t_1 < ... < t_T = |pool|`` the null and the
 conditional probe are fitted on the first t samples of that order (their own fit/validation
-split, the same shares as the main fit; batched with :mod:`vinfo.batched`, which trains
+split, the same shares as the main fit; the nulls from the shared null bank, each
+conditional started from its prefix's null; batched with :mod:`vinfo.batched`, which trains
 prefixes of similar size together) and scored on the evaluation split::
 
     curve_h_null[t], curve_h_cond[t]      held-out bits per unit (scales profiled)
@@ -30,10 +31,11 @@ from vinfo.fitting import (
     Split,
     head_tail,
     heldout_nats,
+    select_guard,
     split_stats,
 )
 from vinfo.mdl import Codelength, block_codelength, reference_codelength
-from vinfo.pvi import FamilyRun
+from vinfo.pvi import FamilyRun, NullSource
 from vinfo.targets import Target
 
 LN2 = math.log(2.0)
@@ -60,25 +62,32 @@ class CurveResult:
 
 def curves_and_mdl(
     run: FamilyRun, target: Target, data: ProbeData, split: Split, sizes: np.ndarray,
-    val_share: float, settings: FitSettings, seed: int, log: Callable[[str], None] | None = None,
+    val_share: float, settings: FitSettings, seed: int, nulls: NullSource,
+    guard_share: float = 0.5, log: Callable[[str], None] | None = None,
 ) -> CurveResult:
-    """Prefix fits of ``run``'s family on fold 0 (``run.first_order``), see module docstring."""
+    """Prefix fits of ``run``'s family on fold 0 (``run.first_order``), see module docstring;
+    the prefix nulls come from ``nulls`` (the shared null bank: one per prefix for every
+    family of a likelihood), each conditional starts from its prefix's null."""
     order = run.first_order
     spec, batch = run.spec, settings.eval_batch_size
     main_null, main_cond = run.first_fits
     h_null, h_cond = [], []
     code = reference_codelength(target, data, order[: sizes[0]])
-    jobs = []  # the prefix fits, (null, cond) per size below the pool, fitted together
+    prefixes = []  # (fit, select) of every size below the pool
     for size in sizes:
         if size != len(order):
             fit_idx, val_idx = head_tail(order, int(size), val_share)
-            jobs += [ProbeJob(fit_idx, val_idx, seed, null=True), ProbeJob(fit_idx, val_idx, seed)]
-    fitted = iter(fit_probes(spec, target, data, jobs, settings))
+            prefixes.append((fit_idx, select_guard(val_idx, guard_share)[0]))
+    null_fits = nulls([ProbeJob(f, v, seed, null=True) for f, v in prefixes])
+    cond_fits = fit_probes(spec, target, data, [
+        ProbeJob(f, v, seed, init=null.probe) for (f, v), null in zip(prefixes, null_fits)],
+        settings)
+    fitted = iter(zip(null_fits, cond_fits))
     for k, size in enumerate(sizes):
         if size == len(order):
             null, cond = main_null, main_cond
         else:
-            null, cond = next(fitted), next(fitted)
+            null, cond = next(fitted)
         for store, fit in ((h_null, null), (h_cond, cond)):
             stats = split_stats(fit.probe, target, data, split.eval_idx, batch)
             store.append(heldout_nats(target, stats) / LN2)

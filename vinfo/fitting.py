@@ -1,30 +1,43 @@
-"""Fitting probes: seeded splits, the training loop with early stopping, held-out statistics.
+"""Fitting probes: seeded splits, the training loop with a growing budget, held-out statistics.
 
 Splits are by sample and come from a permutation drawn from the seed (never positional; 0 is
 a seed). Without cross-fitting the last ``1 - fit - val`` share of the permutation is the
 evaluation split and the rest the *pool*; with K folds each fold in turn is the evaluation
-split. Each refit seed re-partitions its pool into fit / validation (model selection and
-early stopping) with its own permutation, so the evaluation split stays fixed (paired)
-across families and seeds while the spread over seeds includes training-data variation.
+split. Each refit seed re-partitions its pool with its own permutation into::
 
-A probe starts at the null solution (head weights zero, bias = the marginal fit, see
-:mod:`vinfo.families`), trains with Adam (full batch, or minibatches of ``batch_size``) for at
-most ``max_steps`` steps, is scored on the validation split every ``eval_every`` steps and
-keeps its best checkpoint (step 0 included: a probe that never beats its start *is* the
-marginal solution). Training stops after ``patience`` evaluations without improvement.
+    fit        the probes train on it
+    select     model selection and early stopping (the kept checkpoint is its best)
+    guard      the guard's decision "did the conditional beat the null?", on samples that
+               did not select either checkpoint (:func:`select_guard`)
 
-The linear family with a Gaussian target is fitted in closed form (least squares on the fit
-split in float64, :func:`vinfo.ridge.ridge_solve`): the mean's least-squares solution is the
-exact minimiser of the Gaussian NLL with a homoscedastic variance, whose MLE is then the
-fit-split MSE. ``ridge_alpha > 0`` adds the penalty ``ridge_alpha * |W|^2`` on the head
-weights W, which map standardized inputs to standardized target values (the bias is not
-penalised); 0 is plain least squares. The null of any family is the same network fed zeros;
-its output is one constant tensor, computed once per batch and broadcast.
+so the evaluation split stays fixed (paired) across families and seeds while the spread over
+seeds includes training-data variation.
+
+A probe is a *core* and, for a conditional member, a *Z pathway* (:mod:`vinfo.families`).
+The null is the core alone; a conditional member starts from its fitted null (the core's
+parameters copied, the Z pathway's head at zero), so at step 0 it *is* its null. Probes train
+with Adam (full batch, or minibatches of ``batch_size``), are scored on ``select`` every
+``eval_every`` steps, keep their best checkpoint (step 0 included) and stop after
+``patience`` evaluations without improvement.
+
+The budget grows. Training starts with a budget of ``max_steps``; when a probe reaches its
+budget while its latest evaluation was its best so far (it is still improving), the budget
+doubles, up to ``step_limit`` (0: 8 x ``max_steps``). A probe that reaches the limit still
+improving is reported ``at_cap``: under-trained, not converged (DESIGN §2: a gap between rungs
+is a capacity effect only if every rung has converged).
+
+Closed forms (factorized Gaussian targets, float64, :func:`vinfo.ridge.ridge_solve`): the
+null is the fit split's mean (per position for dense targets: the positional null's MLE)
+with the MSE as variance; the linear rung is least squares, on a latent grid with one
+intercept per target position (the positional map) and weights shared by every latent cell
+(exact "within" least squares when nothing is masked, alternating least squares otherwise).
+``ridge_alpha > 0`` adds ``ridge_alpha * |W|^2`` on the head weights, which map standardized
+inputs to standardized target values; 0 is plain least squares.
 
 Minibatches are drawn up front by :func:`minibatch_plan` (a seeded reshuffle per epoch), so
 the batched fitting of :mod:`vinfo.batched` gives every member the batches this loop would.
 
-Statistics (:func:`split_stats`) are per-sample, per-channel sums of the target's loss
+Statistics (:func:`split_stats`) are per-sample, per-channel sums of the likelihood's
 statistic (nats, squared or absolute errors; :mod:`vinfo.targets`) and valid-value counts,
 float64; their conversion to nats per unit is in :mod:`vinfo.pvi`.
 """
@@ -40,16 +53,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskcodecs.seeding import check_seed
-from vinfo.families import FamilySpec, build_body
+from vinfo.families import FamilySpec, build_core, build_zpath
 from vinfo.ridge import ridge_solve
 from vinfo.targets import Target
+
+ALS_SWEEPS = 25  # alternating least squares sweeps of the masked positional linear rung
 
 
 @dataclass(frozen=True)
 class FitSettings:
     """The training budget of a family (part of V) and how probes are fitted."""
 
-    max_steps: int = 400
+    max_steps: int = 400  # the starting budget; it doubles while a probe still improves
+    step_limit: int = 0  # the budget's hard limit (0: 8 x max_steps)
     lr: float = 3e-3
     batch_size: int = 0  # 0: full batch
     eval_every: int = 20
@@ -60,6 +76,15 @@ class FitSettings:
     synthesis_blocks: int = 1
     batched: bool = True  # fit a family's probes together as one network (vinfo.batched)
     ridge_alpha: float = 0.0  # closed form: L2 penalty on the standardized head weights
+    context_width: int = 16  # autoregressive families: causal-context features per pixel
+    context_kernel: int = 5  # its masked (type A) convolution, k x k
+    mixtures: int = 3  # discretized autoregressive likelihood: logistic components
+    label_embedding: int = 4  # categorical autoregressive context: dims per label
+
+    @property
+    def limit(self) -> int:
+        """The budget's hard limit in steps."""
+        return self.step_limit if self.step_limit > 0 else 8 * self.max_steps
 
 
 @dataclass
@@ -73,6 +98,10 @@ class ProbeData:
     mask: torch.Tensor
     stride: int | None
 
+    @property
+    def dense(self) -> bool:
+        return self.stride is not None
+
 
 @dataclass
 class Split:
@@ -84,7 +113,7 @@ class Split:
 
     def partition(self, split_seed: int, refit_seed: int, val_share: float) -> np.ndarray:
         """The pool in the order of ``refit_seed``: fit = head, validation = the last
-        ``val_share`` of it (use :func:`head_tail`)."""
+        ``val_share`` of it (use :func:`head_tail`, then :func:`select_guard`)."""
         rng = np.random.default_rng([check_seed(split_seed), check_seed(refit_seed), self.fold])
         return self.pool[rng.permutation(self.pool.size)]
 
@@ -93,6 +122,17 @@ def head_tail(order: np.ndarray, size: int, val_share: float) -> tuple[np.ndarra
     """The first ``size`` samples of ``order`` split into fit (head) and validation (tail)."""
     n_val = max(1, int(round(size * val_share)))
     return order[: size - n_val], order[size - n_val : size]
+
+
+def select_guard(val: np.ndarray, guard_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Validation samples -> (select, guard): the last ``guard_share`` (at least one sample)
+    decide the guard. With ``guard_share`` 0, or a single validation sample, the guard
+    reuses the selection samples (the caller reports it)."""
+    n_guard = int(round(len(val) * guard_share))
+    if guard_share <= 0 or len(val) < 2:
+        return val, val
+    n_guard = min(max(n_guard, 1), len(val) - 1)
+    return val[: len(val) - n_guard], val[len(val) - n_guard :]
 
 
 def make_splits(
@@ -111,27 +151,36 @@ def make_splits(
 
 
 class Probe(nn.Module):
-    """A family member: ``body`` plus, for gaussian/laplace targets, the learned log-scale.
+    """A family member: ``core`` (the null part), ``zpath`` (None for the null) and, for
+    gaussian/laplace targets, the learned log-scale. ``forward(z, y, mask)`` gives the
+    likelihood's parameters (``y`` is read only by autoregressive cores, causally, and may be
+    left out for factorized ones);
+    :meth:`stat` the per-value statistic."""
 
-    ``null=True`` feeds the body a zero input (one sample, broadcast to the batch).
-    """
-
-    def __init__(self, body: nn.Module, log_scale: torch.Tensor | None, null: bool) -> None:
+    def __init__(self, core: nn.Module, zpath: nn.Module | None,
+                 log_scale: torch.Tensor | None) -> None:
         super().__init__()
-        self.body = body
+        self.core = core
+        self.zpath = zpath
         self.log_scale = None if log_scale is None else nn.Parameter(log_scale.clone())
-        self.null = null
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.null:
-            return self.body(z)
-        out = self.body(torch.zeros_like(z[:1]))
-        return out.expand(z.shape[0], *out.shape[1:])
+    @property
+    def null(self) -> bool:
+        return self.zpath is None
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Parameters [B, P·C, ...]; ``y``/``mask`` may be omitted for factorized cores."""
+        features = None if self.zpath is None else self.zpath(z)
+        return self.core(features, y, mask, z.shape[0])
+
+    def stat(self, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.core.stat(self(z, y, mask), y, mask)
 
 
 @dataclass
 class FitResult:
-    """A fitted probe, its validation loss (nats/unit, profiled scale) and how it got there."""
+    """A fitted probe, its selection loss (nats/unit, profiled scale) and how it got there."""
 
     probe: Probe
     val_nats: float
@@ -139,6 +188,8 @@ class FitResult:
     steps_run: int
     method: str
     note: str = ""
+    at_cap: bool = False  # reached step_limit still improving
+    budget: int = 0  # the budget it ended with (steps)
 
 
 @dataclass
@@ -163,9 +214,10 @@ def split_stats(
     probe.eval()
     with torch.no_grad():
         for start in range(0, len(idx), batch_size):
-            b = torch.as_tensor(idx[start : start + batch_size])
+            b = torch.as_tensor(idx[start : start + batch_size], device=data.z.device)
             y, mask = data.y[b], data.mask[b]
-            value = target.stat(probe(data.z[b]), y, mask).double()
+            value = probe.stat(data.z[b], y, mask).double().cpu()
+            mask = mask.cpu()
             dims = tuple(range(2, value.dim()))
             stats.append(value.sum(dims) if dims else value)
             counts.append(mask.double().sum(dims) if dims else mask.double())
@@ -185,36 +237,50 @@ def heldout_nats(target: Target, stats: SplitStats) -> float:
 
 def new_probe(
     spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, settings: FitSettings,
-    seed: int, null: bool,
+    seed: int, null: bool, init: Probe | None = None,
 ) -> tuple[Probe, str]:
-    """A probe of ``spec`` at the marginal solution of ``fit_idx``, trunk seeded by ``seed``,
-    and the family's note."""
-    b = torch.as_tensor(fit_idx)
+    """A probe of ``spec`` (its null with ``null``) and the family's note. The core starts at
+    the marginal solution of ``fit_idx``, or as a copy of ``init`` (a fitted null of the same
+    likelihood); the trunk is seeded by ``seed``; the Z pathway's head is zero."""
+    b = torch.as_tensor(fit_idx, device=data.y.device)
     y, mask = data.y[b], data.mask[b]
+    device = data.z.device
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(check_seed(seed))
-        body, note = build_body(
-            spec, data.z.shape[1], target.out_channels, data.stride,
-            target.marginal_bias(y, mask), settings.synthesis_widths, settings.synthesis_blocks,
-        )
-    return Probe(body, target.marginal_log_scale(y, mask), null), note
+        core = build_core(spec, target, y.cpu(), mask.cpu(), data.dense, settings.context_width,
+                          settings.context_kernel, settings.mixtures, settings.label_embedding)
+        zpath, note = None, ""
+        if not null:
+            out_ch = settings.context_width if spec.autoregressive else target.out_channels
+            zpath, note = build_zpath(spec, data.z.shape[1], out_ch, data.stride,
+                                      settings.synthesis_widths, settings.synthesis_blocks)
+    probe = Probe(core, zpath, target.marginal_log_scale(y.cpu(), mask.cpu())).to(device)
+    if init is not None:
+        probe.core.load_state_dict(init.core.state_dict())
+        if probe.log_scale is not None:
+            with torch.no_grad():
+                probe.log_scale.copy_(init.log_scale)
+    return probe, note
 
 
 def closed_form(spec: FamilySpec, target: Target, settings: FitSettings) -> bool:
-    """True when ``spec`` is fitted by least squares (the linear-Gaussian rung)."""
-    return settings.closed_form_linear and spec.kind == "linear" and target.kind == "gaussian"
+    """True when ``spec`` is fitted by least squares (the factorized linear-Gaussian rung and
+    the factorized Gaussian null)."""
+    return (settings.closed_form_linear and not spec.autoregressive
+            and spec.kind in ("linear", "null") and target.kind == "gaussian")
 
 
 def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> torch.Tensor | None:
-    """The samples of every step [max_steps, batch] (None: full batch, every fit sample each
-    step): ``fit_idx`` reshuffled with the seed's generator whenever a batch would not fit."""
+    """The samples of every step up to the budget's limit [limit, batch] (None: full batch,
+    every fit sample each step): ``fit_idx`` reshuffled with the seed's generator whenever a
+    batch would not fit."""
     fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
     batch = settings.batch_size if 0 < settings.batch_size < len(fit) else len(fit)
     if batch == len(fit):
         return None
     generator = torch.Generator().manual_seed(check_seed(seed))
     order, cursor, steps = fit[torch.randperm(len(fit), generator=generator)], 0, []
-    for _ in range(settings.max_steps):
+    for _ in range(settings.limit if settings.max_steps > 0 else 0):
         if cursor + batch > len(order):
             order, cursor = fit[torch.randperm(len(fit), generator=generator)], 0
         steps.append(order[cursor : cursor + batch])
@@ -222,12 +288,21 @@ def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> tor
     return torch.stack(steps) if steps else torch.empty(0, batch, dtype=torch.long)
 
 
+def next_budget(budget: int, bad: int, settings: FitSettings) -> int:
+    """The budget after a probe reached ``budget`` with ``bad`` evaluations since its best:
+    doubled (up to the limit) while it still improves (``bad == 0``), else unchanged (stop)."""
+    if bad == 0 and budget < settings.limit:
+        return min(2 * budget, settings.limit)
+    return budget
+
+
 def fit_probe(
     spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, val_idx: np.ndarray,
-    settings: FitSettings, seed: int, null: bool = False,
+    settings: FitSettings, seed: int, null: bool = False, init: Probe | None = None,
 ) -> FitResult:
-    """Fit one member of ``spec`` (or its null) on ``fit_idx``, selected on ``val_idx``."""
-    probe, note = new_probe(spec, target, data, fit_idx, settings, seed, null)
+    """Fit one member of ``spec`` (or its null) on ``fit_idx``, selected on ``val_idx``;
+    ``init`` is the fitted null a conditional member starts from (see the module doc)."""
+    probe, note = new_probe(spec, target, data, fit_idx, settings, seed, null, init)
 
     def validate() -> float:
         return heldout_nats(target, split_stats(probe, target, data, val_idx,
@@ -235,31 +310,32 @@ def fit_probe(
 
     if closed_form(spec, target, settings):
         _least_squares(probe, target, data, fit_idx, settings.ridge_alpha)
-        method = "least squares" if settings.ridge_alpha == 0 else \
+        method = "least squares" if settings.ridge_alpha == 0 or null else \
             f"ridge least squares (alpha={settings.ridge_alpha:g})"
         return FitResult(probe, validate(), 0, 0, method, note)
 
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     best_val, best_state = validate(), copy.deepcopy(probe.state_dict())
-    best_step, bad, step = 0, 0, 0
+    best_step, bad, step, budget = 0, 0, 0, settings.max_steps
     plan = minibatch_plan(fit_idx, settings, seed)
-    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
+    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long, device=data.z.device)
     full = (data.z[fit], data.y[fit], data.mask[fit]) if plan is None else None
-    for step in range(1, settings.max_steps + 1):
+    while step < budget:
+        step += 1
         if full is not None:
             z, y, mask = full
         else:
-            b = plan[step - 1]
+            b = plan[step - 1].to(data.z.device)
             z, y, mask = data.z[b], data.y[b], data.mask[b]
         probe.train()
-        loss = target.train_nll(probe(z), y, mask, probe.log_scale)
+        loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
         if not torch.isfinite(loss):
             note += f"; non-finite loss at step {step}, kept step {best_step}"
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % settings.eval_every == 0 or step == settings.max_steps:
+        if step % settings.eval_every == 0 or step == budget:
             val = validate()
             if val < best_val - 1e-7 * max(1.0, abs(best_val)):
                 best_val, best_step, bad = val, step, 0
@@ -268,37 +344,92 @@ def fit_probe(
                 bad += 1
                 if bad >= settings.patience:
                     break
+            if step == budget:
+                budget = next_budget(budget, bad, settings)
     probe.load_state_dict(best_state)
-    return FitResult(probe, best_val, best_step, step, "adam", note)
+    at_cap = step >= settings.limit and bad == 0 and settings.max_steps > 0
+    return FitResult(probe, best_val, best_step, step, "adam", note, at_cap, budget)
 
 
 def _least_squares(
     probe: Probe, target: Target, data: ProbeData, fit_idx: np.ndarray, alpha: float = 0.0
 ) -> None:
-    """Closed-form linear-Gaussian fit: head weights and bias by (ridge) least squares per
-    output value (rows with a masked target left out), log-scale = the fit-split MSE (its
-    MLE). Rows are samples, or latent positions on a grid (columns: the s x s patch values)."""
-    b = torch.as_tensor(fit_idx)
-    z = torch.zeros_like(data.z[b]) if probe.null else data.z[b]
-    y, mask = data.y[b].double(), data.mask[b]
+    """Closed-form Gaussian fit of the null or the linear rung (module docstring): core
+    (bias, positional map) and head weights by least squares in standardized units,
+    log-scale = the fit split's MSE (its MLE)."""
+    device = data.z.device
+    b = torch.as_tensor(fit_idx, device=device)
+    y, mask = data.y[b].double().cpu(), data.mask[b].cpu()
     loc = target.loc.reshape(1, -1, *([1] * (y.dim() - 2)))
-    y_std = (y - loc) / target.spread.reshape(loc.shape)  # the head predicts standardized values
-    if data.stride is not None:  # grid: rows are latent positions, columns patch values
-        s = data.stride
-        x = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).double()
-        cols = F.pixel_unshuffle(y_std, s).permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-        valid = F.pixel_unshuffle(mask.double(), s).permute(0, 2, 3, 1).reshape(x.shape[0], -1) > 0
+    y_std = (y - loc) / target.spread.reshape(loc.shape)  # the model predicts standardized values
+    core = probe.core
+    if probe.null:
+        valid = mask.double()
+        if core.pos is None:
+            offset = (y_std * valid).sum(0) / valid.sum(0).clamp_min(1)
+        else:  # per position; a position never valid keeps the channel's overall mean
+            dims = [0, *range(2, y.dim())]
+            overall = (y_std * valid).sum(dims) / valid.sum(dims).clamp_min(1)
+            count = valid.sum(0)
+            offset = torch.where(count > 0, (y_std * valid).sum(0) / count.clamp_min(1),
+                                 overall.reshape(-1, 1, 1))
+        _set_core(core, offset)
+    elif data.stride is not None:
+        weight, offset = _positional_least_squares(data.z[b].double().cpu(), y_std, mask,
+                                                   data.stride, alpha)
+        head = probe.zpath.head
+        with torch.no_grad():
+            head.weight.copy_(weight.T.reshape(head.weight.shape).float())
+            head.bias.zero_()
+        _set_core(core, offset)
     else:
-        x, cols, valid = z.double(), y_std, mask
-    weight, bias = masked_ridge(x, cols, valid, alpha)
-    head = probe.body.head
+        weight, bias = masked_ridge(data.z[b].double().cpu(), y_std, mask, alpha)
+        with torch.no_grad():
+            probe.zpath.head.weight.copy_(weight.T.float())
+            probe.zpath.head.bias.zero_()
+        _set_core(core, bias)
     with torch.no_grad():
-        head.weight.copy_(weight.T.reshape(head.weight.shape).float())
-        head.bias.copy_(bias.float())
-        value = target.stat(probe(data.z[b]), data.y[b], mask).double()
+        value = probe.stat(data.z[b], data.y[b], data.mask[b]).double().cpu()
         dims = [d for d in range(value.dim()) if d != 1]
         mse = value.sum(dims) / mask.double().sum(dims).clamp_min(1)
         probe.log_scale.copy_(torch.log(mse.clamp_min(1e-12).sqrt() / target.spread).float())
+
+
+def _set_core(core: nn.Module, offset: torch.Tensor) -> None:
+    """Core output := ``offset`` ([C] for vectors, [C, H, W] dense): bias 0 + map, or bias."""
+    with torch.no_grad():
+        if core.pos is None:
+            core.bias.copy_(offset.float())
+        else:
+            core.bias.zero_()
+            core.pos.copy_(offset.float())
+
+
+def _positional_least_squares(
+    z: torch.Tensor, y_std: torch.Tensor, mask: torch.Tensor, s: int, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear rung on a latent grid with one intercept per target position: weights [D, O]
+    shared by the latent cells (O = C·s² patch values) and the intercept map [C, H, W]."""
+    n, d, h, w = z.shape
+    x = z.permute(0, 2, 3, 1).reshape(n, h * w, d)  # [n, L, D]
+    cols = F.pixel_unshuffle(y_std, s).permute(0, 2, 3, 1).reshape(n, h * w, -1)  # [n, L, O]
+    valid = F.pixel_unshuffle(mask.double(), s).permute(0, 2, 3, 1).reshape(n, h * w, -1) > 0
+    if bool(valid.all()):  # exact: demean per latent cell across samples ("within" estimator)
+        x_bar, y_bar = x.mean(0, keepdim=True), cols.mean(0, keepdim=True)
+        weight, _ = ridge_solve((x - x_bar).reshape(-1, d), (cols - y_bar).reshape(-1,
+                                cols.shape[2]), alpha)
+        intercept = y_bar[0] - x_bar[0] @ weight  # [L, O]
+    else:  # alternating least squares over the valid values
+        v = valid.double()
+        intercept = (cols * v).sum(0) / v.sum(0).clamp_min(1)
+        for _ in range(ALS_SWEEPS):
+            weight, bias = masked_ridge(x.reshape(-1, d), (cols - intercept).reshape(
+                -1, cols.shape[2]), valid.reshape(-1, cols.shape[2]), alpha)
+            residual, count = cols - x @ weight, v.sum(0)
+            intercept = torch.where(count > 0, (residual * v).sum(0) / count.clamp_min(1),
+                                    intercept + bias)
+    offset = F.pixel_shuffle(intercept.T.reshape(1, -1, h, w), s)[0]  # [C, H, W]
+    return weight, offset
 
 
 def masked_ridge(

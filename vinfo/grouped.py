@@ -3,8 +3,9 @@
 Member m owns channels [m·C, (m+1)·C) of every layer: a linear layer or 1x1 conv becomes one
 batched matmul (:class:`GroupedPointwise`), a 3x3/5x5 conv or transposed conv a grouped conv
 (groups x K), and ReLU/ELU/pixel-shuffle act per channel anyway (:func:`group_modules`).
-:class:`MemberStack` holds the live members of a batched fit as such a network, with their
-log-scales and one Adam, and computes their training losses; :func:`stacked_target` repeats
+:class:`MemberStack` holds the live members of a batched fit (factorized probes: cores
+concatenated, Z pathways grouped) with their log-scales and one Adam, and computes their
+training losses; :func:`stacked_target` repeats
 a target's per-channel constants for the K members.
 """
 
@@ -99,16 +100,25 @@ def group_modules(modules: list[nn.Module]) -> nn.Module:
 
 
 class MemberStack:
-    """Live members as one grouped network, with their log-scale and Adam. Null members
-    see zeros: a stack of nulls only runs one zero sample and broadcasts it to the batch."""
+    """Live members as one grouped network, with their log-scale and one Adam.
+
+    Each member is a factorized probe (:mod:`vinfo.families`): a core (``bias`` and, dense,
+    the positional map ``pos``) plus, for conditionals, a Z pathway. The stack concatenates
+    the cores' parameters member-major and groups the Z pathways (:func:`group_modules`);
+    a stack of nulls computes its one output map and broadcasts it to the batch."""
 
     def __init__(self, members: list[int], probes: list[Probe], target: Target, lr: float,
                  z_shape: tuple[int, ...]) -> None:
         self.members, self.lr, self.z_shape = members, lr, z_shape
-        self.nulls = [p.null for p in probes]
-        self.template = copy.deepcopy(probes[0].body)
+        self.null = probes[0].zpath is None
+        if any((p.zpath is None) != self.null for p in probes):
+            raise ValueError("a member stack holds nulls only or conditionals only")
+        self.template = None if self.null else copy.deepcopy(probes[0].zpath)
         self.channels = target.channels
-        self.body = group_modules([p.body for p in probes])
+        self.zpath = None if self.null else group_modules([p.zpath for p in probes])
+        self.bias = nn.Parameter(torch.cat([p.core.bias.detach() for p in probes]))
+        self.pos = None if probes[0].core.pos is None else nn.Parameter(
+            torch.cat([p.core.pos.detach() for p in probes]))
         self.log_scale = None if probes[0].log_scale is None else nn.Parameter(
             torch.cat([p.log_scale.detach() for p in probes]))
         self._start(target)
@@ -119,8 +129,12 @@ class MemberStack:
         self.cache: tuple | None = None  # full-batch inputs of the members
 
     def parameters(self) -> dict[str, torch.Tensor]:
-        """Grouped parameters under the members' names (``body.…``, ``log_scale``)."""
-        params = {f"body.{n}": p for n, p in self.body.named_parameters()}
+        """Grouped parameters under the members' names (``core.…``, ``zpath.…``, ...)."""
+        params = {"core.bias": self.bias}
+        if self.pos is not None:
+            params["core.pos"] = self.pos
+        if self.zpath is not None:
+            params.update({f"zpath.{n}": p for n, p in self.zpath.named_parameters()})
         if self.log_scale is not None:
             params["log_scale"] = self.log_scale
         return params
@@ -135,50 +149,54 @@ class MemberStack:
         k, index = len(self.members), torch.as_tensor(rows)
         old = {n: (p.detach(), self.optimizer.state.get(p, {}))
                for n, p in self.parameters().items()}
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(k, -1)[index].reshape(len(rows) * (t.shape[0] // k),
+                                                   *t.shape[1:]).clone()
+
         self.members = [self.members[r] for r in rows]
-        self.nulls = [self.nulls[r] for r in rows]
-        self.body = group_modules([self.template] * len(rows))
+        if self.template is not None:
+            self.zpath = group_modules([self.template] * len(rows))
+        self.bias = nn.Parameter(pick(self.bias.detach()))
+        if self.pos is not None:
+            self.pos = nn.Parameter(pick(self.pos.detach()))
         if self.log_scale is not None:
-            self.log_scale = nn.Parameter(self.log_scale.detach()[: self.channels * len(rows)])
+            self.log_scale = nn.Parameter(pick(self.log_scale.detach()))
         self._start(self.target)
-
-        def pick(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-            return t.reshape(k, -1)[index].reshape(like.shape).clone()
-
         for name, param in self.parameters().items():
             value, state = old[name]
             with torch.no_grad():
-                param.copy_(pick(value, param))
+                param.copy_(pick(value).reshape(param.shape))
             if state:
                 self.optimizer.state[param] = {
-                    "step": state["step"].clone(), "exp_avg": pick(state["exp_avg"], param),
-                    "exp_avg_sq": pick(state["exp_avg_sq"], param)}
+                    "step": state["step"].clone(),
+                    "exp_avg": pick(state["exp_avg"]).reshape(param.shape),
+                    "exp_avg_sq": pick(state["exp_avg_sq"]).reshape(param.shape)}
+
+    def offset(self) -> torch.Tensor:
+        """The members' core outputs for one sample: [1, K·C·P] or [1, K·C·P, H, W]."""
+        if self.pos is None:
+            return self.bias.reshape(1, -1)
+        return (self.bias.reshape(-1, 1, 1) + self.pos).unsqueeze(0)
 
     def forward(self, z: torch.Tensor | None, rows: int) -> torch.Tensor:
         """Grouped output [rows, K·C·P, ...] of grouped inputs ``z`` [rows, K·C_z, ...]; for
-        a stack of nulls (``z`` None) of one zero sample, broadcast to ``rows``."""
-        if z is not None:
-            return self.body(z)
-        device = next(self.body.parameters()).device
-        zeros = torch.zeros(1, len(self.members) * self.z_shape[0], *self.z_shape[1:],
-                            device=device)
-        out = self.body(zeros)
-        return out.expand(rows, *out.shape[1:])
+        a stack of nulls (``z`` None) the one output map, broadcast to ``rows``."""
+        base = self.offset()
+        if z is None:
+            return base.expand(rows, *base.shape[1:])
+        return self.zpath(z) + base
 
     def inputs(self, rows: torch.Tensor, pad: torch.Tensor, data: ProbeData) -> tuple:
-        """Members' rows [K, b] -> grouped z [b, K·C_z, ...] (None for a stack of nulls;
-        nulls' groups zero), y and mask [b, K·C, ...] (padding rows masked)."""
+        """Members' rows [K, b] -> grouped z [b, K·C_z, ...] (None for a stack of nulls),
+        y and mask [b, K·C, ...] (padding rows masked)."""
         t = rows.T  # [b, K]: row i of every member side by side
 
         def grouped(x: torch.Tensor) -> torch.Tensor:
             return x[t].reshape(t.shape[0], -1, *x.shape[2:])
 
         mask = data.mask[t] & pad.T.reshape(*t.shape, *([1] * (data.mask.dim() - 1)))
-        z = None
-        if not all(self.nulls):
-            z = data.z[t]
-            z[:, torch.as_tensor(self.nulls, device=z.device)] = 0
-            z = z.reshape(t.shape[0], -1, *z.shape[3:])
+        z = None if self.null else grouped(data.z)
         return z, grouped(data.y), mask.reshape(t.shape[0], -1, *data.mask.shape[2:])
 
     def losses(self, z: torch.Tensor | None, y: torch.Tensor, mask: torch.Tensor,
@@ -198,7 +216,7 @@ class MemberStack:
             out = self.forward(None if z is None else z[part], m.shape[0])
             value = target.stat(out, y[part], m)
             if target.has_scale:
-                std = target.spread.to(value.dtype) * torch.exp(self.log_scale)
+                std = target.spread.to(value.device, value.dtype) * torch.exp(self.log_scale)
                 scale = std**2 if target.kind == "gaussian" else std
                 value = target.nll_from_stat(value, m.to(value.dtype), scale)
             per_member = (value.sum(dims) / counts.to(value.dtype)).reshape(k, -1).sum(1)

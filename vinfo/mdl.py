@@ -67,7 +67,7 @@ def block_codelength(
 
 def reference_codelength(target: Target, data: ProbeData, idx: np.ndarray) -> Codelength:
     """Codelength of samples ``idx`` under the uniform / own-marginal code (see above)."""
-    b = torch.as_tensor(np.asarray(idx))
-    y, mask = data.y[b], data.mask[b]
+    b = torch.as_tensor(np.asarray(idx), device=data.y.device)
+    y, mask = data.y[b].cpu(), data.mask[b].cpu()
     dims = [d for d in range(mask.dim()) if d != 1]
     return Codelength(target.reference_code_nats(y, mask), mask.double().sum(dims))

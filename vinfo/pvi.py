@@ -14,10 +14,17 @@ pooled: per channel, the sum of losses over all held-out valid values divided by
 count, then summed over channels. The per-sample PVI of a dense target is the mean over that
 sample's valid pixels (summed over channels); a per-pixel PVI map is kept for a few samples.
 
-:func:`run_family` fits a family's null and conditional probe for every (fold, refit seed)
-(all of them in one batched call, :mod:`vinfo.batched`, unless ``settings.batched`` is off),
-scores the evaluation samples, and returns per-seed NLL sums [seed, sample, channel] in nats
-(gaussian/laplace scales profiled per seed on all evaluation values, see vinfo.targets).
+:func:`run_family` takes the family's null for every (fold, refit seed) from the shared null
+bank (:mod:`vinfo.nulls`: one null serves every rung of a likelihood), fits the conditional
+probes from them (all in one batched call, :mod:`vinfo.batched`, unless ``settings.batched``
+is off), scores the evaluation samples and the guard split, and returns per-seed NLL sums
+[seed, sample, channel] in nats (gaussian/laplace scales profiled per seed on all
+evaluation values, see vinfo.targets).
+
+The guard (:func:`summarize`): the family *collapsed to its null* when the conditional
+probes did not beat their nulls on the guard split, samples that selected neither
+checkpoint (:func:`vinfo.fitting.select_guard`); the guarded estimate is then 0, and it is
+never below 0 (max(I_V, 0) otherwise). The raw I_V is reported beside it, never clipped.
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ from vinfo.fitting import (
     Split,
     SplitStats,
     head_tail,
+    heldout_nats,
+    select_guard,
     split_stats,
 )
 from vinfo.targets import Target
 
 LN2 = math.log(2.0)
+NullSource = Callable[[list[ProbeJob]], list[FitResult]]  # jobs -> their fitted nulls
 
 
 @dataclass
@@ -58,9 +68,13 @@ class FamilyRun:
     count: torch.Tensor  # [n, C] valid values per sample and channel
     nll_null: torch.Tensor  # [S, n, C]
     nll_cond: torch.Tensor  # [S, n, C]
-    val_null: np.ndarray  # [S] nats/unit on validation (mean over folds)
+    val_null: np.ndarray  # [S] nats/unit on the selection split (mean over folds)
     val_cond: np.ndarray  # [S]
+    guard_null: np.ndarray  # [S] nats/unit on the guard split (mean over folds)
+    guard_cond: np.ndarray  # [S]
     best_step: np.ndarray  # [S] step of the kept checkpoint (fold 0)
+    steps_run: np.ndarray  # [S] steps the conditional trained (max over folds)
+    at_cap: np.ndarray  # [S] bool: a conditional or null fit reached step_limit improving
     scale_null: torch.Tensor | None  # [S, C] profiled MSE / MAE (gaussian/laplace)
     scale_cond: torch.Tensor | None
     maps_null: torch.Tensor | None = None  # [S, E, C, H, W] nats per value
@@ -69,6 +83,7 @@ class FamilyRun:
     examples: tuple[int, ...] = ()  # sample indices of the maps
     first_fits: tuple[FitResult, FitResult] | None = None  # (null, cond) of fold 0, seed 0
     first_order: np.ndarray | None = None  # fold 0's pool in seed 0's order
+    guard_separate: bool = True  # False: the guard reused the selection samples
 
 
 def per_unit(nll: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -105,52 +120,69 @@ def _finalize(
 
 def run_family(
     spec: FamilySpec, target: Target, data: ProbeData, splits: list[Split], split_seed: int,
-    seeds: list[int], val_share: float, settings: FitSettings, examples: tuple[int, ...] = (),
+    seeds: list[int], val_share: float, settings: FitSettings, nulls: NullSource,
+    examples: tuple[int, ...] = (), guard_share: float = 0.5,
     log: Callable[[str], None] | None = None,
 ) -> FamilyRun:
-    """Fit null and conditional probes of ``spec`` for every fold and seed; see module doc."""
+    """Fit conditional probes of ``spec`` for every fold and seed, each from its null (from
+    ``nulls``: a callable ``jobs -> FitResults``, the shared null bank), score the
+    evaluation samples and the guard split; see the module doc."""
     idx = np.concatenate([s.eval_idx for s in splits])
     order = np.argsort(idx, kind="stable")
-    results: dict[str, list] = {k: [] for k in (
-        "nll_null", "nll_cond", "scale_null", "scale_cond", "maps_null", "maps_cond",
-        "val_null", "val_cond", "best_step")}
-    first_fits, first_order, count, map_mask = None, None, None, None
-    note, method, n_parameters = "", "", 0
-    orders, jobs = [], []  # per (seed, fold): the pool order; per probe: (null, cond) jobs
+    orders, parts = [], []  # per (seed, fold): the pool order and (fit, select, guard)
     for seed in seeds:
         for split in splits:
             pool_order = split.partition(split_seed, seed, val_share)
             fit_idx, val_idx = head_tail(pool_order, len(pool_order), val_share)
             orders.append(pool_order)
-            jobs += [ProbeJob(fit_idx, val_idx, seed, null=True), ProbeJob(fit_idx, val_idx, seed)]
-    fitted = iter(fit_probes(spec, target, data, jobs, settings))  # batched: all at once
-    pool_orders = iter(orders)
+            parts.append((seed, fit_idx, *select_guard(val_idx, guard_share)))
+    null_fits = nulls([ProbeJob(f, sel, seed, null=True) for seed, f, sel, _ in parts])
+    cond_fits = fit_probes(spec, target, data, [
+        ProbeJob(f, sel, seed, init=null.probe) for (seed, f, sel, _), null
+        in zip(parts, null_fits)], settings)  # batched: all at once
+    results: dict[str, list] = {k: [] for k in (
+        "nll_null", "nll_cond", "scale_null", "scale_cond", "maps_null", "maps_cond",
+        "val_null", "val_cond", "guard_null", "guard_cond", "best_step", "steps_run",
+        "at_cap")}
+    first_fits, first_order, count, map_mask = None, None, None, None
+    note, method, n_parameters = "", "", 0
+    job = iter(range(len(parts)))
     for s_i, seed in enumerate(seeds):
         stats: dict[str, list[SplitStats]] = {"null": [], "cond": []}
-        vals: dict[str, list[float]] = {"null": [], "cond": []}
+        vals: dict[str, list[float]] = {k: [] for k in ("null", "cond", "gnull", "gcond")}
+        steps, caps = [], []
         for split in splits:
-            pool_order = next(pool_orders)
-            fits = {"null": next(fitted), "cond": next(fitted)}
+            j = next(job)
+            guard = parts[j][3]
+            fits = {"null": null_fits[j], "cond": cond_fits[j]}
             for key, fit in fits.items():
                 stats[key].append(split_stats(fit.probe, target, data, split.eval_idx,
                                               settings.eval_batch_size, examples))
                 vals[key].append(fit.val_nats)
+                vals[f"g{key}"].append(heldout_nats(target, split_stats(
+                    fit.probe, target, data, guard, settings.eval_batch_size)))
+            steps.append(fits["cond"].steps_run)
+            caps.append(fits["cond"].at_cap or fits["null"].at_cap)
             if split.fold == 0:
                 results["best_step"].append(fits["cond"].best_step)
                 if s_i == 0:
-                    first_fits, first_order = (fits["null"], fits["cond"]), pool_order
+                    first_fits, first_order = (fits["null"], fits["cond"]), orders[j]
                     note, method = fits["cond"].note, fits["cond"].method
                     n_parameters = count_parameters(fits["cond"].probe)
             if log is not None:
-                log(f"  {spec.name} seed {seed} fold {split.fold}: val nats/unit "
-                    f"null {fits['null'].val_nats:.4f} cond {fits['cond'].val_nats:.4f} "
-                    f"(kept step {fits['cond'].best_step} of {fits['cond'].steps_run})")
+                log(f"  {spec.name} seed {seed} fold {split.fold}: selection nats/unit null "
+                    f"{fits['null'].val_nats:.4f} cond {fits['cond'].val_nats:.4f} (kept step "
+                    f"{fits['cond'].best_step} of {fits['cond'].steps_run}"
+                    f"{', AT THE STEP LIMIT' if caps[-1] else ''})")
         for key in ("null", "cond"):
             nll, scale, maps = _finalize(target, stats[key], order, examples)
             results[f"nll_{key}"].append(nll)
             results[f"scale_{key}"].append(scale)
             results[f"maps_{key}"].append(maps)
             results[f"val_{key}"].append(float(np.mean(vals[key])))
+            results[f"guard_{key}"].append(float(np.mean(vals[f"g{key}"])))
+        results["steps_run"].append(max(steps))
+        results["at_cap"].append(any(caps))
         if count is None:
             count = torch.cat([p.count for p in stats["cond"]])[order]
             if examples:
@@ -165,11 +197,14 @@ def run_family(
         spec=spec, note=note, method=method, n_parameters=n_parameters, idx=idx[order],
         count=count, nll_null=stack("nll_null"), nll_cond=stack("nll_cond"),
         val_null=np.asarray(results["val_null"]), val_cond=np.asarray(results["val_cond"]),
-        best_step=np.asarray(results["best_step"]), scale_null=stack("scale_null"),
-        scale_cond=stack("scale_cond"), maps_null=stack("maps_null"),
-        maps_cond=stack("maps_cond"), map_mask=map_mask, examples=tuple(examples),
-        first_fits=first_fits,
-        first_order=first_order,
+        guard_null=np.asarray(results["guard_null"]),
+        guard_cond=np.asarray(results["guard_cond"]),
+        best_step=np.asarray(results["best_step"]),
+        steps_run=np.asarray(results["steps_run"]), at_cap=np.asarray(results["at_cap"]),
+        scale_null=stack("scale_null"), scale_cond=stack("scale_cond"),
+        maps_null=stack("maps_null"), maps_cond=stack("maps_cond"), map_mask=map_mask,
+        examples=tuple(examples), first_fits=first_fits, first_order=first_order,
+        guard_separate=len(parts[0][3]) > 0 and not np.array_equal(parts[0][2], parts[0][3]),
     )
 
 
@@ -181,7 +216,8 @@ class FamilyEstimate:
     h_cond: float
     vinfo: float
     vinfo_seed: np.ndarray  # [S]
-    collapsed: bool
+    collapsed: bool  # the guard: the conditional did not beat the null on the guard split
+    guarded: float  # 0 if collapsed, else max(vinfo, 0)
     pvi_sums: torch.Tensor  # [n, C] seed-mean PVI summed over each sample's values (bits)
     pvi: np.ndarray  # [n] per-sample PVI, bits per unit
     pvi_map: np.ndarray | None  # [E, H, W] bits per pixel (summed over channels), NaN masked
@@ -199,9 +235,11 @@ def summarize(run: FamilyRun) -> FamilyEstimate:
         valid = run.map_mask
         summed = torch.where(valid, diff, torch.zeros_like(diff)).sum(1)
         pvi_map = torch.where(valid.any(1), summed, torch.full_like(summed, math.nan)).numpy()
+    collapsed = bool(run.guard_cond.mean() >= run.guard_null.mean())
+    vinfo = float(vinfo_seed.mean())
     return FamilyEstimate(
         h_null=float(h_null_seed.mean()), h_cond=float(h_cond_seed.mean()),
-        vinfo=float(vinfo_seed.mean()), vinfo_seed=vinfo_seed,
-        collapsed=bool(run.val_cond.mean() >= run.val_null.mean()),
+        vinfo=vinfo, vinfo_seed=vinfo_seed, collapsed=collapsed,
+        guarded=0.0 if collapsed else max(vinfo, 0.0),
         pvi_sums=pvi_sums, pvi=per_sample(pvi_sums, run.count).numpy(), pvi_map=pvi_map,
     )

@@ -59,14 +59,18 @@ FIGURE_NAMES = (
 )
 
 INTERVAL_GUIDE = (
-    "The interval is a paired bootstrap over the evaluation samples: the fitted probes are "
-    "held fixed and the evaluation set is resampled, so it is the uncertainty that comes from "
-    "evaluating on a finite set, not from training. The seed spread (std over refits with "
-    "different seeds) is the separate variability of refitting the probes. An interval that "
-    "covers 0 means no usable information was detected for that family. Negative raw estimates "
-    "(the conditional probe did worse than the null on held-out data) are reported as they "
-    "are, not hidden or clipped; the guarded estimate is the one that keeps the null where "
-    "the null won on the validation split."
+    "Each interval combines the two sources of uncertainty: the evaluation images are "
+    "resampled (a paired bootstrap: the same resamples for the null, the conditional probe, "
+    "the rate and every family) and each replicate adds one refit's deviation from the seed "
+    "mean, scaled to the variance of a mean over the refit seeds (other fit/selection "
+    "samples and initialisations). With one refit seed only the evaluation variance is "
+    "covered. The seed spread (std over refits) is shown separately. An interval that "
+    "covers 0 means no usable information was detected for that family. Negative raw "
+    "estimates (the conditional probe did worse than the null on held-out data) are reported "
+    "as they are, not hidden or clipped; the guarded estimate is 0 where the null won on the "
+    "guard split (samples that selected neither checkpoint) and never below 0. A probe that "
+    "reached its step limit still improving is flagged: its family is under-trained, and a "
+    "gap between rungs is a capacity effect only when every rung converged."
 )
 
 
@@ -125,9 +129,13 @@ def _header_section(ds: xr.Dataset, written_at: str) -> Section:
 def _family_section(ds: xr.Dataset) -> Section:
     units = ds["vinfo"].attrs["units"]
     has_marginal = "h_marginal" in ds
-    header = ["family", "parameters", "training budget [steps]", f"H_V(Y|∅) [{units}]",
-              f"H_V(Y|Z) [{units}]", f"I_V [{units}]", f"I_V {interval_name(ds)} [{units}]",
-              f"guarded I_V [{units}]", f"seed spread (std) [{units}]"]
+    capped = "vinfo_capped" in ds
+    header = ["family", "likelihood", "parameters", "starting budget [steps]",
+              f"H_V(Y|∅) [{units}]", f"H_V(Y|Z) {interval_name(ds)} [{units}]",
+              f"I_V [{units}]", f"I_V {interval_name(ds)} [{units}]"]
+    if capped:
+        header.append(f"capped I_V [interval] [{units}]")
+    header += [f"guarded I_V [{units}]", f"seed spread (std) [{units}]"]
     if has_marginal:
         header.append(f"H_V(Y|∅) − h_marginal [{units}]")
     header.append("flags")
@@ -138,10 +146,19 @@ def _family_section(ds: xr.Dataset) -> Section:
         flags = ["⚠ negative"] if negative else []
         if "collapsed" in ds and bool(ds["collapsed"].values[i]):
             flags.append("⚠ collapsed to null")
-        row = [family, _count(ds, "n_parameters", i), _count(ds, "train_steps", i),
-               format_bits(ds["h_null"].values[i]), format_bits(ds["h_cond"].values[i]),
-               format_bits(iv), f"[{format_bits(low)}, {format_bits(high)}]",
-               _bits_or_dash(ds, "vinfo_guarded", i), _bits_or_dash(ds, "vinfo_seed_std", i)]
+        if "at_cap" in ds and bool(np.asarray(ds["at_cap"].values[i]).any()):
+            flags.append("⚠ at step limit: not converged")
+        if capped and bool(ds["cap_binds"].values[i]):
+            flags.append("cap binds: the null, not Z, limits I_V")
+        likelihood = str(ds["likelihood"].values[i]) if "likelihood" in ds.coords else "—"
+        row = [family, likelihood, _count(ds, "n_parameters", i), _count(ds, "train_steps", i),
+               format_bits(ds["h_null"].values[i]),
+               f"{format_bits(ds['h_cond'].values[i])} {_interval(ds, 'h_cond', i)}",
+               format_bits(iv), f"[{format_bits(low)}, {format_bits(high)}]"]
+        if capped:
+            row.append(f"{format_bits(ds['vinfo_capped'].values[i])} "
+                       f"{_interval(ds, 'vinfo_capped', i)}")
+        row += [_bits_or_dash(ds, "vinfo_guarded", i), _bits_or_dash(ds, "vinfo_seed_std", i)]
         if has_marginal:
             excess = float(ds["h_null"].values[i]) - float(ds["h_marginal"])
             row.append(format_bits(excess))
@@ -151,17 +168,24 @@ def _family_section(ds: xr.Dataset) -> Section:
             flags.append("interval covers 0")
         rows.append([*row, "; ".join(flags)])
     blocks: list[str | Table | Image] = [
-        "One row per probe family, in ladder order (simplest first). I_V = H_V(Y|∅) − H_V(Y|Z): "
-        "the held-out loss of the family fed a constant minus its loss fed the representation. "
-        "'⚠ negative': the raw estimate is below 0; '⚠ collapsed to null': the conditional "
-        "probe did not beat the null on validation, so the guarded estimate is 0.",
-        Table(header, rows, left_columns=(0, len(header) - 1)),
+        "One row per probe family, in ladder order (simplest first). H_V(Y|Z) is the held-out "
+        "loss of the family fed the representation; for discrete targets it is a codelength "
+        "(autoregressive families: a lossless conditional codelength of the whole target), the "
+        "quantity to put next to a rate. I_V = H_V(Y|∅) − H_V(Y|Z), with H_V(Y|∅) the loss of "
+        "the family's null (its core, with a learned positional map: optional ignorance); one "
+        "null serves every family of a likelihood. '⚠ negative': the raw estimate is below 0; "
+        "'⚠ collapsed to null': the conditional probe did not beat the null on the guard "
+        "split, so the guarded estimate is 0; '⚠ at step limit': a probe was still improving "
+        "when its budget reached the limit.",
+        Table(header, rows, left_columns=(0, 1, len(header) - 1)),
     ]
     if has_marginal:
         blocks.append(
             f"Closed-form marginal null h_marginal = {format_bits(ds['h_marginal'])} {units}. "
-            "An in-family null should come close to it; '⚠ null underfit' marks a null worse by "
-            f"more than {NULL_UNDERFIT_TOLERANCE_BITS} {units}, which inflates that family's I_V.")
+            "An in-family null should come close to it or below it (a positional or "
+            "autoregressive null can do better than one marginal for all values); '⚠ null "
+            f"underfit' marks a null worse by more than {NULL_UNDERFIT_TOLERANCE_BITS} {units}, "
+            "which inflates that family's I_V.")
     else:
         blocks.append("The closed-form marginal h_marginal was not computed, so the in-family "
                       "nulls are not checked against it.")
@@ -175,32 +199,49 @@ def _family_section(ds: xr.Dataset) -> Section:
 def _information_section(ds: xr.Dataset) -> Section:
     units = ds["vinfo"].attrs["units"]
     families = family_names(ds)
-    richest, richest_iv = families[-1], float(ds["vinfo"].values[-1])
+    richest = families[-1]
     rate = rate_per_unit(ds)
     blocks: list[str | Table | Image] = [
-        "Usable information I_V per probe family, with its bootstrap interval (error bars) and "
-        "the individual seeds (small dots). Rising I_V along the ladder means richer decoders "
-        "extract more from the same representation: the gap between a family and the top of "
-        "the ladder is information that is present but not usable by that family."
+        "Every number here is in the same unit, bits per target unit. Left: usable information "
+        "I_V per probe family with its interval (open), the refit seeds (dots) and, when the "
+        "representation's rate R is known, the capped I_V (filled). Right: H_V(Y|Z) per family, "
+        "the null's H_V(Y|∅) and the two-part code R + H_V(Y|Z). Rising I_V along the ladder "
+        "means richer decoders extract more from the same representation (when every rung "
+        "converged): the gap to the top of the ladder is information present but not usable by "
+        "that family."
     ]
-    if rate is not None:
+    if rate is not None and "vinfo_capped" in ds:
+        rate_value, rule = rate
+        cap = float(ds["vinfo_capped"].values[-1])
+        binds = [f for f, b in zip(families, ds["cap_binds"].values) if bool(b)]
+        blocks.append(
+            f"Available: R = {format_bits(rate_value)} {units} ({rule}). Sending Z at its "
+            "actual rate and then Y with the probe is a lossless two-part code, so H(Y) ≤ R + "
+            "H_V(Y|Z): no family can use more than R bits of Z. The capped I_V = min(H_V(Y|∅), "
+            "R + H_V(Y|Z)) − H_V(Y|Z) ≤ R respects this by construction. Usable bits per "
+            f"transmitted bit (capped, {richest}) = {format_bits(cap)} / "
+            f"{format_bits(rate_value)} = "
+            f"{format_bits(cap / rate_value, 3) if rate_value > 0 else 'n/a'} ≤ 1. "
+            + (f"The cap binds for {', '.join(binds)}: there the raw I_V exceeds R, which "
+               "measures the weakness of the null (its H_V(Y|∅) is above the two-part code), "
+               "not information in Z." if binds else
+               "The cap binds for no family: the raw I_V stays below R + its H_V(Y|Z) margin."))
+    elif rate is not None:
         rate_value, rule = rate
         blocks.append(
-            f"Available: the representation's rate is {format_bits(rate_value)} {units} "
-            f"({rule}); dashed line. Usable bits per transmitted bit = I_V({richest}) / rate = "
-            f"{format_bits(richest_iv)} {units} / {format_bits(rate_value)} {units} = "
-            f"{format_bits(richest_iv / rate_value, 3) if rate_value > 0 else 'n/a'}.")
+            f"Available: R = {format_bits(rate_value)} {units} ({rule}), drawn dashed. For "
+            f"{ds.attrs.get('target_kind', 'this')} targets the losses are not codelengths "
+            "(densities), so no two-part cap is formed; compare I_V across families and bases.")
     elif "representation_bpp" in ds.attrs:
         blocks.append(
-            f"Available: the representation's rate is {_rate_text(ds)}, while I_V({richest}) = "
-            f"{format_bits(richest_iv)} {units}. The attrs do not give the pixel counts "
-            "(image_pixels, and target_pixels for dense targets) needed to put both in one "
-            "unit, so no ratio is formed and no rate line is drawn.")
+            f"Available: the representation's rate is {_rate_text(ds)}. The attrs do not give "
+            "the pixel counts (image_pixels, and target_pixels for dense targets) needed to put "
+            "it in bits per target unit, so no rate line is drawn and no cap formed.")
     else:
         blocks.append("The representation's rate was not recorded (no representation_bpp "
-                      "attr), so no 'available' reference line is drawn.")
+                      "attr), so no 'available' reference line is drawn and no cap formed.")
     blocks.append(Image("information_by_family", information_figure(ds, rate),
-                        f"I_V per family [{units}], ladder order."))
+                        f"I_V, capped I_V and H_V(Y|Z) per family [{units}], ladder order."))
     return Section("3. Information vs compatibility", blocks)
 
 
@@ -305,6 +346,13 @@ def _format_attr(value: object, separator: str = ", ") -> str:
 
 def _count(ds: xr.Dataset, name: str, i: int) -> str:
     return f"{int(ds[name].values[i]):,}" if name in ds else "—"
+
+
+def _interval(ds: xr.Dataset, name: str, i: int) -> str:
+    if f"{name}_low" not in ds:
+        return ""
+    return (f"[{format_bits(ds[f'{name}_low'].values[i])}, "
+            f"{format_bits(ds[f'{name}_high'].values[i])}]")
 
 
 def _bits_or_dash(ds: xr.Dataset, name: str, i: int) -> str:

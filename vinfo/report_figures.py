@@ -6,7 +6,8 @@ Out: PNG bytes (:func:`taskcodecs.reportdoc.figure_png`, 100 dpi, no metadata), 
      Agg canvases without pyplot state; call inside ``matplotlib.style.context("default")``
      for output that does not depend on the user's matplotlib settings.
 
-- :func:`information_figure`: I_V per family with its interval, the seeds and the rate line.
+- :func:`information_figure`: I_V and the capped I_V per family with intervals, the seeds
+  and the rate line; H_V(Y|Z) beside H_V(Y|∅) and the two-part code R + H_V(Y|Z).
 - :func:`curves_figure`: held-out loss and I_V vs training-set size (log x).
 - :func:`mdl_figure`: prequential codelength per family against the uniform code.
 - :func:`pvi_histogram_figure`: distribution of per-sample PVI per family.
@@ -47,35 +48,56 @@ def interval_name(ds: xr.Dataset) -> str:
     return "interval (level not recorded)" if level is None else f"{100 * float(level):g}% interval"
 
 
+def _errorbar(ax, x, ds: xr.Dataset, name: str, **style) -> None:
+    value = ds[name].values.astype(float)
+    low, high = (ds[f"{name}_{side}"].values.astype(float) if f"{name}_{side}" in ds
+                 else value for side in ("low", "high"))
+    yerr = np.stack([np.clip(value - low, 0, None), np.clip(high - value, 0, None)])
+    ax.errorbar(x, value, yerr=yerr, capsize=4, **style)
+
+
 def information_figure(ds: xr.Dataset, rate: tuple[float, str] | None) -> bytes:
+    """Left: I_V (open) and the capped I_V (filled) per family with intervals, the seeds and
+    the rate R of Z, all in the same bits per unit. Right: H_V(Y|Z) per family with its
+    interval, H_V(Y|∅) dashed and R + H_V(Y|Z) (the two-part code) dotted."""
     units = ds["vinfo"].attrs["units"]
     families = family_names(ds)
     x = np.arange(len(families))
-    iv = ds["vinfo"].values.astype(float)
-    yerr = np.stack([np.clip(iv - ds["vinfo_low"].values, 0, None),
-                     np.clip(ds["vinfo_high"].values - iv, 0, None)])
-    fig = Figure(figsize=(max(5.0, 1.2 * len(families) + 2), 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    ax.axhline(0, color="0.6", linewidth=0.8)
-    ax.errorbar(x, iv, yerr=yerr, fmt="o", capsize=4, color="C0",
-                label=f"I_V with {interval_name(ds)}")
+    fig = Figure(figsize=(max(9.0, 2.2 * len(families) + 4), 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.axhline(0, color="0.6", linewidth=0.8)
+    _errorbar(left, x - 0.08, ds, "vinfo", fmt="o", mfc="white", color="C0",
+              label=f"I_V, {interval_name(ds)}")
+    if "vinfo_capped" in ds:
+        _errorbar(left, x + 0.08, ds, "vinfo_capped", fmt="o", color="C3",
+                  label="capped I_V = min(H_V(Y|∅), R + H_V(Y|Z)) − H_V(Y|Z)")
     if "vinfo_seed" in ds:
         seeds = ds["vinfo_seed"].values
-        offsets = np.linspace(-0.12, 0.12, seeds.shape[1]) if seeds.shape[1] > 1 else [0.0]
+        offsets = np.linspace(-0.2, -0.12, seeds.shape[1]) if seeds.shape[1] > 1 else [-0.16]
         for j, offset in enumerate(offsets):
-            ax.scatter(x + offset, seeds[:, j], s=10, color="C0", alpha=0.45,
-                       label="individual seeds" if j == 0 else None)
+            left.scatter(x + offset, seeds[:, j], s=10, color="C0", alpha=0.45,
+                         label="I_V of each refit seed" if j == 0 else None)
     if rate is not None:
-        ax.axhline(rate[0], color="C1", linestyle="--",
-                   label=f"rate of Z: {format_bits(rate[0])} {units}")
+        left.axhline(rate[0], color="C1", linestyle="--",
+                     label=f"R, rate of Z: {format_bits(rate[0])} {units}")
     labels = families
     if "n_parameters" in ds:
         counts = ds["n_parameters"].values
         labels = [f"{f}\n({_compact(n)} params)" for f, n in zip(families, counts)]
-    ax.set_xticks(x, labels)
-    ax.set_xlabel("probe family (ladder order)")
-    ax.set_ylabel(f"I_V [{units}]")
-    ax.legend(fontsize="small")
+    left.set_xticks(x, labels, fontsize="small")
+    left.set_xlabel("probe family (ladder order)")
+    left.set_ylabel(f"information [{units}]")
+    left.legend(fontsize="x-small")
+    left.set_title("usable (I_V) and capped, next to the rate", fontsize="medium")
+    _errorbar(right, x, ds, "h_cond", fmt="s", color="C2", label="H_V(Y|Z)")
+    right.plot(x, ds["h_null"].values, "k--", marker="_", label="H_V(Y|∅)")
+    if rate is not None:
+        right.plot(x, ds["h_cond"].values + rate[0], color="C1", linestyle=":", marker=".",
+                   label="R + H_V(Y|Z) (two-part code)")
+    right.set_xticks(x, families, fontsize="small")
+    right.set_ylabel(f"held-out codelength / loss [{units}]")
+    right.legend(fontsize="x-small")
+    right.set_title("H_V(Y|Z): what is left to code given Z", fontsize="medium")
     return figure_png(fig)
 
 

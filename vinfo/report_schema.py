@@ -23,6 +23,13 @@ REQUIRED_VARIABLES = ("h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high")
 EXPECTED_DIMS: dict[str, tuple[str, ...]] = {
     **{name: ("family",) for name in REQUIRED_VARIABLES},
     "vinfo_guarded": ("family",),
+    **{name: ("family",) for name in (
+        "h_null_low", "h_null_high", "h_cond_low", "h_cond_high", "vinfo_capped",
+        "vinfo_capped_low", "vinfo_capped_high", "cap_binds", "h_null_val", "h_cond_val",
+        "h_null_guard", "h_cond_guard")},
+    "rate_per_unit": (),
+    "at_cap": ("family", "seed"),
+    "steps_run": ("family", "seed"),
     "vinfo_seed": ("family", "seed"),
     "vinfo_seed_std": ("family",),
     "collapsed": ("family",),
@@ -42,6 +49,9 @@ EXPECTED_DIMS: dict[str, tuple[str, ...]] = {
 # Per-unit information quantities: all must share vinfo's units (e.g. "bits/pixel").
 PER_UNIT_VARIABLES = (
     *REQUIRED_VARIABLES, "vinfo_guarded", "vinfo_seed", "vinfo_seed_std", "h_marginal",
+    "h_null_low", "h_null_high", "h_cond_low", "h_cond_high", "vinfo_capped",
+    "vinfo_capped_low", "vinfo_capped_high", "rate_per_unit", "h_null_val", "h_cond_val",
+    "h_null_guard", "h_cond_guard",
     "pvi", "curve_h_cond", "curve_h_null", "curve_vinfo", "mdl_bits_per_unit",
 )
 BITS_VARIABLES = (*PER_UNIT_VARIABLES, "pvi_map", "mdl_bits", "mdl_uniform_bits")
@@ -87,8 +97,13 @@ def validated(ds: xr.Dataset) -> xr.Dataset:
 
 
 def rate_per_unit(ds: xr.Dataset) -> tuple[float, str] | None:
-    """The representation's rate in bits per target unit, with the rule used, or None."""
+    """The representation's rate in bits per target unit, with the rule used, or None: the
+    Dataset's ``rate_per_unit`` (the evaluation samples' actual bits per valid target value)
+    when the estimate computed it, else converted from ``attrs.representation_bpp``."""
     attrs = ds.attrs
+    if "rate_per_unit" in ds:
+        return float(ds["rate_per_unit"]), (
+            "actual bits of the evaluation samples' representation / their valid target units")
     if "representation_bpp" not in attrs:
         return None
     bpp = positive_attr(attrs, "representation_bpp", allow_zero=True)

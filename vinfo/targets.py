@@ -102,7 +102,7 @@ class Target:
 
     def _view(self, vec: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Per-channel constants [C] shaped to broadcast against [B, C, ...]."""
-        return vec.to(like.dtype).reshape(1, -1, *([1] * (like.dim() - 2)))
+        return vec.to(like.device, like.dtype).reshape(1, -1, *([1] * (like.dim() - 2)))
 
     def location(self, out: torch.Tensor) -> torch.Tensor:
         """Continuous kinds: predicted location (mean) in target units, [B, C, ...]."""
@@ -140,19 +140,19 @@ class Target:
         """
         if not self.has_scale:
             return stat
-        s = scale.to(stat.dtype).reshape(1, -1, *([1] * (stat.dim() - 2)))
+        s = scale.to(stat.device, stat.dtype).reshape(1, -1, *([1] * (stat.dim() - 2)))
         if self.kind == "gaussian":  # scale = variance
             return count * 0.5 * torch.log(2 * math.pi * s) + stat / (2 * s)
         return count * torch.log(2 * s) + stat / s  # laplace: scale = b
 
     def train_nll(
-        self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, log_scale: torch.Tensor | None
+        self, value: torch.Tensor, mask: torch.Tensor, log_scale: torch.Tensor | None
     ) -> torch.Tensor:
-        """The training loss: NLL in nats per unit (per-channel mean over valid elements,
+        """The training loss from the per-element statistic ``value`` (:meth:`stat`, or an
+        autoregressive core's): NLL in nats per unit (per-channel mean over valid elements,
         summed over channels), with the *learned* scale ``spread · exp(log_scale)``."""
-        value = self.stat(out, y, mask)
         if self.has_scale:
-            std = self.spread.to(value.dtype) * torch.exp(log_scale)
+            std = self.spread.to(value.device, value.dtype) * torch.exp(log_scale)
             scale = std**2 if self.kind == "gaussian" else std
             value = self.nll_from_stat(value, mask.to(value.dtype), scale)
         sums, counts = _channel_sums(value, mask, dtype=value.dtype)

@@ -131,15 +131,23 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vinfo_file():
     """A writer of a minimal vinfo.nc (schema: family dim, bits, units attrs)."""
     def write(path: Path, vinfo: list[float], families: tuple[str, ...] = ("linear", "cnn"),
-              units: bool = True) -> Path:
+              units: bool = True, rate: float | None = None) -> Path:
         h_null = np.full(len(families), 2.0)
         value = np.asarray(vinfo, dtype=float)
         attrs = {"units": "bits/pixel"} if units else {}
-        ds = xr.Dataset(
-            {"h_null": ("family", h_null, attrs), "h_cond": ("family", h_null - value, attrs),
-             "vinfo": ("family", value, attrs), "vinfo_low": ("family", value - 0.05, attrs),
-             "vinfo_high": ("family", value + 0.05, attrs)},
-            coords={"family": list(families)}, attrs={"unit": "pixel", "source": "test"})
+        variables = {
+            "h_null": ("family", h_null, attrs), "h_cond": ("family", h_null - value, attrs),
+            "vinfo": ("family", value, attrs), "vinfo_low": ("family", value - 0.05, attrs),
+            "vinfo_high": ("family", value + 0.05, attrs)}
+        if rate is not None:  # the capped I_V of vinfo.dataset, with a fixed interval
+            capped = np.minimum(value, rate)
+            variables.update(
+                rate_per_unit=((), rate, attrs), vinfo_capped=("family", capped, attrs),
+                vinfo_capped_low=("family", capped - 0.05, attrs),
+                vinfo_capped_high=("family", capped + 0.05, attrs),
+                cap_binds=("family", capped < value, {"units": "1"}))
+        ds = xr.Dataset(variables, coords={"family": list(families)},
+                        attrs={"unit": "pixel", "source": "test"})
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.to_netcdf(path, engine="h5netcdf")
         return path

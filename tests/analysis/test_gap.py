@@ -65,14 +65,18 @@ def test_gap_rows_from_runs(sweep_runs: list, known: dict) -> None:
 
 def test_vinfo_folder_and_ladder(vinfo_file, tmp_path: Path) -> None:
     vinfo_file(tmp_path / "b" / "vinfo.nc", [0.1, 0.3])
-    vinfo_file(tmp_path / "p" / "vinfo.nc", [0.2, 0.5])
+    vinfo_file(tmp_path / "p" / "vinfo.nc", [0.2, 0.5], rate=0.25)
     vinfo_file(tmp_path / "p" / "seg" / "vinfo.nc", [0.05, 0.07])
     vinfo = {"baseline": load_vinfo(tmp_path / "b"), "proposed": load_vinfo(tmp_path / "p")}
     assert set(vinfo["proposed"]) == {"vinfo", "seg"}
     rows = {(r["vinfo"], r["family"]): r for r in ladder_rows(vinfo)}
-    assert rows[("vinfo", "cnn")]["baseline"] == "0.3000 [0.2500, 0.3500] bits/pixel"
-    assert rows[("vinfo", "cnn")]["proposed"].startswith("0.5000")
-    assert "baseline" not in rows[("seg", "linear")]
+    cnn = rows[("vinfo", "cnn")]
+    assert cnn["baseline: I_V"] == "0.3000 [0.2500, 0.3500]" and cnn["units"] == "bits/pixel"
+    assert cnn["proposed: I_V"].startswith("0.5000")
+    assert cnn["baseline: H_V(Y|Ŷ_b)"] == "1.7000"  # 2 - 0.3, no interval in this file
+    assert cnn["proposed: capped I_V"] == "0.2500 [0.2000, 0.3000]"  # R = 0.25 binds
+    assert cnn["proposed: R(Ŷ_b)"] == "0.2500" and cnn["proposed: flags"] == "cap binds"
+    assert "baseline: I_V" not in rows[("seg", "linear")]
 
     result = gap_figure([], vinfo)
     assert len(result.figure.axes) == 3  # available + one ladder panel per vinfo key

@@ -73,7 +73,8 @@ def test_bd_rates_with_method_and_overlap(report: dict, known: dict) -> None:
 
 def test_gap_and_missing_sections(report: dict) -> None:
     text = report["text"]
-    assert "0.3000 [0.2500, 0.3500] bits/pixel" in text  # the baseline ladder, cnn rung
+    assert "<td>0.3000 [0.2500, 0.3500]</td>" in text  # the baseline ladder, cnn rung, I_V
+    assert "I_V [interval] [bits/pixel]" in text
     assert "<td>0.05</td>" in text  # conditional coding gain (bpp)
     missing = text.split("5. Missing")[1]
     assert "no runs found for standalone-independent reconstruction" in missing

@@ -12,7 +12,7 @@ from torch import nn
 import vinfo
 import vinfo.batched as batched
 from vinfo.batched import ProbeJob, fit_probes, group_modules, stacked_target
-from vinfo.families import build_body, parse_family
+from vinfo.families import build_zpath, parse_family
 from vinfo.fitting import (
     FitSettings,
     ProbeData,
@@ -78,7 +78,8 @@ def test_batched_fits_equal_sequential_fits(family, kind, tol):
     target = make_target(kind, data.y, data.mask, 2 if kind == "categorical" else 0)
     jobs = _jobs(48, folds=3)  # unequal fold sizes: padded rows
     seq, bat = _both(family, target, data, jobs)
-    assert bat[0].method == f"adam (batched K={len(jobs)})" and seq[0].method == "adam"
+    # nulls and conditionals train in separate stacks
+    assert bat[0].method == f"adam (batched K={len(jobs) // 2})" and seq[0].method == "adam"
     for s, b in zip(seq, bat):
         assert b.val_nats == pytest.approx(s.val_nats, abs=tol)
         assert b.probe.null == s.probe.null
@@ -142,7 +143,8 @@ def test_nulls_ignore_z_and_runs_are_deterministic(maker):
         if job.null:
             assert c.val_nats == pytest.approx(a.val_nats, abs=1e-9)
             with torch.no_grad():
-                assert torch.equal(a.probe(data.z[:3]), a.probe(other.z[:3]))
+                assert torch.equal(a.probe(data.z[:3], data.y[:3], data.mask[:3]),
+                                   a.probe(other.z[:3], data.y[:3], data.mask[:3]))
 
 
 @pytest.mark.parametrize("name, stride", [
@@ -153,7 +155,7 @@ def test_grouped_network_is_the_members_side_by_side(name, stride):
     torch.manual_seed(0)
     bodies = []
     for _ in range(3):
-        body, _ = build_body(parse_family(name), 5, 4, stride, torch.zeros(4), (6, 4, 4), 1)
+        body, _ = build_zpath(parse_family(name), 5, 4, stride, (6, 4, 4), 1)
         with torch.no_grad():
             for p in body.parameters():
                 p.normal_(0, 0.3)
@@ -181,9 +183,13 @@ def test_layers_that_cannot_be_grouped_fall_back_to_one_after_another(monkeypatc
     monkeypatch.setattr(batched, "group_modules", refuse)
     data = _vector(n=60)
     target = make_target("gaussian", data.y, data.mask)
-    results = fit_probes(parse_family("mlp-4"), target, data, _jobs(60, seeds=(0,)),
+    jobs = _jobs(60, seeds=(0, 1))
+    results = fit_probes(parse_family("mlp-4"), target, data, jobs,
                          dataclasses.replace(SETTINGS, max_steps=5))
-    assert all(r.method == "adam" and "not batched" in r.note for r in results)
+    conditional = [r for j, r in zip(jobs, results) if not j.null]
+    assert all(r.method == "adam" and "not batched" in r.note for r in conditional)
+    # nulls are cores alone (no pathway to group): they still train as one stack
+    assert all(r.method == "adam (batched K=2)" for j, r in zip(jobs, results) if j.null)
 
 
 def test_stacked_target_repeats_the_channel_constants():
@@ -220,4 +226,6 @@ def test_jobs_of_different_sizes_train_in_separate_groups():
             ProbeJob(np.arange(20), val, 0), ProbeJob(np.arange(8), val, 0)]
     settings = dataclasses.replace(SETTINGS, max_steps=10)
     methods = [r.method for r in fit_probes(parse_family("mlp-4"), target, data, jobs, settings)]
-    assert methods == ["adam (batched K=3)"] * 3 + ["adam (batched K=2)"] * 2 + ["adam"]
+    # nulls and conditionals apart; sizes within 0.8 of the group's largest together
+    assert methods == ["adam", "adam (batched K=2)", "adam (batched K=2)", "adam", "adam",
+                       "adam"]

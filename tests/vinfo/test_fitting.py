@@ -104,13 +104,13 @@ def test_same_seed_same_fit_other_seed_other_init():
     settings = FitSettings(max_steps=30, eval_every=10, batch_size=16, closed_form_linear=False)
     runs = [fit_probe(parse_family("mlp-8"), target, data, fit, val, settings, seed=s)
             for s in (0, 0, 1)]
-    weights = [r.probe.body.trunk[0].weight.detach() for r in runs]
+    weights = [r.probe.zpath.trunk[0].weight.detach() for r in runs]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
 
 
 def test_minibatch_plan_reshuffles_each_epoch_from_the_seed():
     fit = np.arange(100, 130)
-    settings = FitSettings(max_steps=7, batch_size=8)
+    settings = FitSettings(max_steps=7, step_limit=7, batch_size=8)
     plan = minibatch_plan(fit, settings, seed=3)
     assert plan.shape == (7, 8)
     # 3 batches per epoch (the 6 left over wait for the next reshuffle): distinct samples
@@ -139,14 +139,19 @@ def test_masked_ridge_solves_each_output_over_its_valid_rows():
     assert weight[:, 4].abs().max() == 0 and float(bias[4]) == 0
 
 
-def test_closed_form_on_a_masked_grid_with_a_ridge_penalty():
-    """Linear-Gaussian rung on a latent grid: each target pixel of a patch is a ridge
-    regression on the latent vectors where that pixel is valid (standardized units)."""
+@pytest.mark.parametrize("masked", [False, True])
+def test_closed_form_on_a_grid_is_least_squares_with_positional_intercepts(masked):
+    """Linear-Gaussian rung on a latent grid: every target pixel has its own intercept (the
+    positional map) and each patch offset its ridge weights, shared by the latent cells:
+    the exact minimiser over the valid values, checked against a direct solve of the
+    one-hot-intercept design (penalty on the weights only, standardized units)."""
     rng = np.random.default_rng(1)
-    n, s = 40, 2
-    z = rng.normal(size=(n, 3, 2, 2)).astype(np.float32)
-    y = np.repeat(np.repeat(z[:, :1] - z[:, 1:2], s, 2), s, 3) + 0.3 * rng.normal(size=(n, 1, 4, 4))
-    mask = rng.random(y.shape) > 0.25
+    n, s, d = 40, 2, 3
+    z = rng.normal(size=(n, d, 2, 2)).astype(np.float32)
+    pos = rng.normal(size=(1, 1, 4, 4))
+    y = np.repeat(np.repeat(z[:, :1] - z[:, 1:2], s, 2), s, 3) + pos + 0.3 * rng.normal(
+        size=(n, 1, 4, 4))
+    mask = rng.random(y.shape) > 0.25 if masked else np.ones(y.shape, bool)
     data = ProbeData(torch.from_numpy(z), torch.from_numpy(y.astype(np.float32)),
                      torch.from_numpy(mask), s)
     target = make_target("gaussian", data.y, data.mask)
@@ -155,15 +160,20 @@ def test_closed_form_on_a_masked_grid_with_a_ridge_penalty():
                        FitSettings(ridge_alpha=2.0), seed=0)
     assert result.method == "ridge least squares (alpha=2)"
     loc, spread = float(target.loc[0]), float(target.spread[0])
-    x = z[fit].transpose(0, 2, 3, 1).reshape(-1, 3)  # rows: latent positions
     with torch.no_grad():
-        pred = target.location(result.probe(data.z[fit])).numpy()
+        pred = (target.location(result.probe(data.z[fit])).numpy() - loc) / spread
     for i, j in ((0, 0), (1, 0), (1, 1)):  # the pixel (i, j) of every 2x2 patch
-        values = ((y[fit, 0, i::s, j::s] - loc) / spread).reshape(-1)
-        valid = mask[fit, 0, i::s, j::s].reshape(-1)
-        ref = Ridge(alpha=2.0).fit(x[valid], values[valid])
-        ours = (pred[:, 0, i::s, j::s].reshape(-1) - loc) / spread
-        assert np.abs(ours - ref.predict(x)).max() < 1e-4  # float32 head
+        values = ((y[fit, 0, i::s, j::s] - loc) / spread).reshape(len(fit), 4)
+        valid = mask[fit, 0, i::s, j::s].reshape(len(fit), 4)
+        x = z[fit].transpose(0, 2, 3, 1).reshape(len(fit), 4, d)
+        onehot = np.broadcast_to(np.eye(4), (len(fit), 4, 4))
+        design = np.concatenate([x, onehot], 2)[valid]
+        penalty = np.c_[np.sqrt(2.0) * np.eye(d), np.zeros((d, 4))]
+        coef, *_ = np.linalg.lstsq(np.r_[design, penalty], np.r_[values[valid], np.zeros(d)],
+                                   rcond=None)
+        ref = np.concatenate([x, onehot], 2) @ coef  # [n, 4 latent cells]
+        ours = pred[:, 0, i::s, j::s].reshape(len(fit), 4)
+        assert np.abs(ours - ref).max() < (2e-3 if masked else 1e-4)  # float32 head; ALS
 
 
 def test_estimate_takes_the_ridge_penalty_and_refuses_a_negative_one():

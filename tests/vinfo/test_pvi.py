@@ -42,10 +42,13 @@ def test_estimate_pvi_mean_is_vinfo_for_per_sample_targets():
 
 
 def test_run_family_fits_all_seeds_and_folds_in_one_batched_call():
+    """Conditionals of every (seed, fold) train as one stack, each from its own null; the
+    nulls come from the bank, fitted once and shared by a second family."""
     import dataclasses
 
     from vinfo.families import parse_family
     from vinfo.fitting import FitSettings, ProbeData, make_splits
+    from vinfo.nulls import NullBank
     from vinfo.pvi import run_family
     from vinfo.targets import make_target
 
@@ -57,13 +60,27 @@ def test_run_family_fits_all_seeds_and_folds_in_one_batched_call():
     splits = make_splits(90, 0, 0.6, 0.2, folds=3)
     settings = FitSettings(max_steps=30, lr=1e-2, eval_every=5)
     logged: list[str] = []
-    runs = [run_family(parse_family("mlp-8"), target, data, splits, 0, [0, 1], 0.25,
-                       dataclasses.replace(settings, batched=flag), log=logged.append)
-            for flag in (True, False)]
-    assert runs[0].method == "adam (batched K=12)" and runs[1].method == "adam"  # 2 x 3 x 2
+    runs, banks = [], []
+    for flag in (True, False):
+        bank, fit = NullBank(), dataclasses.replace(settings, batched=flag)
+        key = bank.data_key(target, data, fit)
+
+        def nulls(jobs, bank=bank, key=key, fit=fit):
+            return bank.fits("factorized", key, target, data, jobs, fit)
+
+        runs.append(run_family(parse_family("mlp-8"), target, data, splits, 0, [0, 1], 0.25,
+                               fit, nulls, log=logged.append))
+        banks.append((bank, nulls, fit))
+    assert runs[0].method == "adam (batched K=6)" and runs[1].method == "adam"  # 2 x 3
     assert len(logged) == 12  # one line per (seed, fold), both runs
+    bank, nulls, fit = banks[0]
+    other = run_family(parse_family("mlp-4"), target, data, splits, 0, [0, 1], 0.25, fit, nulls)
+    assert bank.hits == 6 and torch.equal(other.nll_null, runs[0].nll_null)
     for key in ("nll_null", "nll_cond"):
         a, b = getattr(runs[0], key), getattr(runs[1], key)
         assert a.shape == b.shape == (2, 90, 1)
-        assert float(per_unit(a, runs[0].count).sub(per_unit(b, runs[1].count)).abs().max()) < 1e-3
+        # equal up to rounding, which Adam amplifies into lr-sized steps of parameters that
+        # sit at their optimum (the core's bias at the start), so a longer budget drifts more
+        gap = per_unit(a, runs[0].count).sub(per_unit(b, runs[1].count)).abs()
+        assert float(gap.max()) < 0.03 and float(gap.mean()) < 0.015
     assert np.array_equal(runs[0].idx, runs[1].idx) and runs[0].best_step.shape == (2,)

@@ -1,0 +1,181 @@
+"""Autoregressive likelihoods for dense targets: a causal context over the target itself.
+
+A factorized probe scores every pixel on its own; its null (one distribution per pixel
+position) pays the whole multi-information of the image, so H_V(Y|∅) lies far above H(Y)
+and I_V measures the null, not Z (DESIGN §2, "dense targets and the rate"). Here each
+value is scored given every value before it in raster order (PixelCNN, van den Oord et al.
+2016, with the conditioning of its conditional variant), so the held-out loss is a lossless
+codelength of the target: H_V(Y|∅) is an upper estimate of H(Y), and H_V(Y|Z) a conditional
+codelength in the same bits per pixel as a codec's rate. Training is teacher-forced: one
+forward pass scores every value of a batch; only sampling (never needed) is sequential.
+
+Data flow of :class:`ARCore` (the part that null and conditional share)::
+
+    y [B, C, H, W] ─embed (labels: learned vectors, ignore = its own; 8-bit: y/127.5 − 1)
+      ⊕ mask ─▶ MaskedConv2d k x k, type A (only pixels before (i, j) in raster order)
+      ─▶ + pos [width, H, W] (learned per-position map: the positional null)
+      ─▶ + features [B, width, H, W]    (conditional only: the family's Z pathway)
+      ─▶ ReLU ─▶ 1x1 ─▶ ReLU (+ skip) ─▶ 1x1 ─▶ parameters [B, P, H, W]
+
+The likelihood of pixel (i, j) therefore depends on y at earlier pixels, on the position,
+and (conditional) on Z; never on y at (i, j) or later, except that within one pixel the
+channels are coded in order (below). The null is this core alone; a conditional member
+adds the family's Z pathway, whose output starts at 0, so it starts at its null.
+
+Likelihoods (per value, nats; exact per channel, so per-channel sums stay meaningful):
+
+- categorical (label maps): softmax over K classes per channel; the channels of a pixel
+  are scored independently given the earlier pixels.
+- discretized (8-bit images): a mixture of ``mixtures`` discretized logistics over the 256
+  bins per pixel (PixelCNN++, Salimans et al. 2017: edge bins take the tails; one mixture
+  indicator shared by the pixel's channels), channel c's component means shifted by
+  tanh-bounded coefficients times the values of the channels before c at the same pixel.
+  The pixel's joint log-likelihood is split exactly into per-channel conditionals by the
+  chain rule, log P(R) + log P(G | R) + log P(B | R, G), each term a logsumexp over the
+  components of the values coded so far. Parameters per pixel: K logits, then per channel K
+  means and K log-scales, then K·C(C−1)/2 coefficients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taskcodecs.models.context import MaskedConv2d
+from vinfo.targets import MAX_LOG_SCALE, MIN_LOG_SCALE, Target, log1mexp
+
+__all__ = ["ARCore", "ar_parameter_count"]
+
+HALF_RANGE = 127.5  # 8-bit values v <-> (v - 127.5) / 127.5 in [-1, 1]
+
+
+def ar_parameter_count(target: Target, mixtures: int) -> int:
+    """Output parameters per pixel of the autoregressive likelihood of ``target``."""
+    c = target.channels
+    if target.kind == "categorical":
+        return c * target.num_classes
+    return mixtures * (1 + 2 * c + c * (c - 1) // 2)
+
+
+class ARCore(nn.Module):
+    """Causal context + positional map + output network (the module docstring's flow).
+
+    ``shape`` (H, W) is the target's spatial size; ``init`` holds the target values and mask
+    the marginal starting point is taken from ([n, C, H, W]). ``forward(features, y, mask)``
+    returns the likelihood parameters (``batch`` is y's, accepted for the cores' common call); :meth:`stat` the per-value NLL (nats), 0 where masked.
+    """
+
+    def __init__(self, target: Target, shape: tuple[int, int], width: int, kernel: int,
+                 mixtures: int, embedding: int, y: torch.Tensor, mask: torch.Tensor) -> None:
+        super().__init__()
+        if target.kind not in ("categorical", "discretized"):
+            raise ValueError(f"autoregressive families take categorical or discretized "
+                             f"targets, not {target.kind!r}")
+        if kernel < 3 or kernel % 2 == 0:
+            raise ValueError(f"context kernel must be odd and >= 3, got {kernel}")
+        self.kind, self.channels, self.mixtures = target.kind, target.channels, int(mixtures)
+        self.num_classes = target.num_classes
+        c = target.channels
+        if target.kind == "categorical":
+            self.embed = nn.Embedding(self.num_classes + 1, embedding)  # + the masked value
+            in_ch = c * embedding
+        else:
+            self.embed = None
+            in_ch = c
+        self.context = MaskedConv2d(in_ch + c, width, kernel, padding=kernel // 2,
+                                    mask_type="A")
+        self.pos = nn.Parameter(torch.zeros(width, *shape))
+        self.hidden = nn.Conv2d(width, width, 1)
+        self.out = nn.Conv2d(width, ar_parameter_count(target, mixtures), 1)
+        with torch.no_grad():
+            self.out.weight.zero_()
+            self.out.bias.copy_(self._marginal_bias(target, y, mask))
+
+    # ------------------------------------------------------------------ network
+    def _inputs(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.to(torch.float32)
+        if self.embed is not None:
+            labels = torch.where(mask, y, torch.full_like(y, self.num_classes)).long()
+            e = self.embed(labels)  # [B, C, H, W, E]
+            e = e.permute(0, 1, 4, 2, 3).reshape(y.shape[0], -1, *y.shape[2:])
+        else:
+            e = (y.to(torch.float32) - HALF_RANGE) / HALF_RANGE * m
+        return torch.cat([e, m], 1)
+
+    def forward(self, features: torch.Tensor | None, y: torch.Tensor, mask: torch.Tensor,
+                batch: int | None = None) -> torch.Tensor:
+        h = self.context(self._inputs(y, mask)) + self.pos
+        if features is not None:
+            h = h + features
+        h = F.relu(h)
+        h = F.relu(self.hidden(h)) + h
+        return self.out(h)
+
+    # ------------------------------------------------------------------ likelihood
+    def stat(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-value negative log-likelihood in nats [B, C, H, W], 0 where masked."""
+        if self.kind == "categorical":
+            b, _, h, w = out.shape
+            logits = out.reshape(b * self.channels, self.num_classes, h, w)
+            safe = torch.where(mask, y, torch.zeros_like(y)).long()
+            value = F.cross_entropy(logits, safe.reshape(-1, h, w),
+                                    reduction="none").reshape(y.shape)
+        else:
+            value = -self._mixture_logp(out, y)
+        return torch.where(mask, value, torch.zeros_like(value))
+
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """[B, P, H, W] -> logits [B, K, H, W], means and log-scales [B, C, K, H, W],
+        coefficients [B, C(C-1)/2, K, H, W]."""
+        b, _, h, w = out.shape
+        c, k = self.channels, self.mixtures
+        logits = out[:, :k]
+        main = out[:, k : k + 2 * c * k].reshape(b, c, 2, k, h, w)
+        coeffs = torch.tanh(out[:, k + 2 * c * k :]).reshape(b, -1, k, h, w)
+        return logits, main[:, :, 0], main[:, :, 1], coeffs
+
+    def _mixture_logp(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log P(y_c | y_<c, context) per sub-pixel [B, C, H, W] (chain rule, see above)."""
+        logits, means, log_scales, coeffs = self._split(out)
+        scaled = (y.to(out.dtype) - HALF_RANGE) / HALF_RANGE  # [B, C, H, W]
+        shifted, j = [], 0
+        for c in range(self.channels):  # channel c's means move with the channels before it
+            mean = means[:, c]
+            for prev in range(c):
+                mean = mean + coeffs[:, j] * scaled[:, prev : prev + 1]
+                j += 1
+            shifted.append(mean)
+        mean = HALF_RANGE + HALF_RANGE * torch.stack(shifted, 1)  # 8-bit units
+        log_s = (log_scales + math.log(HALF_RANGE)).clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+        inv_s = torch.exp(-log_s)
+        v = y.to(out.dtype).unsqueeze(2)  # [B, C, 1, H, W]
+        upper, lower = (v + 0.5 - mean) * inv_s, (v - 0.5 - mean) * inv_s
+        first, last = F.logsigmoid(upper), F.logsigmoid(-lower)
+        middle = first + last + log1mexp(inv_s)
+        logp = torch.where(v <= 0, first, torch.where(v >= 255, last, middle))  # [B,C,K,H,W]
+        joint = F.log_softmax(logits, dim=1).unsqueeze(1) + torch.cumsum(logp, dim=1)
+        total = torch.logsumexp(joint, dim=2)  # log P(y_1..y_c) [B, C, H, W]
+        return torch.cat([total[:, :1], total[:, 1:] - total[:, :-1]], 1)
+
+    # ------------------------------------------------------------------ start
+    def _marginal_bias(self, target: Target, y: torch.Tensor, mask: torch.Tensor
+                       ) -> torch.Tensor:
+        """Output bias of the marginal start: class log-frequencies, or K equally weighted
+        logistic components, per channel at the marginal's quantiles."""
+        if self.kind == "categorical":
+            return target.marginal_bias(y, mask)
+        c, k = self.channels, self.mixtures
+        bias = torch.zeros(ar_parameter_count(target, k))
+        main = bias[k : k + 2 * c * k].view(c, 2, k)
+        for ch in range(c):
+            values = y[:, ch][mask[:, ch]].to(torch.float64)
+            if values.numel() > 200_000:  # quantiles of a large target: a strided subset
+                values = values[:: values.numel() // 200_000 + 1]
+            q = torch.quantile(values, (torch.arange(k, dtype=torch.float64) + 0.5) / k)
+            std = values.std(unbiased=False).clamp_min(1.0)
+            main[ch, 0] = ((q - HALF_RANGE) / HALF_RANGE).float()
+            main[ch, 1] = float(torch.log(std / k / HALF_RANGE * math.sqrt(3) / math.pi))
+        return bias

@@ -1,0 +1,64 @@
+"""The null bank: one fitted null per (likelihood, refit seed, fold), shared by every rung.
+
+Every family of one likelihood has the same null family: the core alone (a bias and a
+learned positional map for factorized families, the causal context with its positional
+map for autoregressive ones; :mod:`vinfo.families` states why). So a ladder needs one null
+fit per (seed, fold) and per loss-data-curve prefix, not one per rung, and an estimate on
+the same targets with another representation (the baseline and the proposed base of the
+demo, say) needs none at all: the null never sees Z. The bank keys each fit by everything
+that determines it: the likelihood, a digest of the targets, their mask, the target's
+parametrisation and the fit settings (:meth:`NullBank.data_key`), and the fit and selection
+samples and seed of the job.
+
+    bank = NullBank()
+    key = bank.data_key(target, data, settings)
+    nulls = bank.fits("autoregressive", key, target, data, jobs, settings)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from vinfo.batched import ProbeJob, fit_probes
+from vinfo.families import null_spec
+from vinfo.fitting import FitResult, FitSettings, ProbeData
+from vinfo.targets import Target
+
+
+class NullBank:
+    """Fitted nulls by key (see the module docstring); ``hits`` counts the reused ones."""
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple, FitResult] = {}
+        self.hits = 0
+
+    @staticmethod
+    def data_key(target: Target, data: ProbeData, settings: FitSettings) -> str:
+        """A digest of what a null fit depends on besides its samples and seed."""
+        digest = hashlib.sha256()
+        for array in (data.y, data.mask):
+            digest.update(str((tuple(array.shape), str(array.dtype))).encode())
+            digest.update(np.ascontiguousarray(array.detach().cpu().numpy()).tobytes())
+        digest.update(repr((target.kind, target.channels, target.num_classes,
+                            target.discretized_dist, target.loc.tolist(),
+                            target.spread.tolist(), data.stride is None,
+                            str(data.z.device), asdict(settings))).encode())
+        return digest.hexdigest()
+
+    def fits(self, likelihood: str, data_key: str, target: Target, data: ProbeData,
+             jobs: Sequence[ProbeJob], settings: FitSettings) -> list[FitResult]:
+        """The null of every job (fitted together where missing, reused otherwise)."""
+        keys = [(likelihood, data_key, j.seed, np.asarray(j.fit_idx).tobytes(),
+                 np.asarray(j.val_idx).tobytes()) for j in jobs]
+        missing = [i for i, k in enumerate(keys) if k not in self._fits]
+        self.hits += len(jobs) - len(missing)
+        fitted = fit_probes(null_spec(likelihood), target, data,
+                            [ProbeJob(jobs[i].fit_idx, jobs[i].val_idx, jobs[i].seed, True)
+                             for i in missing], settings)
+        for i, result in zip(missing, fitted):
+            self._fits[keys[i]] = result
+        return [self._fits[k] for k in keys]
