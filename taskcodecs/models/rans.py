@@ -268,9 +268,15 @@ class SymbolReader:
             )
         # the stream must be exactly the encoding of what it decoded to: rANS never reads
         # bytes after its end, so this is what catches bytes appended inside a payload
-        writer = SymbolWriter()
-        for symbols, indexes, tables in self._reads[:-1]:
-            writer.write(symbols, indexes, tables)
+        writer, runs = SymbolWriter(), []
+        for symbols, indexes, tables in self._reads[:-1]:  # one write per run of one table set
+            if runs and runs[-1][2] is tables:
+                runs[-1][0].append(symbols.reshape(-1))
+                runs[-1][1].append(indexes.reshape(-1))
+            else:
+                runs.append(([symbols.reshape(-1)], [indexes.reshape(-1)], tables))
+        for symbols, indexes, tables in runs:
+            writer.write(torch.cat(symbols), torch.cat(indexes), tables)
         if writer.finish(check) != self._stream:
             raise BitstreamError(
                 f"entropy-coded stream of {len(self._stream)} bytes is not the encoding of the "

@@ -295,22 +295,31 @@ def test_sigterm_in_a_real_process_cleans_up_and_exits_143(tmp_path):
 
 
 def test_a_second_writer_is_refused_naming_the_first(world, tmp_path, capsys):
+    run_dir, r = world["run"], world["root"]
+    held = [str(run_dir), str(run_dir / "eval.nc"), str(tmp_path / "v")]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from taskcodecs.io import exclusive_lock\n"
-         f"with exclusive_lock({str(world['run'] / 'eval.nc')!r}, 'x'):\n"
+        [sys.executable, "-c", "import contextlib, sys\nfrom taskcodecs.io import exclusive_lock\n"
+         "with contextlib.ExitStack() as stack:\n"
+         f"    for path in {held!r}: stack.enter_context(exclusive_lock(path, 'x'))\n"
          "    print('held', flush=True); sys.stdin.read()"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True)
+    vinfo_argv = ["--representations", str(r / "z.npy"), "--targets", str(r / "y.npy"),
+                  "--target-kind", "gaussian", "--out", str(tmp_path / "v")]
     try:
         assert holder.stdout.readline().strip() == "held"
-        capsys.readouterr()
-        assert evaluate.main([str(world["run"])]) == 2
-        last = capsys.readouterr().err.splitlines()[-1]
-        assert "eval.nc is being written by another process (pid" in last, last
-        assert f"pid {holder.pid}" in last
+        for main, argv, what in (
+                (evaluate.main, [str(run_dir)], "eval.nc"),
+                (train.main, [f"resume={run_dir}", "max_steps=3"], f"run directory {run_dir}"),
+                (vinfo_cli.main, vinfo_argv, f"vinfo output folder {tmp_path / 'v'}")):
+            capsys.readouterr()
+            assert main(argv) == 2
+            last = capsys.readouterr().err.splitlines()[-1]
+            assert f"{what} is being written by another process (pid {holder.pid}" in last, last
+        assert not (tmp_path / "v").exists()  # refused before any work
     finally:
         holder.communicate("", timeout=30)
-    assert evaluate.main([str(world["run"])]) == 0  # released: the next writer goes ahead
+    assert evaluate.main([str(run_dir)]) == 0  # released: the next writer goes ahead
 
 
 def test_the_wrapper_maps_exceptions_and_debug_adds_the_traceback(capsys):
