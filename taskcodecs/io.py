@@ -188,6 +188,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
 # ---------------------------------------------------------------------------- writer locks
 
 _held: dict[str, int] = {}  # lock files this process holds -> nesting depth
+os.register_at_fork(after_in_child=_held.clear)  # POSIX locks are not inherited: nor is this
 
 
 def lock_path(target: str | os.PathLike) -> Path:
@@ -205,7 +206,8 @@ def exclusive_lock(target: str | os.PathLike, what: str) -> Iterator[None]:
     start time, command). The lock is a POSIX record lock (``lockf``): it dies with its
     process, so a killed writer never leaves a stale lock (its file, if left, is simply taken
     over), and forked children (DataLoader workers) do not inherit it. Re-entrant within a
-    process; the file is removed on release.
+    process; the file is removed on release. (As with every POSIX lock, the holding process
+    must not open and close the lock file itself: that would release it.)
     """
     lockfile = lock_path(target)
     key = os.path.realpath(lockfile)
