@@ -111,6 +111,9 @@ def test_sigkill_at_every_checkpoint_write_boundary_then_resume_is_bit_identical
         outcomes.append((phase, name, seen[phase, name],
                          read_metadata(checkpoint_path(out, "last"))["step"],
                          [r.getMessage() for r in caplog.records if "resume:" in r.getMessage()]))
+    fallbacks = sum(any("skipped" in m for m in o[4]) for o in outcomes)
+    print(f"SIGKILL trials: {len(outcomes)} tried, {len(outcomes)} resumed bit-identical "
+          f"({fallbacks} after skipping a checkpoint that did not verify)")
     # the torn pair of the issue: new weights renamed over last, killed before last.json
     torn = [o for o in outcomes if o[:3] == ("written", "last.json", 2)]
     assert torn and any("does not match its metadata" in m for m in torn[0][4]), torn
@@ -245,4 +248,6 @@ def test_sigint_while_writing_vinfo_outputs_leaves_the_old_or_the_new_set(tmp_pa
         leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".lock"))]
         assert not leftovers, leftovers
         assert len(list((out / ".published").iterdir())) == 2  # current and its set alone
+    print(f"SIGINT trials while writing vinfo outputs: {len(chosen)} tried, {len(chosen)} left a "
+          f"complete set ({outcomes['old']} the old one, {outcomes['new']} the new one)")
     assert outcomes["old"] >= 1 and outcomes["new"] >= 1, outcomes
