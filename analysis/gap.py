@@ -39,6 +39,7 @@ from scipy.interpolate import PchipInterpolator
 from analysis.bdrate import RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult
 from analysis.runs import METRICS, Curve, Run, base_variants, curve, select
+from taskcodecs.io import find_files
 
 STANDALONE = ("standalone-refit", "standalone-independent")
 TARGETS = (("reconstruction", "coco"), ("reconstruction", "cityscapes"),
@@ -150,7 +151,7 @@ def load_vinfo(path: str | Path) -> dict[str, xr.Dataset]:
         files = {"vinfo": root}
     elif root.is_dir():
         files = {(str(p.parent.relative_to(root)) if p.parent != root else "vinfo"): p
-                 for p in sorted(root.rglob("vinfo.nc"))}
+                 for p in find_files(root, "vinfo.nc")}
         if not files:
             raise VinfoInputError(f"{root}: no vinfo.nc file found in this folder")
     else:

@@ -36,6 +36,8 @@ from analysis.gap import (
     load_vinfo,
 )
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
+from taskcodecs import cli
+from taskcodecs.io import check_writable
 from taskcodecs.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
 
 CONVENTIONS = [
@@ -305,6 +307,11 @@ def _vinfo_arg(text: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", help="folder scanned recursively for */eval.nc")
@@ -313,11 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         metavar="LABEL=PATH", help="vinfo.nc file or folder for one base")
     parser.add_argument("--bd-method", default="akima", choices=METHODS)
     args = parser.parse_args(argv)
-    try:
-        paths = write_report(args.runs_dir, args.out, dict(args.vinfo), args.bd_method)
-    except ValueError as err:  # RunsError, VinfoInputError: the message names the file
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_writable(args.out)
+    cli.on_interrupt(f"nothing was written to {args.out} (its files are replaced whole)")
+    paths = write_report(args.runs_dir, args.out, dict(args.vinfo), args.bd_method)
     print(f"report: {paths['html']}\nmarkdown: {paths['markdown']}")
     for line in _headline(paths["bd_rates"]):
         print(line)

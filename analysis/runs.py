@@ -38,7 +38,7 @@ from taskcodecs.experiment_table import (
     REFERENCE_METHODS,
 )
 from taskcodecs.experiment_table import FAMILIES as _EXPERIMENT_FAMILIES
-from taskcodecs.io import read_json
+from taskcodecs.io import find_files, read_json
 
 METHODS = (*BASE_METHODS, *ENHANCEMENT_METHODS, *REFERENCE_METHODS)
 # experiment family → (task, dataset), from the experiment table (the one source of truth)
@@ -146,8 +146,7 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
     if not root.is_dir():
         raise RunsError(f"{root}: runs directory not found (expected a folder holding "
                         "RUN/eval.nc files)")
-    paths = sorted(p for p in root.rglob("eval.nc")
-                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    paths = find_files(root, "eval.nc")
     runs = [_read_run(path, root) for path in paths]
     for run in runs:
         if run.role == "enhancement":

@@ -37,9 +37,25 @@ Reading is defensive: every varint is bounded and every length is checked agains
 bytes actually present before anything is sliced, each requested layer's CRC32 is verified
 before its payload is returned (so a corrupt payload never reaches an entropy decoder),
 and every failure raises :class:`BitstreamError` with a message that names what was
-expected and what was found. ``unpack(data, layers=("base",))`` reads and verifies only
-the base layer: a stream whose enhancement payload is corrupt, or that was truncated right
-after the base payload, still gives a decodable base. ``expect_codec`` compares
+expected and what was found. A container ends exactly where its last declared layer ends,
+whichever layers are decoded: appended garbage, a second stream concatenated after the
+first, or a stream cut short (even right after the base payload) is an error, not a
+silent decode of a prefix. To send fewer layers, re-pack them (``Bitstream.to_bytes``):
+the header then declares only those. ``unpack(data, layers=("base",))`` verifies the base
+payload only, so a stream whose enhancement payload is corrupt still gives a decodable base.
+
+Which image sizes a header may declare. The container checks its own fields (bounds, a
+minimal varint per field, strictly ascending layer codes, the exact total length, the CRCs);
+a codec then checks them against its latent (``taskcodecs.models.common.check_padding`` and
+the payload's check value over the latent shape): the padding must be exactly what the
+codec adds, right = (-W) mod m and bottom = (-H) mod m for its padding multiple m
+(``padding_multiple``: 16, x2 at half resolution, x4 with a hyperprior), and the payload's
+latent must be (H + bottom) / s by (W + right) / s (s = 16, or 32 at half resolution). So
+the accepted sizes are exactly those whose padded size gives the payload's latent: every
+H in (m(k-1), mk] with its own padding shares one latent height, and likewise for W: a header whose size is changed within that range *and* whose padding and CRCs are
+recomputed is a valid stream of the other size (the decoder crops to it); every accidental
+change of a size or padding byte fails a CRC, and a size outside the range fails the
+latent check. ``expect_codec`` compares
 fingerprints; on a mismatch the error names the expected codec id, both fingerprints and,
 through the caller's ``identify`` callback, the codec the stream is for if it is known.
 """
@@ -136,9 +152,10 @@ def unpack(
     ``expect_codec``: the codec id the caller can decode; a stream whose fingerprint differs
     is an error. ``identify``: optional, maps a fingerprint to the codec id it belongs to
     (or None); called only on a mismatch, to name the stream's codec in the error.
-    ``layers``: names of the layers to verify and return (default: all). Only those payloads
-    must be present and intact; with ``layers=None`` the whole stream must be intact and
-    there must be no trailing bytes.
+    ``layers``: names of the layers to verify and return (default: all). Whatever is asked
+    for, the stream must end exactly where its last declared layer ends (no byte missing, no
+    byte trailing); only the asked-for payloads' CRCs are checked, so a corrupt enhancement
+    payload still leaves the base decodable.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise BitstreamError(f"bitstream must be bytes, got {type(data).__name__}")
@@ -193,17 +210,23 @@ def unpack(
         raise BitstreamError(f"layers {missing} requested but the stream holds only {names}")
 
     header_size = reader.position
+    declared = header_size + sum(length for _, _, length, _ in table)
+    if declared < len(reader.data):  # checked whatever layers are asked for
+        raise BitstreamError(
+            f"{len(reader.data) - declared} trailing bytes after the last payload "
+            f"(the header declares {declared} bytes in all; appended or concatenated data?)"
+        )
     payloads: dict[str, bytes] = {}
     offset = header_size
     for name, code, length, crc in table:
         start, offset = offset, offset + length
-        if name not in wanted:
-            continue
         if offset > len(reader.data):
             raise BitstreamError(
                 f"layer {name!r} truncated: payload needs bytes {start}..{offset} "
                 f"but the stream has {len(reader.data)} bytes"
             )
+        if name not in wanted:
+            continue
         payload = reader.data[start:offset]
         actual = _layer_crc(preamble_crc, code, payload)
         if actual != crc:
@@ -212,11 +235,6 @@ def unpack(
                 f"not match the stored {crc:#010x}"
             )
         payloads[name] = payload
-    if layers is None and offset != len(reader.data):
-        raise BitstreamError(
-            f"{len(reader.data) - offset} trailing bytes after the last payload "
-            f"(header declares {offset} bytes in all)"
-        )
     return Bitstream(
         codec_fingerprint=fingerprint,
         image_size=(height, width),

@@ -5,7 +5,15 @@ A checkpoint ``NAME`` is two files written atomically side by side:
     NAME.safetensors   flat {key: tensor} of every state dict, keys prefixed by group
                        ("model.g_a.0.weight", "optimizer.state.3.exp_avg", ...)
     NAME.json          metadata: format version, codec identifier, step, config, anything
-                       JSON-serializable, plus non-tensor optimizer fields
+                       JSON-serializable, plus non-tensor optimizer fields, and the manifest
+                       ``weights`` = {"file", "bytes", "sha256"} of NAME.safetensors
+
+Whole or nothing. The weights are written first, the metadata last: NAME.json is the
+commit record of the pair. Every load checks the weights file against the manifest
+(:func:`verify_checkpoint`), so a pair torn by a kill between the two renames (new weights
+under old metadata), a truncated or emptied file or a missing half is a
+:class:`CheckpointError` saying which file and why, never weights of one step read under
+the record of another. Checkpoints written before the manifest existed load unverified.
 
 Weights are stored unwrapped: ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes
 are stripped on save and on load, so a checkpoint loads into a bare model whatever wrapped it.
@@ -13,6 +21,7 @@ are stripped on save and on load, so a checkpoint loads into a bare model whatev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -21,9 +30,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
-from taskcodecs.io import atomic_write, read_json, write_json
+from taskcodecs.io import atomic_write_bytes, read_json, write_json
 
 FORMAT_VERSION = 1
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -115,12 +124,15 @@ def save_checkpoint(
         meta["optimizers"][name] = opt_meta
     for name, value in (extra_tensors or {}).items():
         tensors[f"extra.{name}"] = value.detach().cpu().contiguous().clone()
-    try:  # fail before touching disk: weights and metadata are replaced together or not at all
+    try:  # fail before touching disk
         json.dumps(meta)
     except (TypeError, ValueError) as err:
         raise TypeError(f"checkpoint metadata for {weights_path} is not JSON-serializable: {err}") from err
-    atomic_write(weights_path, lambda tmp: save_file(tensors, str(tmp)))
-    write_json(meta_path, meta)
+    data = save(tensors)
+    meta["weights"] = {"file": weights_path.name, "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write_bytes(weights_path, data)
+    write_json(meta_path, meta)  # last: the commit record of the pair
     return weights_path
 
 
@@ -139,6 +151,56 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def _read_weights(path: str | os.PathLike, meta: Mapping[str, Any]) -> bytes:
+    """The bytes of the weights file, checked against the metadata's manifest."""
+    weights_path, meta_path = _paths(path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: weights file not found (its metadata "
+                              f"{meta_path.name} is there: an interrupted write?)")
+    try:
+        data = weights_path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{weights_path}: cannot read ({err.strerror or err})") from err
+    manifest = meta.get("weights")
+    if manifest is None:  # written before the manifest existed
+        return data
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{meta_path}: 'weights' must be a manifest "
+                              f"{{file, bytes, sha256}}, found {manifest!r}")
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != manifest.get("bytes") or digest != manifest.get("sha256"):
+        raise CheckpointError(
+            f"{weights_path}: does not match its metadata {meta_path.name} (step "
+            f"{meta.get('step', '?')}: {manifest.get('bytes')} bytes, sha256 "
+            f"{str(manifest.get('sha256'))[:12]}...; the file: {len(data)} bytes, sha256 "
+            f"{digest[:12]}...): a torn or interrupted write, or a corrupt file")
+    return data
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of checkpoint ``path`` once both files are checked: metadata readable,
+    weights present, matching the manifest and parseable. CheckpointError says what failed."""
+    meta = read_metadata(path)
+    _parse_weights(_read_weights(path, meta), path)
+    return meta
+
+
+def _parse_weights(data: bytes, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    try:
+        return load(data)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        weights_path, _ = _paths(path)
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from err
+
+
+def read_metadata_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The metadata of checkpoint ``path``, or None if it is missing or unreadable."""
+    try:
+        return read_metadata(path)
+    except CheckpointError:
+        return None
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module | None = None,
@@ -150,17 +212,18 @@ def load_checkpoint(
     ``metadata``, ``state_dict`` (unwrapped model weights) and ``extra`` tensors."""
     weights_path, _ = _paths(path)
     meta = read_metadata(path)
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: weights file not found")
-    try:
-        tensors = load_file(str(weights_path), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from err
+    tensors = _parse_weights(_read_weights(path, meta), path)
+    if torch.device(map_location).type != "cpu":
+        tensors = {k: v.to(map_location) for k, v in tensors.items()}
     state = {unwrap_key(k[6:]): v for k, v in tensors.items() if k.startswith("model.")}
     extra = {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
     if model is not None:
         target = unwrap_model(model)
-        missing, unexpected = target.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = target.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes differ: weights of another architecture
+            raise CheckpointError(f"{weights_path}: weights do not match {type(target).__name__}: "
+                                  f"{' '.join(str(err).split())[:400]}") from err
         if strict and (missing or unexpected):
             raise CheckpointError(
                 f"{weights_path}: weights do not match {type(target).__name__}: "

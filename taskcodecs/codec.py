@@ -20,8 +20,12 @@ next to it, what the decoded task gives:
 * detection base: ``<stem>_detections.json``, boxes (x1, y1, x2, y2 in pixels), COCO
   category ids and scores.
 
-Any error (missing or unreadable file, not an image, corrupt or foreign bitstream, bad
-checkpoint) prints one line ``error: ...`` on stderr and exits with status 2.
+Any error (missing or unreadable file, not an image, an image of more than 8 bits per
+channel, corrupt, truncated or foreign bitstream, bytes after the stream's declared end, bad
+checkpoint, unwritable output) prints one line ``error: ...`` naming the file on stderr and
+exits with status 2 (:mod:`taskcodecs.cli`). Inputs: 8-bit images of any layout are
+converted to RGB (alpha dropped); 16-bit PNGs are refused, not clipped
+(:func:`taskcodecs.data.transforms.open_rgb_image`).
 """
 
 from __future__ import annotations
@@ -37,15 +41,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from taskcodecs import cli
 from taskcodecs.bitstream import BitstreamError
-from taskcodecs.checkpoint import CheckpointError
-from taskcodecs.config import ConfigError
-from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.labels import CITYSCAPES_LABELS, IGNORE_INDEX
-from taskcodecs.data.transforms import open_image, rgb_to_tensor
-from taskcodecs.io import atomic_write_bytes, write_json
-
-EXIT_ERROR = 2
+from taskcodecs.data.transforms import open_rgb_image, rgb_to_tensor
+from taskcodecs.io import atomic_write_bytes, check_writable, write_json
 
 # train id (0..18, 19 = ignore) -> Cityscapes labelId (ignore -> 0 "unlabeled")
 TRAIN_TO_LABEL = np.zeros(IGNORE_INDEX + 1, dtype=np.uint8)
@@ -54,7 +54,7 @@ for _label_id, _name, _train_id in CITYSCAPES_LABELS:
         TRAIN_TO_LABEL[_train_id] = _label_id
 
 
-class CodecCliError(Exception):
+class CodecCliError(ValueError):
     """A user-facing error of the command line (printed as one line, exit status 2)."""
 
 
@@ -92,7 +92,7 @@ def _layer_lines(values: dict[str, float], unit: str) -> list[str]:
 
 def encode(checkpoint: str, input_path: str, output: str) -> list[str]:
     """Encode ``input_path`` into ``output``; returns the lines printed."""
-    image = rgb_to_tensor(open_image(Path(input_path), "input image"))
+    image = rgb_to_tensor(open_rgb_image(Path(input_path), "input image"))
     model = _load(checkpoint)
     height, width = image.shape[-2:]
     pixels = height * width
@@ -123,8 +123,11 @@ def decode(checkpoint: str, input_path: str, output: str, layers: str) -> list[s
     model = _load(checkpoint)
     from taskcodecs.models.common import unpack_for  # loaded with the model anyway
 
-    header = unpack_for(data, model.codec_id, layers=[])
-    out = model.decompress(data, layers=layers)
+    try:
+        header = unpack_for(data, model.codec_id, layers=[])
+        out = model.decompress(data, layers=layers)
+    except BitstreamError as err:  # name the file: the message alone says only what is wrong
+        raise BitstreamError(f"{input_path}: {err}") from err
     height, width = header.image_size
     output_path = Path(output)
     x_hat = out["x_hat"][0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0)
@@ -183,24 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str) -> int:
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    return EXIT_ERROR
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     # CompressAI's import warns about torch.jit.script; keep stderr to our one-line messages
     warnings.filterwarnings("ignore", message="`torch.jit.script", category=FutureWarning)
-    try:
-        if args.command == "encode":
-            lines = encode(args.checkpoint, args.input, args.output)
-        else:
-            lines = decode(args.checkpoint, args.input, args.output, args.layers)
-    except (CodecCliError, BitstreamError, CheckpointError, ConfigError, DatasetError) as err:
-        return _fail(str(err))
-    except (OSError, ValueError) as err:  # unwritable output, an image of the wrong shape
-        return _fail(f"{type(err).__name__}: {err}")
+    check_writable(args.output, folder=False)
+    cli.on_interrupt(f"nothing was written ({args.output} is written whole or not at all)")
+    if args.command == "encode":
+        lines = encode(args.checkpoint, args.input, args.output)
+    else:
+        lines = decode(args.checkpoint, args.input, args.output, args.layers)
     print("\n".join(lines))
     return 0
 

@@ -39,8 +39,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from taskcodecs import cli
 from taskcodecs.demo_steps import (
-    DemoError,
     DemoSettings,
     check_settings,
     enhancement_bases,
@@ -50,7 +50,7 @@ from taskcodecs.demo_steps import (
     train_reference,
     vinfo_stage,
 )
-from taskcodecs.io import write_json
+from taskcodecs.io import check_writable, find_files, write_json
 
 log = logging.getLogger("taskcodecs.demo")
 QUIET = ("taskcodecs.train", "taskcodecs.sweep", "taskcodecs.evaluate", "taskcodecs.demo.detail")
@@ -131,7 +131,7 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
     lines = [f"Analysis report: {paths['html']} (Markdown: {paths['markdown']})",
              *(f"V-information report, {label} base: {nc.parent / 'report.html'}"
                for label, folder in result["vinfo_dirs"].items()
-               for nc in sorted(Path(folder).rglob("vinfo.nc"))),
+               for nc in find_files(folder, "vinfo.nc")),
              f"Runs: {len(runs)} evaluated runs under {out / 'sweeps'} (each RUN/eval.nc)", "",
              f"Rates are actual bitstream bits per pixel of the {settings.height}x"
              f"{settings.width} image (header included), means over the first "
@@ -220,6 +220,11 @@ def _missing(markdown: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None,
@@ -227,21 +232,19 @@ def main(argv: list[str] | None = None) -> int:
                              "demo_output/quick/)")
     parser.add_argument("--quick", action="store_true",
                         help="smallest sizes, every stage (a smoke test; numbers not meaningful)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=cli.positive_int, default=1,
+                        help="torch threads (default 1)")
     parser.add_argument("--verbose", action="store_true", help="show every training line")
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1, got {args.threads}")
     _setup_logging(args.verbose)
     torch.set_num_threads(args.threads)
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     out = args.out or (Path("demo_output") / "quick" if args.quick else Path("demo_output"))
     start = time.perf_counter()
-    try:
-        result = run_demo(out, settings)
-    except DemoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_writable(out)
+    cli.on_interrupt(f"the finished stages in {out} are kept; rerun the same command to "
+                     "continue (every stage is cached)")
+    result = run_demo(out, settings)
     took = time.perf_counter() - start
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in result["times"].items())
     print(f"\n== demo finished in {took / 60:.1f} min ({stages}; {args.threads} thread(s)) ==")

@@ -56,15 +56,28 @@ class DistInfo:
 
 
 def resolve_device(request: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:LOCAL_RANK`` if CUDA is available, else CPU; otherwise as given."""
+    """``auto`` → ``cuda:LOCAL_RANK`` if CUDA is available, else CPU; otherwise as given.
+    A device that is not ``cpu``/``cuda``/``cuda:K`` or not on this machine is a ConfigError."""
+    from taskcodecs.config import ConfigError
+
+    asked = request
     if request == "auto":
         request = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(request)
+    try:
+        device = torch.device(request)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={asked!r}: expected auto, cpu, cuda or cuda:K")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device={request!r} asked for CUDA, but CUDA is not available")
+            raise ConfigError(f"device={asked!r}: CUDA is not available on this machine; use "
+                              "device=cpu (or auto)")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={asked!r}: this machine has {torch.cuda.device_count()} "
+                              f"CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}")
         torch.cuda.set_device(device)
     return device
 

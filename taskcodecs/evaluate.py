@@ -36,11 +36,17 @@ attrs: ``config`` (the run's resolved config, JSON), ``codec_id`` ("none" for re
 ``experiment``, ``checkpoint`` (best|last), ``checkpoint_step``, ``split``, ``run_dir``,
 ``bpp_normalization``. A one-line summary is printed. (Read ``map`` as ``ds["map"]``:
 ``ds.map`` is the Dataset method.)
+
+Evaluation never creates data: a missing or empty dataset folder is an error that gives the
+command regenerating the run's synthetic scenes (:func:`taskcodecs.run_data.existing_data`).
+A second evaluation writing the same eval.nc while one runs is refused (a lock file,
+:func:`taskcodecs.io.exclusive_lock`). Errors print one line, exit 2 (:mod:`taskcodecs.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -52,19 +58,19 @@ import numpy as np
 import torch
 import xarray as xr
 
+from taskcodecs import cli
 from taskcodecs.bitstream import unpack
-from taskcodecs.checkpoint import CheckpointError
 from taskcodecs.config import ConfigError, config_to_dict
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.distributed import resolve_device
 from taskcodecs.experiments import (
     build_dataset,
     collate_for,
-    ensure_data,
+    existing_data,
     load_run_model,
     move_to_device,
 )
-from taskcodecs.io import atomic_write
+from taskcodecs.io import atomic_write, check_writable, exclusive_lock
 from taskcodecs.metrics import ConfusionMatrix, MaskedRMSE, coco_map, psnr
 
 UNITS = {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",
@@ -145,15 +151,29 @@ def evaluate_run(
 ) -> xr.Dataset:
     """Evaluate ``run_dir`` (module docstring); returns the Dataset, written to eval.nc."""
     run_dir = Path(run_dir)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {limit}")
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run directory not found")
+    if write:
+        check_writable(run_dir / "eval.nc", folder=False)
+    with contextlib.ExitStack() as stack:
+        if write:  # one writer of eval.nc at a time; the second one is refused
+            stack.enter_context(exclusive_lock(run_dir / "eval.nc", f"{run_dir / 'eval.nc'}"))
+        return _evaluate(run_dir, split, checkpoint, limit, device, write)
+
+
+def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, device: str,
+              write: bool) -> xr.Dataset:
     model, cfg, exp, meta = load_run_model(run_dir, checkpoint)
     model = model.to(resolve_device(device)).eval()
     base_task, target = tasks_of(model, cfg)
     targets = [t for t, used in (("disparity", "depth" in (base_task, target)),
                                  ("labels", "segmentation" in (base_task, target))) if used]
-    dataset = build_dataset(cfg, ensure_data(cfg), split, train=False, targets=targets)
+    dataset = build_dataset(cfg, existing_data(cfg), split, train=False, targets=targets)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count < 1:
-        raise ConfigError(f"--limit must be >= 1, got {limit}")
+        raise DatasetError(f"split {split!r} of the run's dataset holds no images")
     coded = model.codec_id is not None
     layers = (["base", "enhancement"] if target else ["base"]) if coded else ["uncompressed"]
     col = _Collector(layers)
@@ -258,19 +278,23 @@ def summary(ds: xr.Dataset) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.evaluate",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run directory written by taskcodecs.train")
     parser.add_argument("--split", default="val")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images")
+    parser.add_argument("--limit", type=cli.positive_int, default=None,
+                        help="evaluate the first N images")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
     args = parser.parse_args(argv)
-    try:
-        ds = evaluate_run(args.run_dir, args.split, args.checkpoint, args.limit, args.device)
-    except (ConfigError, DatasetError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cli.on_interrupt(f"{Path(args.run_dir) / 'eval.nc'} was not written (an earlier one, if "
+                     "any, is kept)")
+    ds = evaluate_run(args.run_dir, args.split, args.checkpoint, args.limit, args.device)
     print(summary(ds) + f" -> {Path(args.run_dir) / 'eval.nc'}")
     return 0
 

@@ -48,6 +48,7 @@ from taskcodecs.run_data import (
     collate_coco,
     collate_for,
     ensure_data,
+    existing_data,
     has_dataset,
     move_to_device,
     synthetic_dir,
@@ -75,7 +76,7 @@ __all__ = [
     "FAMILIES", "PRESETS", "REFERENCE_METHODS", "Experiment", "Family", "ReferenceModel",
     "Role", "RunKindError", "SyntheticData", "TrainConfig", "build_dataset", "build_model",
     "check_base_run", "check_init_run", "check_links", "checkpoint_path", "collate_cityscapes",
-    "collate_coco", "collate_for", "config_path", "ensure_data", "get_experiment",
+    "collate_coco", "collate_for", "config_path", "ensure_data", "existing_data", "get_experiment",
     "has_dataset", "list_experiments", "load_experiment", "load_run_model", "move_to_device",
     "read_run", "resolve_links", "save_run_checkpoint", "sibling", "synthetic_dir",
 ]

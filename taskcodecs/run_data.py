@@ -17,6 +17,7 @@ from torch.utils.data import default_collate
 from taskcodecs.config import ConfigError
 from taskcodecs.data.cityscapes import CityscapesDataset
 from taskcodecs.data.coco import CocoDetection
+from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.synthetic import generate_dataset
 from taskcodecs.train_config import SyntheticData, TrainConfig
 
@@ -73,6 +74,31 @@ def ensure_data(cfg: TrainConfig, is_main: bool = True, log: logging.Logger | No
         if not has_dataset(root, cfg.dataset):
             raise
     return root
+
+
+def existing_data(cfg: TrainConfig) -> Path:
+    """The data root of a trained run's ``cfg`` for reading (evaluation): never generates.
+
+    A missing or empty folder is a :class:`DatasetError` that says how to get the data back:
+    for synthetic scenes the exact ``taskcodecs.data.synthetic`` command that regenerates
+    them (byte-identical: the generator is deterministic), else where the real dataset goes.
+    """
+    root = Path(cfg.data_root) if cfg.data_root or cfg.synthetic is None else synthetic_dir(cfg)
+    if cfg.data_root is None and cfg.synthetic is None:
+        raise DatasetError(f"data_root is not set and the run has no synthetic scenes: point "
+                           f"data_root= at the {cfg.dataset} dataset")
+    if has_dataset(root, cfg.dataset):
+        return root
+    marker = "leftImg8bit/" if cfg.dataset == "cityscapes" else "annotations/"
+    state = "does not exist" if not root.exists() else f"holds no {marker}"
+    if cfg.synthetic is not None:
+        syn = cfg.synthetic
+        how = (f"regenerate the run's synthetic scenes with: python -m taskcodecs.data.synthetic "
+               f"--out {root} --train {syn.train} --val {syn.val} --height {syn.height} "
+               f"--width {syn.width} --seed {syn.seed}")
+    else:
+        how = f"put the {cfg.dataset} dataset there or give the run's config another data_root"
+    raise DatasetError(f"{root}: no {cfg.dataset} dataset ({root} {state}); {how}")
 
 
 def build_dataset(cfg: TrainConfig, root: str | os.PathLike, split: str, train: bool,

@@ -47,9 +47,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from taskcodecs.checkpoint import CheckpointError
+from taskcodecs import cli
 from taskcodecs.config import ConfigError, parse_overrides
-from taskcodecs.data.errors import DatasetError
 from taskcodecs.experiments import (
     checkpoint_path,
     get_experiment,
@@ -57,7 +56,7 @@ from taskcodecs.experiments import (
     read_run,
     sibling,
 )
-from taskcodecs.io import atomic_write, write_json
+from taskcodecs.io import atomic_write, check_writable, exclusive_lock, write_json
 
 log = logging.getLogger("taskcodecs.sweep")
 
@@ -79,13 +78,10 @@ class Point:
 def _floats(text: str | None, what: str) -> list[float]:
     if text is None:
         return []
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+    try:  # NaN and inf are refused here, not as a non-finite loss mid-training
+        return cli.finite_floats(text, what)
     except ValueError as err:
-        raise ConfigError(f"{what}: expected comma-separated numbers, got {text!r}") from err
-    if not values or any(v < 0 for v in values):
-        raise ConfigError(f"{what}: expected non-negative numbers, got {text!r}")
-    return values
+        raise ConfigError(str(err)) from None
 
 
 def _bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
@@ -244,6 +240,11 @@ def _reward(base_run: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.sweep",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="an experiment of the family to sweep")
@@ -253,34 +254,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bases", help="enhancement families: label=RUN_DIR,...")
     parser.add_argument("--out", required=True, help="sweep folder (runs/, sweep.json, sweep.nc)")
     parser.add_argument("--split", default="val", help="split to evaluate")
-    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate the first N images")
+    parser.add_argument("--eval-limit", type=cli.positive_int, default=None,
+                        help="evaluate the first N images")
     parser.add_argument("--dry-run", action="store_true", help="print each point's commands")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="train overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(args.out)
-    try:
-        overrides = parse_overrides(args.overrides)
-        for key in ("out", "resume", "rate_weight", "reward_weight", "init_from"):
-            if key in overrides:
-                raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
-        points = plan(args.config, _floats(args.rate_weights, "--rate-weights"),
-                      _floats(args.reward_weights, "--reward-weights"),
-                      [m.strip() for m in (args.methods or "").split(",") if m.strip()],
-                      _bases(args.bases, overrides), out)
-        if args.dry_run:
-            for point in points:
-                print(commands(point, overrides, args.split, args.eval_limit))
-            return 0
+    overrides = parse_overrides(args.overrides)
+    for key in ("out", "resume", "rate_weight", "reward_weight", "init_from"):
+        if key in overrides:
+            raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
+    points = plan(args.config, _floats(args.rate_weights, "--rate-weights"),
+                  _floats(args.reward_weights, "--reward-weights"),
+                  [m.strip() for m in (args.methods or "").split(",") if m.strip()],
+                  _bases(args.bases, overrides), out)
+    if args.dry_run:
+        for point in points:
+            print(commands(point, overrides, args.split, args.eval_limit))
+        return 0
+    check_writable(out)
+    cli.on_interrupt(f"the finished points under {out / 'runs'} are kept; rerun the same "
+                     "command to continue")
+    with exclusive_lock(out, f"sweep folder {out}"):
         write_json(out / "sweep.json", {"config": args.config, "overrides": overrides,
                                         "points": [asdict(p) for p in points]})
         for i, point in enumerate(points, 1):
             log.info("point %d/%d: %s", i, len(points), Path(point.run_dir).name)
             run_point(point, overrides, args.split, args.eval_limit)
         ds = gather(points, out, args.config)
-    except (ConfigError, DatasetError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"{len(points)} points -> {out / 'sweep.nc'} (dims {dict(ds.sizes)})")
     return 0
 

@@ -22,6 +22,10 @@ Synthetic data: a config with a ``synthetic`` section (the tiny presets) whose
 ``data_root`` if given, else ``synthetic_cache`` if given, else
 ``<parent of out>/synthetic-cache/<H>x<W>-train<N>-val<M>-seed<S>`` (shared by sibling runs);
 it says so in the log.
+
+Errors (a bad value, an unwritable ``out``, a run directory another process is training
+in) print one line and exit 2; Ctrl-C exits 130 saying what was kept (:mod:`taskcodecs.cli`).
+A resume continues from the newest checkpoint that verifies (:mod:`taskcodecs.resume`).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from taskcodecs import cli
 from taskcodecs import distributed as D
+from taskcodecs.checkpoint import read_metadata_or_none
 from taskcodecs.config import ConfigError, apply_overrides, parse_overrides
 from taskcodecs.experiment_table import list_experiments, load_experiment
-from taskcodecs.run_links import read_run, resolve_links
+from taskcodecs.run_links import checkpoint_path, read_run, resolve_links
 from taskcodecs.train_config import TrainConfig
 from taskcodecs.train_outputs import (
     DEBUG_HASH_ENV,
@@ -94,9 +100,11 @@ def resolve_config(config: str | None, overrides: list[str] | Mapping[str, Any])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from taskcodecs.checkpoint import CheckpointError
-    from taskcodecs.data.errors import DatasetError
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
 
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.train",
                                      description=__doc__.split("\n\n")[0],
                                      epilog="experiments: " + ", ".join(list_experiments()),
@@ -109,12 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        train(resolve_config(args.config, args.overrides))
-    except (ConfigError, DatasetError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = resolve_config(args.config, args.overrides)
+    cli.on_interrupt(lambda: _kept(cfg.run_dir))
+    train(cfg)
     return 0
+
+
+def _kept(run_dir: Path) -> str:
+    """What an interrupted training run leaves: its checkpoints, and how to continue."""
+    last = read_metadata_or_none(checkpoint_path(run_dir, "last"))
+    if last is None:
+        return f"no checkpoint was written to {run_dir} yet"
+    return (f"{run_dir} keeps its checkpoints (last at step {last.get('step')}); continue with "
+            f"resume={run_dir}")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 Each experiment of :mod:`taskcodecs.experiment_table` is a YAML file holding one of these;
 :func:`taskcodecs.experiment_table.load_experiment` reads it. Invalid values raise
-:class:`~taskcodecs.config.ConfigError` naming the field and what was expected.
+:class:`~taskcodecs.config.ConfigError` naming the field and what was expected, when the
+config is built (before anything runs): counts and step budgets >= 1, every float finite
+(NaN and inf are refused), seeds in [0, 2**63).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +26,18 @@ class SyntheticData:
     height: int = 64
     width: int = 128
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val", "height", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"synthetic.{name} must be >= 1, got {getattr(self, name)}")
+        check_seed_value(self.seed, "synthetic.seed")
+
+
+def check_seed_value(seed: int, name: str = "seed") -> None:
+    """A seed is an integer in [0, 2**63); 0 is a seed like any other."""
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"{name} must be an integer in [0, 2**63) (0 is a seed), got {seed}")
 
 
 @dataclass
@@ -77,6 +92,11 @@ class TrainConfig:
     find_unused_parameters: bool = False  # DDP option, for models with unused branches
 
     def __post_init__(self) -> None:
+        for name in ("lr", "clip", "scale", "rate_weight", "reward_weight"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
+        check_seed_value(self.seed)
         for name in ("batch_size", "val_batch_size", "max_steps", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

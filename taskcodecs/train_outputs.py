@@ -2,8 +2,10 @@
 
 Run directory (``out``)::
 
-    config.yaml, config.json   the resolved TrainConfig (rewritten on resume)
+    config.yaml, config.json   the resolved TrainConfig (rewritten on resume, once the
+                               checkpoint resumed from has loaded: taskcodecs.resume)
     meta.json                  git commit, time, ...; one entry per resume under "resumed"
+                               (the checkpoint and step resumed from, checkpoints skipped)
     pip-freeze.txt             the interpreter's packages
     train.log                  the log lines of logger "taskcodecs.train"
     log.csv                    one row per log/validation event (:class:`CsvLog`), each
@@ -24,7 +26,6 @@ import hashlib
 import io
 import logging
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from taskcodecs import distributed as D
 from taskcodecs.checkpoint import unwrap_model
-from taskcodecs.config import ConfigError, config_to_dict, save_config
+from taskcodecs.config import ConfigError
 from taskcodecs.experiment_table import Experiment
-from taskcodecs.io import atomic_write_text, read_json, write_json
+from taskcodecs.io import atomic_write_text
+from taskcodecs.resume import ResumePoint, choose_resume, clean_run_dir
 from taskcodecs.run_links import checkpoint_path
-from taskcodecs.rundir import RunDir, git_commit, pip_freeze
+from taskcodecs.rundir import RunDir, pip_freeze
 from taskcodecs.train_config import TrainConfig
 
 log = logging.getLogger("taskcodecs.train")
@@ -52,37 +54,39 @@ def _pip_freeze() -> str:
     return pip_freeze()
 
 
-def prepare_run_dir(cfg: TrainConfig, exp: Experiment, is_main: bool) -> dict[str, Any] | None:
-    """Rank 0 (``is_main``) creates (or, resuming, updates) ``cfg.run_dir``; every rank reads
-    the resume checkpoint's metadata. Returns that metadata, or None for a fresh run."""
+def prepare_run_dir(cfg: TrainConfig, exp: Experiment, is_main: bool) -> ResumePoint | None:
+    """A fresh run: rank 0 (``is_main``) creates ``cfg.run_dir``; returns None. A resume:
+    every rank chooses the checkpoint to resume from (:func:`taskcodecs.resume.choose_resume`)
+    and nothing is written (:func:`taskcodecs.resume.commit_resume` does, later). Rank 0
+    attaches train.log and removes what killed writes left, holding the run's lock."""
     run_dir = cfg.run_dir
-    last = checkpoint_path(run_dir, "last")
     if cfg.resume:
-        if not last.with_suffix(".json").is_file():
-            raise ConfigError(f"resume={cfg.resume}: no last checkpoint at {last}.json")
         if is_main:
-            save_config(cfg, run_dir / "config.yaml")
-            write_json(run_dir / "config.json", config_to_dict(cfg))
-            meta = read_json(run_dir / "meta.json")
-            meta.setdefault("resumed", []).append(
-                {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "git_commit": git_commit()})
-            write_json(run_dir / "meta.json", meta)
-        return read_json(last.with_suffix(".json"))
+            attach_train_log(run_dir)
+            clean_run_dir(run_dir)
+        return choose_resume(run_dir)
+    last = checkpoint_path(run_dir, "last")
     if last.with_suffix(".json").is_file():
         raise ConfigError(f"out={run_dir} already holds a run ({last}.json); continue "
                           f"it with resume={run_dir} or choose another out=")
     if is_main:
         RunDir.create(run_dir, cfg, kind=f"{exp.role}:{exp.name}", freeze=False)
         atomic_write_text(run_dir / "pip-freeze.txt", _pip_freeze())
+        attach_train_log(run_dir)
+        clean_run_dir(run_dir)
     return None
 
 
-def open_logs(run_dir: Path, resume_step: int | None) -> tuple[CsvLog, SummaryWriter]:
-    """Rank 0's logs: train.log (a handler on the "taskcodecs.train" logger), log.csv and
-    TensorBoard, both cut back to ``resume_step`` when resuming."""
+def attach_train_log(run_dir: Path) -> None:
+    """Send the "taskcodecs.train" logger's lines to ``run_dir/train.log`` too (appending)."""
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
+
+
+def open_logs(run_dir: Path, resume_step: int | None) -> tuple[CsvLog, SummaryWriter]:
+    """Rank 0's metric logs: log.csv and TensorBoard, both cut back to ``resume_step`` when
+    resuming (train.log: :func:`attach_train_log`)."""
     return (CsvLog(run_dir / "log.csv", resume_step),
             SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step))
 

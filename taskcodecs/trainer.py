@@ -46,6 +46,8 @@ from taskcodecs import distributed as D
 from taskcodecs.checkpoint import load_checkpoint
 from taskcodecs.config import ConfigError, config_to_dict
 from taskcodecs.experiment_table import get_experiment
+from taskcodecs.io import check_writable, exclusive_lock
+from taskcodecs.resume import ResumePoint, commit_resume
 from taskcodecs.run_data import build_dataset, collate_for, ensure_data, move_to_device
 from taskcodecs.run_links import check_links, checkpoint_path
 from taskcodecs.run_models import build_model, save_run_checkpoint
@@ -137,7 +139,7 @@ class Trainer:
         self.val_indices = list(range(n_val))
         self.collate = collate_for(cfg.dataset)
 
-    def _model(self, resume_meta: dict[str, Any] | None) -> None:
+    def _model(self, resume: ResumePoint | None) -> None:
         cfg = self.cfg
         seed_everything(cfg.seed)  # identical initial weights on every rank
         self.model = build_model(cfg).to(self.device)
@@ -150,10 +152,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr) if self.params else None
         optimizers = {"adam": self.optimizer} if self.optimizer else {}
         rng_rows = None
-        if resume_meta is not None:
-            ckpt = load_checkpoint(checkpoint_path(self.run_dir, "last"), self.model, optimizers,
-                                   map_location=self.device)
-            state = resume_meta["trainer"]
+        if resume is not None and resume.which is not None:
+            ckpt = load_checkpoint(resume.path, self.model, optimizers, map_location=self.device)
+            state = ckpt["metadata"]["trainer"]
             self.step, self.bad_rounds = state["step"], state["bad_rounds"]
             self.best_value = state["best_value"] if state["best_value"] is not None else math.inf
             self.best_step = state["best_step"]
@@ -164,8 +165,8 @@ class Trainer:
                             "reseeding (the data order is still exact)",
                             rng_rows.shape[0], self.info.world_size)
                 rng_rows = None
-            log.info("resumed %s at step %d (best objective %.6g at step %s)",
-                     self.run_dir, self.step, self.best_value, self.best_step)
+            log.info("resumed %s at step %d from checkpoint %s (best objective %.6g at step %s)",
+                     self.run_dir, self.step, resume.which, self.best_value, self.best_step)
         if rng_rows is not None:
             D.set_rng_state(rng_rows[self.info.rank], self.device)
         else:
@@ -301,24 +302,32 @@ class Trainer:
     # .................................................................. run
 
     def run(self) -> Path:
+        with contextlib.ExitStack() as stack:
+            check_links(self.cfg)  # before anything is written
+            if self.info.is_main:  # rank 0 writes for all: one writer per run directory
+                check_writable(self.run_dir)  # an unwritable out= fails now, not after data
+                stack.enter_context(exclusive_lock(self.run_dir, f"run directory {self.run_dir}"))
+            return self._run()
+
+    def _run(self) -> Path:
         cfg = self.cfg
-        check_links(cfg)  # before anything is written
         root = self._data_root()
-        resume_meta = prepare_run_dir(cfg, self.exp, self.info.is_main)
-        D.barrier(self.info)
-        if self.info.is_main:
-            self.csv, self.tb = open_logs(self.run_dir,
-                                          resume_meta["trainer"]["step"] if resume_meta else None)
-        self._warn_cuda_options()
-        log.info("%s: %s; run dir %s; %d process(es) on %s", self.exp.name, self.exp.description,
-                 self.run_dir, self.info.world_size, self.device)
         try:
+            resume = prepare_run_dir(cfg, self.exp, self.info.is_main)  # a resume writes nothing
+            D.barrier(self.info)
+            self._warn_cuda_options()
+            log.info("%s: %s; run dir %s; %d process(es) on %s", self.exp.name,
+                     self.exp.description, self.run_dir, self.info.world_size, self.device)
             self._data(root)
-            self._model(resume_meta)
+            self._model(resume)
+            if self.info.is_main:  # the resume is going ahead: now record it
+                if resume is not None:
+                    commit_resume(cfg, resume)
+                self.csv, self.tb = open_logs(self.run_dir, self.step if resume else None)
             if not self.params:
                 log.info("%s has no trainable parameters: validating once, nothing to train",
                          self.exp.name)
-                if resume_meta is None:
+                if resume is None or resume.which is None:
                     self._validate(regular=False)
             elif self.step >= cfg.max_steps:
                 log.info("already at step %d >= max_steps=%d: nothing to do", self.step, cfg.max_steps)

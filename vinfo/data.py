@@ -2,7 +2,8 @@
 
 Inputs::
 
-    Z  representations   [N, D] vectors, or [N, C_z, h, w] latent grids; finite numbers
+    Z  representations   [N, D] vectors, or [N, C_z, h, w] latent grids; finite real
+                         numbers (complex and object arrays are refused, never cast)
     Y  targets           [N] or [N, D] per sample, or [N, C, H, W] dense ([N, H, W] is read
                          as one channel) with H = s·h and W = s·w for one integer stride s
 
@@ -108,6 +109,12 @@ def check_inputs(
     for name, a in ((z_name, z), (y_name, y)):
         if a.size == 0:
             raise VinfoInputError(f"{name}: empty array of shape {a.shape}")
+        if np.issubdtype(a.dtype, np.complexfloating):  # never cast silently to the real part
+            raise VinfoInputError(f"{name}: complex values (dtype {a.dtype}); expected real "
+                                  "numbers (pass the real part or magnitude explicitly)")
+        if a.dtype == object:
+            raise VinfoInputError(f"{name}: an object array (dtype object); expected a numeric "
+                                  "array (objects are never unpickled or converted)")
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise VinfoInputError(f"{name}: expected numbers, got dtype {a.dtype}")
         if np.issubdtype(a.dtype, np.inexact) and not np.isfinite(a).all():

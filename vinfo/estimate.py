@@ -121,27 +121,31 @@ def estimate(
 def write_outputs(
     ds: xr.Dataset, cfg: VinfoConfig, out_dir: str | Path, log: Callable[[str], None] | None = None
 ) -> dict[str, Path]:
-    """Write vinfo.nc, vinfo.csv, config.yaml and (if vinfo.report exists) the report."""
+    """Write vinfo.nc, vinfo.csv, config.yaml and (if vinfo.report exists) the report as one
+    set (:func:`taskcodecs.io.publish_set`): a reader of ``out_dir`` sees the previous set or
+    this one, never a mix, whatever interrupts the write; a second writer is refused."""
     import importlib.util
 
     from taskcodecs.config import save_config
-    from taskcodecs.io import atomic_write, atomic_write_text
+    from taskcodecs.io import atomic_write, atomic_write_text, publish_set
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "netcdf": atomic_write(out / "vinfo.nc", lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf")),
-        "csv": atomic_write_text(out / "vinfo.csv", table_csv(ds)),
-        "config": save_config(cfg, out / "config.yaml"),
-    }
-    if importlib.util.find_spec("vinfo.report") is None:
-        if log is not None:
-            log("vinfo.report is not available: wrote vinfo.nc and vinfo.csv without a report")
-    else:
-        from vinfo.report import write_report
+    def write(stage: Path) -> dict[str, Path]:
+        paths = {
+            "netcdf": atomic_write(stage / "vinfo.nc",
+                                   lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf")),
+            "csv": atomic_write_text(stage / "vinfo.csv", table_csv(ds)),
+            "config": save_config(cfg, stage / "config.yaml"),
+        }
+        if importlib.util.find_spec("vinfo.report") is None:
+            if log is not None:
+                log("vinfo.report is not available: wrote vinfo.nc and vinfo.csv without a report")
+        else:
+            from vinfo.report import write_report
 
-        paths.update(write_report(ds, out))
-    return paths
+            paths.update(write_report(ds, stage))
+        return paths
+
+    return publish_set(out_dir, write, what="vinfo output")
 
 
 # ---------------------------------------------------------------------------- command line
@@ -215,9 +219,23 @@ def _log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    from taskcodecs import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    from taskcodecs import cli
+    from taskcodecs.io import check_writable, exclusive_lock
+
     args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_args(args)
+    cfg = config_from_args(args)
+    if cfg.max_steps < 1:  # 0 would report I_V from untrained probes
+        raise ConfigError(f"max_steps (--max-steps) must be >= 1, got {cfg.max_steps}")
+    check_writable(cfg.out)  # before any fitting
+    cli.on_interrupt(f"nothing was written ({cfg.out} keeps its previous outputs, if any)")
+    with exclusive_lock(cfg.out, f"vinfo output folder {cfg.out}"):  # refuse a 2nd writer now
         if args.codec or args.dataset or args.target:
             ds, cfg = _estimate_codec(args, cfg)
         elif bool(cfg.representations) != bool(cfg.targets):
@@ -234,9 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             cfg = apply_overrides(cfg, {"source": cfg.source or source})
             ds = estimate(z, y, config=cfg, log=_log)
         paths = write_outputs(ds, cfg, cfg.out, _log)
-    except (VinfoInputError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     table = ds[["h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high"]].to_dataframe()
     print(f"I_V in {ds['vinfo'].attrs['units']}:\n{table.to_string(float_format='%.4f')}")
     for name, path in paths.items():

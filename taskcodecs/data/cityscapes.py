@@ -49,6 +49,7 @@ from taskcodecs.data.transforms import (
     draw_flip,
     hflip,
     open_image,
+    open_rgb_image,
     resize_disparity,
     resize_image,
     resize_nearest,
@@ -194,7 +195,7 @@ class CityscapesDataset(Dataset):
     def _load(self, index: int) -> dict:
         """Decode image and requested targets of one item, checked and resized to ``scale``."""
         image_path = self.image_paths[index]
-        pil_image = open_image(image_path, "image")
+        pil_image = open_rgb_image(image_path, "image")
         item = {"image": rgb_to_tensor(pil_image)}
         if "disparity" in self.targets:
             path = self.disparity_paths[index]

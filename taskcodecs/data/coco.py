@@ -53,7 +53,13 @@ from torch.utils.data import Dataset
 
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.labels import VOC_COCO_IDS
-from taskcodecs.data.transforms import draw_flip, hflip, hflip_boxes, open_image, rgb_to_tensor
+from taskcodecs.data.transforms import (
+    draw_flip,
+    hflip,
+    hflip_boxes,
+    open_rgb_image,
+    rgb_to_tensor,
+)
 from taskcodecs.io import read_json
 from taskcodecs.seeding import check_seed
 
@@ -243,7 +249,7 @@ class CocoDetection(Dataset):
         if not path.is_file():
             raise DatasetError(f"{path}: image file not found (image id {image_id} in "
                                f"{self.annotation_path})")
-        pil_image = open_image(path, "image")
+        pil_image = open_rgb_image(path, "image")
         expected = (record.get("width"), record.get("height"))
         if None not in expected and tuple(pil_image.size) != expected:
             raise DatasetError(f"{path}: image is {pil_image.width}x{pil_image.height} (WxH) but "

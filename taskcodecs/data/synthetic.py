@@ -294,37 +294,35 @@ def _summarise(out: Path, tasks, results, seed: int, height: int, width: int) ->
     return summary
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    from taskcodecs import cli  # light: no torch
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    from taskcodecs import cli
+
     parser = argparse.ArgumentParser(
         prog="python -m taskcodecs.data.synthetic",
         description="Render synthetic street scenes in the Cityscapes and COCO 2017 layouts.")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--train", required=True, type=_positive_int, help="training images")
-    parser.add_argument("--val", required=True, type=_positive_int, help="validation images")
-    parser.add_argument("--height", required=True, type=_positive_int, help="pixels")
-    parser.add_argument("--width", required=True, type=_positive_int, help="pixels")
-    parser.add_argument("--seed", required=True, type=int, help="integer seed (0 is a seed)")
-    parser.add_argument("--workers", type=_positive_int, default=None,
+    parser.add_argument("--train", required=True, type=cli.positive_int, help="training images")
+    parser.add_argument("--val", required=True, type=cli.positive_int, help="validation images")
+    parser.add_argument("--height", required=True, type=cli.positive_int, help="pixels")
+    parser.add_argument("--width", required=True, type=cli.positive_int, help="pixels")
+    parser.add_argument("--seed", required=True, type=cli.seed, help="integer seed (0 is a seed)")
+    parser.add_argument("--workers", type=cli.positive_int, default=None,
                         help="worker processes (default: min(2, cpu count))")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty directory, replacing files")
     args = parser.parse_args(argv)
-    try:
-        summary = generate_dataset(args.out, train=args.train, val=args.val,
-                                   height=args.height, width=args.width, seed=args.seed,
-                                   workers=args.workers, overwrite=args.overwrite)
-    except (ValueError, TypeError) as err:
-        parser.error(str(err))
+    cli.on_interrupt(f"{args.out} holds a partial dataset (dataset.json, written last, is "
+                     "missing); rerun the command with --overwrite")
+    summary = generate_dataset(args.out, train=args.train, val=args.val,
+                               height=args.height, width=args.width, seed=args.seed,
+                               workers=args.workers, overwrite=args.overwrite)
     splits = ", ".join(f"{k}: {v['images']} images, {v['instances']} instances"
                        for k, v in summary["splits"].items())
     print(f"wrote {args.out} ({splits})")

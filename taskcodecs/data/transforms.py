@@ -49,6 +49,32 @@ def open_image(path: Path, what: str = "image") -> Image.Image:
         raise DatasetError(message) from err
 
 
+# modes with more than 8 bits per sample: refused as RGB inputs rather than clipped to 255
+_DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;32", "RGB;16", "RGBA;16")
+
+
+def open_rgb_image(path: Path, what: str = "image") -> Image.Image:
+    """:func:`open_image` for an RGB input, refusing more than 8 bits per channel.
+
+    The rule: 8-bit images of any layout are converted to RGB by :func:`rgb_to_tensor`
+    (grayscale replicated, palette expanded, alpha dropped, CMYK converted); images with
+    more bits per sample -- 16-bit PNGs (grayscale or RGB; Pillow would silently reduce a
+    16-bit RGB PNG to 8 bits), 32-bit integer or float TIFFs -- are a :class:`DatasetError`:
+    the codecs code 8-bit RGB, and no scaling is guessed (convert them to 8 bits first).
+    """
+    path = Path(path)
+    image = open_image(path, what)
+    with path.open("rb") as handle:
+        header = handle.read(26)
+    png = header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR" and len(header) > 24
+    depth = header[24] if png else None  # the IHDR bit depth (per sample)
+    if image.mode in _DEEP_MODES or (depth is not None and depth > 8):
+        bits = f"{depth}-bit" if depth is not None and depth > 8 else f"PIL mode {image.mode}"
+        raise DatasetError(f"{path}: {what} has more than 8 bits per channel ({bits}); expected "
+                           "an 8-bit image: convert it to 8 bits first (no scaling is guessed)")
+    return image
+
+
 def rgb_to_tensor(image: Image.Image) -> torch.Tensor:
     """Any PIL image (grayscale, palette, RGBA, CMYK, RGB) -> float32 [3, H, W] in [0, 1]."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -16,7 +16,10 @@ Streams. :class:`SymbolWriter` buffers symbols into one ``BufferedRansEncoder`` 
 ends it with a 16-bit check value; :class:`SymbolReader` decodes that stream defensively:
 it checks the stream length, pads the stream with zeros so that a garbage payload can at
 worst give garbage symbols (CompressAI's decoder does not bounds-check its reads), rejects
-implausibly large symbols early, and compares the check value at the end. The caller
+implausibly large symbols early, compares the check value at the end, and finally re-encodes
+the decoded symbols (cheap: no model involved) to require that the stream is exactly their
+encoding -- so bytes appended after the rANS stream's end, which the decoder never reads,
+are an error too. The caller
 derives the check value from everything the decoder must share with the encoder (latent
 shape, model parameters, side input), so garbage, a desynchronized decoder, a wrong shape,
 a different model or different side information is detected with probability 1 - 2**-16.
@@ -234,6 +237,8 @@ class SymbolReader:
         padding = bytes(16 * len(stream) + 4 * total + 65536)
         self._decoder = RansDecoder()
         self._decoder.set_stream(stream + padding)
+        self._stream = stream
+        self._reads: list[tuple[Tensor, Tensor, CodingTables]] = []
 
     def read(self, indexes: Tensor, tables: CodingTables) -> Tensor:
         """Decode one symbol per entry of ``indexes`` (table ids); same shape, int64."""
@@ -248,6 +253,7 @@ class SymbolReader:
                 "entropy-coded stream decodes to out-of-range symbols: corrupt payload or "
                 "encoder/decoder mismatch"
             )
+        self._reads.append((symbols, indexes, tables))
         return symbols
 
     def finish(self, check: int) -> None:
@@ -259,6 +265,22 @@ class SymbolReader:
             raise BitstreamError(
                 "entropy-coded stream failed its end check: corrupt payload, or the decoder "
                 "differs from the encoder (latent shape, model parameters or side information)"
+            )
+        # the stream must be exactly the encoding of what it decoded to: rANS never reads
+        # bytes after its end, so this is what catches bytes appended inside a payload
+        writer, runs = SymbolWriter(), []
+        for symbols, indexes, tables in self._reads[:-1]:  # one write per run of one table set
+            if runs and runs[-1][2] is tables:
+                runs[-1][0].append(symbols.reshape(-1))
+                runs[-1][1].append(indexes.reshape(-1))
+            else:
+                runs.append(([symbols.reshape(-1)], [indexes.reshape(-1)], tables))
+        for symbols, indexes, tables in runs:
+            writer.write(torch.cat(symbols), torch.cat(indexes), tables)
+        if writer.finish(check) != self._stream:
+            raise BitstreamError(
+                f"entropy-coded stream of {len(self._stream)} bytes is not the encoding of the "
+                "symbols it decodes to (bytes appended or changed after its end): corrupt payload"
             )
 
 

@@ -128,14 +128,16 @@ def test_corrupt_enhancement_leaves_the_base_decodable():
     assert base_only.to_bytes() == _stream(layers={"base": BASE})
 
 
-def test_stream_truncated_after_the_base_still_gives_the_base():
+def test_stream_truncated_after_the_base_is_rejected_whatever_is_decoded():
     data = _stream()
     cut = data[: _payload_offset(data, "enhancement")]
-    assert unpack(cut, layers=("base",)).layers == {"base": BASE}
-    with pytest.raises(BitstreamError, match="layer 'enhancement' truncated"):
-        unpack(cut)
-    with pytest.raises(BitstreamError, match="layer 'enhancement' truncated"):
-        unpack(cut, layers=("enhancement",))
+    for layers in (None, ("base",), ("enhancement",), ()):
+        with pytest.raises(BitstreamError, match="layer 'enhancement' truncated"):
+            unpack(cut, layers=layers)
+    # sending the base alone is a re-packed stream whose header declares only the base
+    assert unpack(unpack(data).to_bytes()).layers == unpack(data).layers
+    base_only = Bitstream(**{**unpack(data).__dict__, "layers": {"base": BASE}}).to_bytes()
+    assert unpack(base_only, layers=("base",)).layers == {"base": BASE}
 
 
 def test_truncation_at_every_byte_offset_raises_bitstream_error():
@@ -164,11 +166,12 @@ def test_corrupt_preamble_fails_the_base_crc_even_when_reading_the_base_alone():
         unpack(bytes(data), layers=("base",))
 
 
-def test_trailing_bytes_are_rejected_unless_reading_selected_layers():
-    data = _stream() + b"\x00"
-    with pytest.raises(BitstreamError, match="1 trailing bytes"):
-        unpack(data)
-    assert unpack(data, layers=("base", "enhancement")).layers["enhancement"] == ENHANCEMENT
+def test_trailing_bytes_are_rejected_whatever_layers_are_read():
+    data = _stream()
+    for extra in (b"\x00", b"garbage" * 3, data):  # appended bytes, two concatenated streams
+        for layers in (None, ("base",), ("base", "enhancement"), ()):
+            with pytest.raises(BitstreamError, match=f"{len(extra)} trailing bytes"):
+                unpack(data + extra, layers=layers)
 
 
 def test_wrong_magic_version_and_codec_name_expected_and_found():
