@@ -45,11 +45,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from taskcodecs.models.context import MaskedConv2d
-from vinfo.targets import MAX_LOG_SCALE, MIN_LOG_SCALE, Target, log1mexp
+from vinfo.targets import MAX_LOG_SCALE, MIN_LOG_SCALE, Target
 
 __all__ = ["ARCore", "ar_parameter_count"]
 
 HALF_RANGE = 127.5  # 8-bit values v <-> (v - 127.5) / 127.5 in [-1, 1]
+EDGE = 1e4  # an edge bin's open side, in scale units: its sigmoid is exactly 1
 
 
 def ar_parameter_count(target: Target, mixtures: int) -> int:
@@ -125,40 +126,45 @@ class ARCore(nn.Module):
                                     reduction="none").reshape(y.shape)
         else:
             value = -self._mixture_logp(out, y)
-        return torch.where(mask, value, torch.zeros_like(value))
+        return value.masked_fill(~mask, 0.0)
 
     def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """[B, P, H, W] -> logits [B, K, H, W], means and log-scales [B, C, K, H, W],
-        coefficients [B, C(C-1)/2, K, H, W]."""
+        coefficients: C(C-1)/2 tensors [B, K, H, W]. (split/unbind, whose backward
+        concatenates, instead of slices, whose backward zero-fills the whole output.)"""
         b, _, h, w = out.shape
         c, k = self.channels, self.mixtures
-        logits = out[:, :k]
-        main = out[:, k : k + 2 * c * k].reshape(b, c, 2, k, h, w)
-        coeffs = torch.tanh(out[:, k + 2 * c * k :]).reshape(b, -1, k, h, w)
-        return logits, main[:, :, 0], main[:, :, 1], coeffs
+        n_coeffs = out.shape[1] - k - 2 * c * k
+        logits, main, coeffs = torch.split(out, [k, 2 * c * k, n_coeffs], dim=1)
+        means, log_scales = main.reshape(b, c, 2, k, h, w).unbind(2)
+        coeffs = torch.tanh(coeffs).reshape(b, -1, k, h, w).unbind(1) if n_coeffs else ()
+        return logits, means, log_scales, coeffs
 
     def _mixture_logp(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log P(y_c | y_<c, context) per sub-pixel [B, C, H, W] (chain rule, see above)."""
         logits, means, log_scales, coeffs = self._split(out)
-        scaled = (y.to(out.dtype) - HALF_RANGE) / HALF_RANGE  # [B, C, H, W]
+        scaled = ((y.to(out.dtype) - HALF_RANGE) / HALF_RANGE).unsqueeze(2).unbind(1)
         shifted, j = [], 0
-        for c in range(self.channels):  # channel c's means move with the channels before it
-            mean = means[:, c]
+        for c, mean in enumerate(means.unbind(1)):  # channel c's means move with earlier ones
             for prev in range(c):
-                mean = mean + coeffs[:, j] * scaled[:, prev : prev + 1]
+                mean = mean + coeffs[j] * scaled[prev]
                 j += 1
             shifted.append(mean)
-        mean = HALF_RANGE + HALF_RANGE * torch.stack(shifted, 1)  # 8-bit units
+        mean = HALF_RANGE + HALF_RANGE * torch.stack(shifted, 1)  # 8-bit units [B, C, K, H, W]
         log_s = (log_scales + math.log(HALF_RANGE)).clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
         inv_s = torch.exp(-log_s)
         v = y.to(out.dtype).unsqueeze(2)  # [B, C, 1, H, W]
-        upper, lower = (v + 0.5 - mean) * inv_s, (v - 0.5 - mean) * inv_s
-        first, last = F.logsigmoid(upper), F.logsigmoid(-lower)
-        middle = first + last + log1mexp(inv_s)
-        logp = torch.where(v <= 0, first, torch.where(v >= 255, last, middle))  # [B,C,K,H,W]
+        # log P(bin) = log sigmoid(upper) + log sigmoid(-lower) + log(1 - exp(-(upper - lower)))
+        # with the edge bins' open sides pushed to +-EDGE (their terms become 0): one
+        # expression for every bin, no branches
+        top, bottom = (v >= 255).to(out.dtype) * EDGE, (v <= 0).to(out.dtype) * EDGE
+        centred = (v - mean) * inv_s
+        half = 0.5 * inv_s
+        logp = (F.logsigmoid(centred + half + top) + F.logsigmoid(half - centred + bottom)
+                + torch.log(-torch.expm1(-(inv_s + top + bottom))))  # [B, C, K, H, W]
         joint = F.log_softmax(logits, dim=1).unsqueeze(1) + torch.cumsum(logp, dim=1)
         total = torch.logsumexp(joint, dim=2)  # log P(y_1..y_c) [B, C, H, W]
-        return torch.cat([total[:, :1], total[:, 1:] - total[:, :-1]], 1)
+        return total - F.pad(total, (0, 0, 0, 0, 1, 0))[:, :-1]  # log P(y_c | y_<c)
 
     # ------------------------------------------------------------------ start
     def _marginal_bias(self, target: Target, y: torch.Tensor, mask: torch.Tensor

@@ -71,6 +71,7 @@ from vinfo.fitting import (
     minibatch_plan,
     new_probe,
     next_budget,
+    still_improving,
 )
 from vinfo.grouped import MemberStack, group_modules, stacked_target
 from vinfo.targets import Target
@@ -183,6 +184,8 @@ class _BatchedFit:
         while stack.members:
             step += 1
             rows = self.plan[(step - 1) % self.plan.shape[0]]
+            for group in stack.optimizer.param_groups:
+                group["lr"] = s.lr_at(step)
             stack.optimizer.zero_grad(set_to_none=True)
             losses = stack.losses(*self._inputs(rows), self._chunk())
             broken = {stack.members[r] for r in
@@ -195,10 +198,11 @@ class _BatchedFit:
                 self._evaluate(step, broken)
             stopped = set(broken) | {m for m in stack.members if self.bad[m] >= s.patience}
             for m in due - stopped:
-                self.budget[m] = next_budget(step, self.bad[m], s)
+                self.budget[m] = next_budget(step, self.best_step[m], s)
                 if self.budget[m] == step:
                     stopped.add(m)
-                    self.at_cap[m] = step >= s.limit and self.bad[m] == 0
+                    self.at_cap[m] = step >= s.limit and still_improving(self.best_step[m],
+                                                                         step)
             for m in stopped:
                 self.steps_run[m] = step
             rows_kept = [r for r, m in enumerate(stack.members) if m not in stopped]
@@ -241,7 +245,7 @@ class _BatchedFit:
             m = stack.members[r]
             self.best_val[m], self.best_step[m], self.bad[m] = values[r], step, 0
             self.best_state[m] = {name: t[i] for name, t in state.items()}
-        if step > 0:
+        if step > self.settings.warmup:  # evaluations in the warm-up cost no patience
             for r, m in enumerate(stack.members):
                 if r not in better and m not in skip:
                     self.bad[m] += 1

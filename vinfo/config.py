@@ -64,6 +64,7 @@ class VinfoConfig:
     context_kernel: int = FitSettings.context_kernel
     mixtures: int = FitSettings.mixtures
     label_embedding: int = FitSettings.label_embedding
+    warmup_steps: int = FitSettings.warmup_steps  # -1: max_steps // 5
     num_classes: int | None = None
     ignore_value: float | None = None
     discretized_dist: Literal["logistic", "gaussian"] = "logistic"
@@ -122,7 +123,7 @@ def check_config(cfg: VinfoConfig) -> None:
                      ("batch_size", 0), ("eval_every", 1), ("patience", 1),
                      ("eval_batch_size", 1), ("curve_points", 1), ("curve_min_size", 2),
                      ("map_examples", 0), ("synthesis_blocks", 0), ("context_width", 1),
-                     ("mixtures", 1), ("label_embedding", 1)):
+                     ("mixtures", 1), ("label_embedding", 1), ("warmup_steps", -1)):
         if getattr(cfg, key) < low:
             raise ConfigError(f"{key}: expected an integer >= {low}, got {getattr(cfg, key)}")
     if 0 < cfg.step_limit < cfg.max_steps:

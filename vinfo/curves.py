@@ -3,9 +3,9 @@
 For a family, the fold-0 training pool is put in the first refit seed's order. For each
 training-set size t in a log-spaced ladder ``t_1 < ... < t_T = |pool|`` the null and the
 conditional probe are fitted on the first t samples of that order (their own fit/validation
-split, the same shares as the main fit; the nulls from the shared null bank, each
-conditional started from its prefix's null; batched with :mod:`vinfo.batched`, which trains
-prefixes of similar size together) and scored on the evaluation split::
+split, the same shares as the main fit, fitted as :func:`vinfo.pvi.fit_family` fits the main
+probes; batched with :mod:`vinfo.batched`, which trains prefixes of similar size together)
+and scored on the evaluation split::
 
     curve_h_null[t], curve_h_cond[t]      held-out bits per unit (scales profiled)
     curve_vinfo[t] = curve_h_null[t] - curve_h_cond[t]
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vinfo.batched import ProbeJob, fit_probes
 from vinfo.fitting import (
     FitSettings,
     ProbeData,
@@ -35,7 +34,7 @@ from vinfo.fitting import (
     split_stats,
 )
 from vinfo.mdl import Codelength, block_codelength, reference_codelength
-from vinfo.pvi import FamilyRun, NullSource
+from vinfo.pvi import FamilyRun, NullSource, fit_family
 from vinfo.targets import Target
 
 LN2 = math.log(2.0)
@@ -66,8 +65,7 @@ def curves_and_mdl(
     guard_share: float = 0.5, log: Callable[[str], None] | None = None,
 ) -> CurveResult:
     """Prefix fits of ``run``'s family on fold 0 (``run.first_order``), see module docstring;
-    the prefix nulls come from ``nulls`` (the shared null bank: one per prefix for every
-    family of a likelihood), each conditional starts from its prefix's null."""
+    null and conditional of each prefix as :func:`vinfo.pvi.fit_family` fits them."""
     order = run.first_order
     spec, batch = run.spec, settings.eval_batch_size
     main_null, main_cond = run.first_fits
@@ -78,10 +76,8 @@ def curves_and_mdl(
         if size != len(order):
             fit_idx, val_idx = head_tail(order, int(size), val_share)
             prefixes.append((fit_idx, select_guard(val_idx, guard_share)[0]))
-    null_fits = nulls([ProbeJob(f, v, seed, null=True) for f, v in prefixes])
-    cond_fits = fit_probes(spec, target, data, [
-        ProbeJob(f, v, seed, init=null.probe) for (f, v), null in zip(prefixes, null_fits)],
-        settings)
+    null_fits, cond_fits = fit_family(spec, target, data, [(seed, f, v) for f, v in prefixes],
+                                      settings, nulls)
     fitted = iter(zip(null_fits, cond_fits))
     for k, size in enumerate(sizes):
         if size == len(order):

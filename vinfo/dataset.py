@@ -108,7 +108,10 @@ def to_dataset(
         "vinfo_seed": var(fam_seed, seed_values, per_unit),
         "vinfo_seed_std": var(fam, seed_std, per_unit, long_name="std over refit seeds (ddof 1)"),
         "collapsed": var(fam, [e.collapsed for e in estimates], "1",
-                         long_name="conditional probe did not beat the null on the guard split"),
+                         long_name="the conditional probes did not beat their nulls on the "
+                                   "guard split (one-sided t test, 5%)"),
+        "guard_t": var(fam, [e.guard_t for e in estimates], "1",
+                       long_name="t statistic of the mean guard-split PVI"),
         "negative": var(fam, vinfo < 0, "1", long_name="raw estimate below 0"),
         "n_parameters": var(fam, [r.n_parameters for r in runs], "parameters"),
         "train_steps": var(fam, budget, "steps",
@@ -202,8 +205,9 @@ def to_dataset(
         "null_shared": ("one fitted null per (likelihood, refit seed, fold) serves every "
                         "family of that likelihood (vinfo.families: their null families "
                         "coincide); conditional probes start from it"),
-        "guard": ("collapsed = the conditional did not beat the null on the guard split "
-                  f"({info.get('n_guard', 0)} samples that selected neither checkpoint"
+        "guard": ("collapsed = the conditional probes did not beat their nulls on the guard "
+                  "split in a one-sided t test at 5% on the per-sample PVI "
+                  f"({info.get('n_guard', 0)} samples per seed that selected neither checkpoint"
                   f"{'' if info.get('n_guard', 0) else ': none, the selection split reused'})"),
         "scale_note": ("gaussian/laplace scales: learned while fitting, profiled (MLE on the "
                        "scored split) when scoring; MDL uses the learned scale"),

@@ -16,15 +16,16 @@ seeds includes training-data variation.
 A probe is a *core* and, for a conditional member, a *Z pathway* (:mod:`vinfo.families`).
 The null is the core alone; a conditional member starts from its fitted null (the core's
 parameters copied, the Z pathway's head at zero), so at step 0 it *is* its null. Probes train
-with Adam (full batch, or minibatches of ``batch_size``), are scored on ``select`` every
-``eval_every`` steps, keep their best checkpoint (step 0 included) and stop after
-``patience`` evaluations without improvement.
+with Adam (full batch, or minibatches of ``batch_size``; the learning rate warms up
+linearly over the first ``warmup_steps``, whose evaluations cost no patience), are scored on
+``select`` every ``eval_every`` steps, keep their best checkpoint (step 0 included) and stop
+after ``patience`` evaluations without improvement.
 
 The budget grows. Training starts with a budget of ``max_steps``; when a probe reaches its
-budget while its latest evaluation was its best so far (it is still improving), the budget
-doubles, up to ``step_limit`` (0: 8 x ``max_steps``). A probe that reaches the limit still
-improving is reported ``at_cap``: under-trained, not converged (DESIGN §2: a gap between rungs
-is a capacity effect only if every rung has converged).
+budget while still improving (its best checkpoint in the second half of the budget), the
+budget doubles, up to ``step_limit`` (0: 8 x ``max_steps``). A probe that reaches the limit
+still improving is reported ``at_cap``: under-trained, not converged (DESIGN §2: a gap between
+rungs is a capacity effect only if every rung has converged).
 
 Closed forms (factorized Gaussian targets, float64, :func:`vinfo.ridge.ridge_solve`): the
 null is the fit split's mean (per position for dense targets: the positional null's MLE)
@@ -80,11 +81,23 @@ class FitSettings:
     context_kernel: int = 5  # its masked (type A) convolution, k x k
     mixtures: int = 3  # discretized autoregressive likelihood: logistic components
     label_embedding: int = 4  # categorical autoregressive context: dims per label
+    warmup_steps: int = -1  # linear learning-rate warm-up (-1: max_steps // 5)
 
     @property
     def limit(self) -> int:
         """The budget's hard limit in steps."""
         return self.step_limit if self.step_limit > 0 else 8 * self.max_steps
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps; evaluations during the warm-up do not count against patience."""
+        return self.max_steps // 5 if self.warmup_steps < 0 else self.warmup_steps
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (1-based): warm-up, then ``lr``. The warm-up
+        keeps Adam's first, sign-sized steps from kicking a probe that starts at a fitted
+        null away from it (a restart would otherwise lose what the null had learnt)."""
+        return self.lr * min(1.0, step / self.warmup) if self.warmup > 0 else self.lr
 
 
 @dataclass
@@ -158,20 +171,27 @@ class Probe(nn.Module):
     :meth:`stat` the per-value statistic."""
 
     def __init__(self, core: nn.Module, zpath: nn.Module | None,
-                 log_scale: torch.Tensor | None) -> None:
+                 log_scale: torch.Tensor | None, blind: bool = False) -> None:
         super().__init__()
         self.core = core
         self.zpath = zpath
         self.log_scale = None if log_scale is None else nn.Parameter(log_scale.clone())
+        self.blind = blind  # the Z pathway is fed zeros: the null of a jointly trained member
 
     @property
     def null(self) -> bool:
-        return self.zpath is None
+        return self.zpath is None or self.blind
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters [B, P·C, ...]; ``y``/``mask`` may be omitted for factorized cores."""
-        features = None if self.zpath is None else self.zpath(z)
+        if self.zpath is None:
+            features = None
+        elif self.blind:  # Z zeroed: one fixed map, computed once and broadcast
+            one = self.zpath(torch.zeros_like(z[:1]))
+            features = one.expand(z.shape[0], *one.shape[1:])
+        else:
+            features = self.zpath(z)
         return self.core(features, y, mask, z.shape[0])
 
     def stat(self, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -288,10 +308,16 @@ def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> tor
     return torch.stack(steps) if steps else torch.empty(0, batch, dtype=torch.long)
 
 
-def next_budget(budget: int, bad: int, settings: FitSettings) -> int:
-    """The budget after a probe reached ``budget`` with ``bad`` evaluations since its best:
-    doubled (up to the limit) while it still improves (``bad == 0``), else unchanged (stop)."""
-    if bad == 0 and budget < settings.limit:
+def still_improving(best_step: int, budget: int) -> bool:
+    """A probe is still improving at its budget when its best checkpoint lies in the second
+    half of the budget (robust to a noisy last evaluation)."""
+    return best_step > budget // 2
+
+
+def next_budget(budget: int, best_step: int, settings: FitSettings) -> int:
+    """The budget after a probe reached ``budget`` with its best checkpoint at ``best_step``:
+    doubled (up to the limit) while it still improves, else unchanged (it stops)."""
+    if still_improving(best_step, budget) and budget < settings.limit:
         return min(2 * budget, settings.limit)
     return budget
 
@@ -328,6 +354,8 @@ def fit_probe(
             b = plan[step - 1].to(data.z.device)
             z, y, mask = data.z[b], data.y[b], data.mask[b]
         probe.train()
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr_at(step)
         loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
         if not torch.isfinite(loss):
             note += f"; non-finite loss at step {step}, kept step {best_step}"
@@ -340,14 +368,15 @@ def fit_probe(
             if val < best_val - 1e-7 * max(1.0, abs(best_val)):
                 best_val, best_step, bad = val, step, 0
                 best_state = copy.deepcopy(probe.state_dict())
-            else:
+            elif step > settings.warmup:
                 bad += 1
                 if bad >= settings.patience:
                     break
             if step == budget:
-                budget = next_budget(budget, bad, settings)
+                budget = next_budget(budget, best_step, settings)
     probe.load_state_dict(best_state)
-    at_cap = step >= settings.limit and bad == 0 and settings.max_steps > 0
+    at_cap = (step >= settings.limit and settings.max_steps > 0
+              and still_improving(best_step, settings.limit))
     return FitResult(probe, best_val, best_step, step, "adam", note, at_cap, budget)
 
 

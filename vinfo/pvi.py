@@ -14,27 +14,33 @@ pooled: per channel, the sum of losses over all held-out valid values divided by
 count, then summed over channels. The per-sample PVI of a dense target is the mean over that
 sample's valid pixels (summed over channels); a per-pixel PVI map is kept for a few samples.
 
-:func:`run_family` takes the family's null for every (fold, refit seed) from the shared null
-bank (:mod:`vinfo.nulls`: one null serves every rung of a likelihood), fits the conditional
-probes from them (all in one batched call, :mod:`vinfo.batched`, unless ``settings.batched``
-is off), scores the evaluation samples and the guard split, and returns per-seed NLL sums
+:func:`run_family` fits the family's null and conditional probe for every (fold, refit seed)
+(:func:`fit_family`: factorized families take their null from the shared null bank,
+:mod:`vinfo.nulls`, one null for every rung, and fit the conditionals from it in one batched
+call, :mod:`vinfo.batched`; autoregressive families train null and conditional as one
+member with Z dropout, :mod:`vinfo.joint`), scores the evaluation samples and the guard
+split, and returns per-seed NLL sums
 [seed, sample, channel] in nats (gaussian/laplace scales profiled per seed on all
 evaluation values, see vinfo.targets).
 
-The guard (:func:`summarize`): the family *collapsed to its null* when the conditional
-probes did not beat their nulls on the guard split, samples that selected neither
-checkpoint (:func:`vinfo.fitting.select_guard`); the guarded estimate is then 0, and it is
-never below 0 (max(I_V, 0) otherwise). The raw I_V is reported beside it, never clipped.
+The guard (:func:`guard_test`): the family *collapsed to its null* unless its conditional
+probes beat their nulls on the guard split — samples that selected neither checkpoint
+(:func:`vinfo.fitting.select_guard`) — significantly: the mean per-sample PVI there must be
+positive in a one-sided t test at ``guard_level`` (5 %; an improvement that noise explains
+does not count). The guarded estimate is then 0, and it is never below 0 (max(I_V, 0)
+otherwise). The raw I_V is reported beside it, never clipped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from vinfo.batched import ProbeJob, fit_probes
 from vinfo.families import FamilySpec, count_parameters
@@ -49,10 +55,11 @@ from vinfo.fitting import (
     select_guard,
     split_stats,
 )
+from vinfo.joint import fit_joint
 from vinfo.targets import Target
 
 LN2 = math.log(2.0)
-NullSource = Callable[[list[ProbeJob]], list[FitResult]]  # jobs -> their fitted nulls
+NullSource = Callable[[list[ProbeJob]], list]  # jobs -> their vinfo.nulls.NullFit
 
 
 @dataclass
@@ -84,6 +91,7 @@ class FamilyRun:
     first_fits: tuple[FitResult, FitResult] | None = None  # (null, cond) of fold 0, seed 0
     first_order: np.ndarray | None = None  # fold 0's pool in seed 0's order
     guard_separate: bool = True  # False: the guard reused the selection samples
+    guard_pvi: np.ndarray | None = None  # per-sample PVI on the guard splits, nats/unit
 
 
 def per_unit(nll: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -118,6 +126,35 @@ def _finalize(
     return nll, scale, maps
 
 
+def fit_family(
+    spec: FamilySpec, target: Target, data: ProbeData, jobs: list[tuple[int, np.ndarray,
+                                                                   np.ndarray]],
+    settings: FitSettings, nulls: NullSource,
+) -> tuple[list[FitResult], list[FitResult]]:
+    """(nulls, conditionals) of ``spec`` for jobs (seed, fit samples, selection samples).
+
+    Factorized families: the nulls from the shared bank (``nulls``), each conditional
+    started from its null's first phase (all conditionals in one batched call); a
+    conditional that scores worse than its null on the selection samples is replaced by
+    the null (a member of the family: optional ignorance).
+    Autoregressive families: null and conditional as one member trained with Z dropout
+    (:func:`vinfo.joint.fit_joint`), one per job."""
+    if spec.autoregressive:
+        fitted = [fit_joint(spec, target, data, f, sel, settings, seed) for seed, f, sel in jobs]
+        return [n for n, _ in fitted], [c for _, c in fitted]
+    null_fits = nulls([ProbeJob(f, sel, seed, null=True) for seed, f, sel in jobs])
+    cond_fits = fit_probes(spec, target, data, [
+        ProbeJob(f, sel, seed, init=null.start.probe) for (seed, f, sel), null
+        in zip(jobs, null_fits)], settings)
+    finals = [null.final for null in null_fits]  # the scored nulls (vinfo.nulls)
+    # the null is a member of the family (optional ignorance): where it scores better on
+    # the selection samples than the fitted conditional, it is the family's best member
+    cond_fits = [cond if cond.val_nats < null.val_nats else dataclasses.replace(
+        null, note="; ".join(t for t in (cond.note, "the null won on selection") if t),
+        method=cond.method) for cond, null in zip(cond_fits, finals)]
+    return finals, cond_fits
+
+
 def run_family(
     spec: FamilySpec, target: Target, data: ProbeData, splits: list[Split], split_seed: int,
     seeds: list[int], val_share: float, settings: FitSettings, nulls: NullSource,
@@ -125,8 +162,9 @@ def run_family(
     log: Callable[[str], None] | None = None,
 ) -> FamilyRun:
     """Fit conditional probes of ``spec`` for every fold and seed, each from its null (from
-    ``nulls``: a callable ``jobs -> FitResults``, the shared null bank), score the
-    evaluation samples and the guard split; see the module doc."""
+    ``nulls``: a callable ``jobs -> NullFits``, the shared null bank: conditionals start at
+    ``start``, ``final`` is scored), score the evaluation samples and the guard split; see
+    the module doc."""
     idx = np.concatenate([s.eval_idx for s in splits])
     order = np.argsort(idx, kind="stable")
     orders, parts = [], []  # per (seed, fold): the pool order and (fit, select, guard)
@@ -136,14 +174,12 @@ def run_family(
             fit_idx, val_idx = head_tail(pool_order, len(pool_order), val_share)
             orders.append(pool_order)
             parts.append((seed, fit_idx, *select_guard(val_idx, guard_share)))
-    null_fits = nulls([ProbeJob(f, sel, seed, null=True) for seed, f, sel, _ in parts])
-    cond_fits = fit_probes(spec, target, data, [
-        ProbeJob(f, sel, seed, init=null.probe) for (seed, f, sel, _), null
-        in zip(parts, null_fits)], settings)  # batched: all at once
+    null_fits, cond_fits = fit_family(spec, target, data, [p[:3] for p in parts], settings,
+                                      nulls)
     results: dict[str, list] = {k: [] for k in (
         "nll_null", "nll_cond", "scale_null", "scale_cond", "maps_null", "maps_cond",
         "val_null", "val_cond", "guard_null", "guard_cond", "best_step", "steps_run",
-        "at_cap")}
+        "at_cap", "guard_pvi")}
     first_fits, first_order, count, map_mask = None, None, None, None
     note, method, n_parameters = "", "", 0
     job = iter(range(len(parts)))
@@ -153,14 +189,20 @@ def run_family(
         steps, caps = [], []
         for split in splits:
             j = next(job)
-            guard = parts[j][3]
+            guard, guard_nll = parts[j][3], {}
             fits = {"null": null_fits[j], "cond": cond_fits[j]}
             for key, fit in fits.items():
                 stats[key].append(split_stats(fit.probe, target, data, split.eval_idx,
                                               settings.eval_batch_size, examples))
                 vals[key].append(fit.val_nats)
-                vals[f"g{key}"].append(heldout_nats(target, split_stats(
-                    fit.probe, target, data, guard, settings.eval_batch_size)))
+                guard_stats = split_stats(fit.probe, target, data, guard,
+                                          settings.eval_batch_size)
+                vals[f"g{key}"].append(heldout_nats(target, guard_stats))
+                scale = target.profile(guard_stats.stat.sum(0), guard_stats.count.sum(0))
+                guard_nll[key] = per_sample(target.nll_from_stat(
+                    guard_stats.stat, guard_stats.count, scale), guard_stats.count)
+            pvi = (guard_nll["null"] - guard_nll["cond"]).numpy()
+            results["guard_pvi"].append(pvi[np.isfinite(pvi)])
             steps.append(fits["cond"].steps_run)
             caps.append(fits["cond"].at_cap or fits["null"].at_cap)
             if split.fold == 0:
@@ -205,6 +247,7 @@ def run_family(
         maps_null=stack("maps_null"), maps_cond=stack("maps_cond"), map_mask=map_mask,
         examples=tuple(examples), first_fits=first_fits, first_order=first_order,
         guard_separate=len(parts[0][3]) > 0 and not np.array_equal(parts[0][2], parts[0][3]),
+        guard_pvi=np.concatenate(results["guard_pvi"]),
     )
 
 
@@ -218,12 +261,26 @@ class FamilyEstimate:
     vinfo_seed: np.ndarray  # [S]
     collapsed: bool  # the guard: the conditional did not beat the null on the guard split
     guarded: float  # 0 if collapsed, else max(vinfo, 0)
+    guard_t: float  # t statistic of the mean guard-split PVI (NaN below 2 guard samples)
     pvi_sums: torch.Tensor  # [n, C] seed-mean PVI summed over each sample's values (bits)
     pvi: np.ndarray  # [n] per-sample PVI, bits per unit
     pvi_map: np.ndarray | None  # [E, H, W] bits per pixel (summed over channels), NaN masked
 
 
-def summarize(run: FamilyRun) -> FamilyEstimate:
+def guard_test(run: FamilyRun, level: float = 0.05) -> tuple[bool, float]:
+    """(collapsed, t): the conditional probes beat their nulls on the guard split only if the
+    mean per-sample guard PVI is positive at one-sided ``level`` (Student t over the guard
+    samples of every seed and fold); below 2 guard samples, if its mean loss is lower."""
+    pvi = run.guard_pvi if run.guard_pvi is not None else np.zeros(0)
+    if pvi.size < 2 or not np.isfinite(pvi).all():
+        return bool(run.guard_cond.mean() >= run.guard_null.mean()), math.nan
+    spread = pvi.std(ddof=1)
+    t = math.inf if spread == 0 and pvi.mean() > 0 else (
+        0.0 if spread == 0 else float(pvi.mean() / (spread / math.sqrt(pvi.size))))
+    return bool(t <= student_t.ppf(1.0 - level, pvi.size - 1)), t
+
+
+def summarize(run: FamilyRun, guard_level: float = 0.05) -> FamilyEstimate:
     """Bits-per-unit estimates of a :class:`FamilyRun` (see the module docstring)."""
     h_null_seed = per_unit(run.nll_null, run.count) / LN2
     h_cond_seed = per_unit(run.nll_cond, run.count) / LN2
@@ -235,11 +292,11 @@ def summarize(run: FamilyRun) -> FamilyEstimate:
         valid = run.map_mask
         summed = torch.where(valid, diff, torch.zeros_like(diff)).sum(1)
         pvi_map = torch.where(valid.any(1), summed, torch.full_like(summed, math.nan)).numpy()
-    collapsed = bool(run.guard_cond.mean() >= run.guard_null.mean())
+    collapsed, t = guard_test(run, guard_level)
     vinfo = float(vinfo_seed.mean())
     return FamilyEstimate(
         h_null=float(h_null_seed.mean()), h_cond=float(h_cond_seed.mean()),
         vinfo=vinfo, vinfo_seed=vinfo_seed, collapsed=collapsed,
-        guarded=0.0 if collapsed else max(vinfo, 0.0),
+        guarded=0.0 if collapsed else max(vinfo, 0.0), guard_t=t,
         pvi_sums=pvi_sums, pvi=per_sample(pvi_sums, run.count).numpy(), pvi_map=pvi_map,
     )

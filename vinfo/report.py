@@ -210,28 +210,30 @@ def _information_section(ds: xr.Dataset) -> Section:
         "converged): the gap to the top of the ladder is information present but not usable by "
         "that family."
     ]
-    if rate is not None and "vinfo_capped" in ds:
+    continuous = ds.attrs.get("target_kind") in ("gaussian", "laplace")
+    if rate is not None and not continuous:
         rate_value, rule = rate
-        cap = float(ds["vinfo_capped"].values[-1])
-        binds = [f for f, b in zip(families, ds["cap_binds"].values) if bool(b)]
+        h_null, h_cond = (ds[n].values.astype(float) for n in ("h_null", "h_cond"))
+        capped = (ds["vinfo_capped"].values.astype(float) if "vinfo_capped" in ds
+                  else np.minimum(h_null, rate_value + h_cond) - h_cond)
+        binds = [f for f, b in zip(families, capped < h_null - h_cond - 1e-12) if b]
         blocks.append(
             f"Available: R = {format_bits(rate_value)} {units} ({rule}). Sending Z at its "
             "actual rate and then Y with the probe is a lossless two-part code, so H(Y) ≤ R + "
             "H_V(Y|Z): no family can use more than R bits of Z. The capped I_V = min(H_V(Y|∅), "
             "R + H_V(Y|Z)) − H_V(Y|Z) ≤ R respects this by construction. Usable bits per "
-            f"transmitted bit (capped, {richest}) = {format_bits(cap)} / "
+            f"transmitted bit (capped, {richest}) = {format_bits(capped[-1])} / "
             f"{format_bits(rate_value)} = "
-            f"{format_bits(cap / rate_value, 3) if rate_value > 0 else 'n/a'} ≤ 1. "
+            f"{format_bits(capped[-1] / rate_value, 3) if rate_value > 0 else 'n/a'} ≤ 1. "
             + (f"The cap binds for {', '.join(binds)}: there the raw I_V exceeds R, which "
                "measures the weakness of the null (its H_V(Y|∅) is above the two-part code), "
-               "not information in Z." if binds else
-               "The cap binds for no family: the raw I_V stays below R + its H_V(Y|Z) margin."))
+               "not information in Z." if binds else "The cap binds for no family."))
     elif rate is not None:
         rate_value, rule = rate
         blocks.append(
             f"Available: R = {format_bits(rate_value)} {units} ({rule}), drawn dashed. For "
-            f"{ds.attrs.get('target_kind', 'this')} targets the losses are not codelengths "
-            "(densities), so no two-part cap is formed; compare I_V across families and bases.")
+            f"{ds.attrs.get('target_kind')} targets the losses are densities, not "
+            "codelengths, so no two-part cap is formed; compare I_V across families and bases.")
     elif "representation_bpp" in ds.attrs:
         blocks.append(
             f"Available: the representation's rate is {_rate_text(ds)}. The attrs do not give "

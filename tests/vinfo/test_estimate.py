@@ -49,9 +49,10 @@ def test_independent_inputs_interval_covers_zero_and_flags_are_consistent():
     assert (ds["negative"] == (ds["vinfo"] < 0)).all()
     guarded = np.where(ds["collapsed"], 0.0, np.maximum(ds["vinfo"], 0.0))
     assert np.allclose(ds["vinfo_guarded"], guarded) and (ds["vinfo_guarded"] >= 0).all()
-    # the guard decides on its own split, not on the one that selected the checkpoints
-    assert np.allclose(ds["collapsed"], ds["h_cond_guard"] >= ds["h_null_guard"])
-    assert ds.attrs["n_guard"] > 0
+    # the guard decides on its own split, not on the one that selected the checkpoints, and
+    # an improvement that noise explains does not count: Z is independent of Y
+    assert ds.attrs["n_guard"] > 0 and bool(ds["collapsed"].all())
+    assert (ds["vinfo_guarded"] == 0).all() and (ds["guard_t"] < 1.7).all()
     assert abs(float(ds["h_marginal"]) - float(ds["h_null"].sel(family="linear"))) < 1e-3
 
 
@@ -105,7 +106,7 @@ def test_laplace_estimate_is_log_mae_ratio():
     z = rng.normal(size=(400, 2))
     y = z[:, 0] + rng.laplace(size=400)
     ds = vinfo.estimate(z, y, "laplace", families=["linear", "mlp-16"], seeds=[0],
-                        max_steps=150, lr=3e-2, bootstrap=50, curves=False)
+                        max_steps=300, lr=1e-2, bootstrap=50, curves=False)
     ratio = np.log2(ds["mae_null"] / ds["mae_cond"]).sum("target_channel")
     assert np.allclose(ds["vinfo_seed"], ratio, atol=1e-6, rtol=0)
     assert float(ds["vinfo"].sel(family="linear")) > 0.3

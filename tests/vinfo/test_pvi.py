@@ -82,5 +82,5 @@ def test_run_family_fits_all_seeds_and_folds_in_one_batched_call():
         # equal up to rounding, which Adam amplifies into lr-sized steps of parameters that
         # sit at their optimum (the core's bias at the start), so a longer budget drifts more
         gap = per_unit(a, runs[0].count).sub(per_unit(b, runs[1].count)).abs()
-        assert float(gap.max()) < 0.03 and float(gap.mean()) < 0.015
+        assert float(gap.max()) < 0.05 and float(gap.mean()) < 0.025
     assert np.array_equal(runs[0].idx, runs[1].idx) and runs[0].best_step.shape == (2,)

@@ -190,14 +190,19 @@ def test_rate_is_converted_only_with_pixel_counts(tmp_path):
     ds.attrs["representation_bpp"] = 0.5
     text = write_report(ds, tmp_path / "no_counts")["markdown"].read_text(encoding="utf-8")
     assert "0.5000 bits per original-image pixel" in text
-    assert "Usable bits per transmitted bit" not in text and "no ratio is formed" in text
+    assert "Usable bits per transmitted bit" not in text and "no cap formed" in text
 
     ds.attrs.update(image_pixels=32 * 64, target_pixels=8 * 16)
+    ds["h_cond"].values[-1] = 1.995  # I_V of the richest family 0.035 bits/pixel
     text = write_report(ds, tmp_path / "counts")["markdown"].read_text(encoding="utf-8")
-    rate_per_target_pixel = 0.5 * 32 * 64 / (8 * 16)  # bits per target pixel
-    richest = float(ds["vinfo"].values[-1])
-    assert f"rate is {format_bits(rate_per_target_pixel)} bits/pixel" in text
-    assert f"= {format_bits(richest / rate_per_target_pixel, 3)}." in text
+    rate = 0.5 * 32 * 64 / (8 * 16) / 1000  # bits per target pixel; made small below
+    ds.attrs["representation_bpp"] = 0.5 / 1000
+    text = write_report(ds, tmp_path / "counts")["markdown"].read_text(encoding="utf-8")
+    h_null, h_cond = float(ds["h_null"].values[-1]), float(ds["h_cond"].values[-1])
+    capped = min(h_null, rate + h_cond) - h_cond  # the two-part cap: R binds
+    assert capped == pytest.approx(rate) and h_null - h_cond > rate
+    assert f"R = {format_bits(rate)} bits/pixel" in text
+    assert f"= {format_bits(capped / rate, 3)} ≤ 1" in text and "The cap binds for" in text
 
 
 @pytest.mark.parametrize("name", ["h_cond", "pvi_map", "mdl_uniform_bits", "collapsed"])
