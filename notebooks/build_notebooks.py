@@ -332,9 +332,10 @@ The families are *autoregressive* (`ar-…`): each pixel's sub-pixels are scored
 pixel before it (a causal masked convolution) and, for the conditional, Ŷ_b through the rung's
 Z pathway (linear, MLP, CNN). Their held-out losses are lossless codelengths in bits per
 pixel, so H_V(X|Ŷ_b) — what is left to code of the image given the base — sits next to the
-base's actual rate R(Ŷ_b) in the same unit. One null (the same network without Ŷ_b, with a
-learned per-position map) serves every rung; the same held-out images are used for both bases
-(the split depends only on the seed and the number of images).
+base's actual rate R(Ŷ_b) in the same unit. Each rung's null is the same network fed zeros
+instead of Ŷ_b (with a learned per-position map), trained together with it (Ŷ_b dropped for
+half of every batch); the same held-out images are used for both bases (the split depends
+only on the seed and the number of images).
 
 Sending Ŷ_b at its actual rate and then X with the probe is a lossless two-part code, so
 H(X) ≤ R(Ŷ_b) + H_V(X|Ŷ_b). The capped I_V = min(H_V(X|∅), R + H_V(X|Ŷ_b)) − H_V(X|Ŷ_b) is
@@ -344,7 +345,7 @@ I_V measures the weakness of the null, not information in Ŷ_b."""),
 import vinfo
 from vinfo.nulls import NullBank
 
-results, bank = {}, NullBank()  # the bases share their null: same target images
+results, bank = {}, NullBank()  # factorized families: the bases share their null
 for label, found in pairs.items():
     results[label] = vinfo.estimate(
         found.Z, found.Y, families=FAMILIES, seeds=SEEDS, max_steps=PROBE_STEPS,

@@ -204,8 +204,9 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
               target: str, null_bank: Any = None) -> tuple[Path, bool]:
     """I_V(Ŷ_b -> target) for the probe ladder on every val image -> OUT/vinfo/LABEL/TARGET/
     (vinfo.nc, vinfo.csv, config.yaml, report). Returns (vinfo.nc path, reused?).
-    ``null_bank`` (a ``vinfo.nulls.NullBank``) lets the bases share their nulls: both are
-    estimated on the same target images, and a null never sees Ŷ_b."""
+    ``null_bank`` (a ``vinfo.nulls.NullBank``) lets the bases share the nulls of factorized
+    families: both are estimated on the same target images, and a null never sees Ŷ_b
+    (autoregressive families train each null with its conditional)."""
     import xarray as xr
 
     from vinfo.adapter import extract_codec_pairs
@@ -242,7 +243,7 @@ def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -
 
     jobs = [(label, run, target) for target in s.vinfo_targets for label, run in bases.items()]
     bar = tqdm(jobs, desc="vinfo ladders", unit="ladder", disable=None, dynamic_ncols=True)
-    bank = NullBank()  # the bases share their nulls (same target images)
+    bank = NullBank()  # factorized families: the bases share their nulls
     for i, (label, run, target) in enumerate(bar, 1):
         bar.set_postfix_str(f"{label} -> {target}")
         start = time.perf_counter()

@@ -202,9 +202,10 @@ def to_dataset(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": cfg.source or "arrays given to vinfo.estimate", "family_notes": notes,
         "interval_method": INTERVAL_METHOD, "device": cfg.device,
-        "null_shared": ("one fitted null per (likelihood, refit seed, fold) serves every "
-                        "family of that likelihood (vinfo.families: their null families "
-                        "coincide); conditional probes start from it"),
+        "null_shared": ("factorized families: one fitted null per (refit seed, fold) serves "
+                        "every factorized family (their null families coincide) and the "
+                        "conditionals start from it; autoregressive families: null and "
+                        "conditional are one member trained with Z dropout (vinfo.joint)"),
         "guard": ("collapsed = the conditional probes did not beat their nulls on the guard "
                   "split in a one-sided t test at 5% on the per-sample PVI "
                   f"({info.get('n_guard', 0)} samples per seed that selected neither checkpoint"

@@ -43,9 +43,13 @@ is the whole map), which the Z pathway's output is added to. So:
 * the null is itself a member (Z pathway head at zero), so the conditional can always do
   at least as well in expectation;
 * the null *family* is the same for every rung of one likelihood (the rungs differ only in
-  their Z pathway), so one fitted null per refit seed and fold serves the whole ladder
-  (:class:`vinfo.nulls.NullBank`); conditionals start from it (Z-pathway head zero), so a
-  probe at step 0 *is* its null.
+  their Z pathway). Factorized rungs therefore share one fitted null per refit seed and
+  fold (:class:`vinfo.nulls.NullBank`), and their conditionals start from it (Z-pathway head
+  zero: a probe at step 0 *is* its null). Autoregressive rungs train null and conditional
+  as one member with Z dropout (:mod:`vinfo.joint`), so both get the same optimization;
+* a fitted conditional that does worse on the selection samples than its null is replaced
+  by it (or, autoregressive, by the member fed zeros): the best member of the family may be
+  one that ignores Z.
 """
 
 from __future__ import annotations

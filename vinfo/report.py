@@ -172,8 +172,9 @@ def _family_section(ds: xr.Dataset) -> Section:
         "loss of the family fed the representation; for discrete targets it is a codelength "
         "(autoregressive families: a lossless conditional codelength of the whole target), the "
         "quantity to put next to a rate. I_V = H_V(Y|∅) − H_V(Y|Z), with H_V(Y|∅) the loss of "
-        "the family's null (its core, with a learned positional map: optional ignorance); one "
-        "null serves every family of a likelihood. '⚠ negative': the raw estimate is below 0; "
+        "the family's null (its core, with a learned positional map: optional ignorance), shared "
+        "by the factorized families and trained with its conditional (Z dropout) for "
+        "autoregressive ones. '⚠ negative': the raw estimate is below 0; "
         "'⚠ collapsed to null': the conditional probe did not beat the null on the guard "
         "split, so the guarded estimate is 0; '⚠ at step limit': a probe was still improving "
         "when its budget reached the limit.",

@@ -42,17 +42,22 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     for label in ("baseline", "proposed"):
         for target in ("reconstruction", "segmentation"):
             with xr.open_dataset(out / "vinfo" / label / target / "vinfo.nc") as ds:
-                assert list(ds["family"].values) == ["linear", "mlp-16"]
+                assert list(ds["family"].values) == ["ar-linear", "ar-mlp-16"]
                 assert ds["vinfo"].attrs["units"] == "bits/pixel"
                 assert ds.attrs["representation_bpp"] > 0
+                # the capped I_V never exceeds the base's actual rate (the two-part code)
+                assert float(ds["rate_per_unit"]) > 0
+                assert (ds["vinfo_capped"] <= ds["rate_per_unit"] + 1e-9).all()
             assert (out / "vinfo" / label / target / "report.html").is_file()
     page = (out / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3  # every figure embedded: opens offline
     assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
     assert "depth | uncompressed: the task model without a codec | no bitstream" in printed
     assert re.search(r"BD-rates .*\n(  .*: [+-]\d+\.\d\d% \(akima)", printed), printed
-    assert re.search(r"I_V\(Ŷ_b -> reconstruction\) in bits/pixel", printed)
-    assert re.search(r"proposed base: linear -?\d+\.\d{3} \[-?\d+\.\d{3}, -?\d+\.\d{3}\]", printed)
+    assert re.search(r"Ŷ_b -> reconstruction, in bits/pixel", printed)
+    assert re.search(r"proposed base: R\(Ŷ_b\) = \d\.\d+ bits/pixel", printed)
+    assert re.search(r"ar-linear: H_V\(Y\|Ŷ_b\) \d+\.\d{3} \[\d+\.\d{3}, \d+\.\d{3}\]; I_V "
+                     r"-?\d+\.\d{4} \[", printed)
 
     caplog.clear()
     assert main(["--quick", "--out", str(out)]) == 0  # everything cached
