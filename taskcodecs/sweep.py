@@ -51,7 +51,7 @@ import numpy as np
 import xarray as xr
 
 from taskcodecs import cli
-from taskcodecs.checkpoint import read_metadata
+from taskcodecs.checkpoint import CheckpointError, read_metadata
 from taskcodecs.config import ConfigError, parse_overrides
 from taskcodecs.experiments import (
     checkpoint_path,
@@ -168,16 +168,20 @@ def training_finished(point: Point, overrides: dict[str, Any]) -> bool:
     path = checkpoint_path(point.run_dir, "last")
     if not path.with_suffix(".json").is_file():
         return False
-    meta = read_metadata(path)
-    state, cfg = meta["trainer"], meta["config"]
+    try:
+        meta = read_metadata(path)
+        state, cfg = meta["trainer"], meta["config"]
+    except (CheckpointError, KeyError):  # damaged: resume= picks a checkpoint that verifies
+        return False
     patience = cfg.get("patience")
     return state["step"] >= overrides.get("max_steps", cfg["max_steps"]) or (patience is not None
                                                  and state["bad_rounds"] >= patience)
 
 
 def _train_request(point: Point, overrides: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """(--config, overrides) that train ``point``: resume=RUN_DIR once it has a last checkpoint."""
-    if checkpoint_path(point.run_dir, "last").with_suffix(".json").is_file():
+    """(--config, overrides) that train ``point``: resume=RUN_DIR once it has a checkpoint
+    (``resume`` continues from the newest one that verifies, taskcodecs.resume)."""
+    if any(checkpoint_path(point.run_dir, w).with_suffix(".json").is_file() for w in ("last", "best")):
         return None, {**_train_overrides(point, overrides), "resume": point.run_dir}
     return point.experiment, _train_overrides(point, overrides)
 

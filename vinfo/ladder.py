@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskcodecs import launch
+from taskcodecs import cli, launch
 from taskcodecs.config import ConfigError
 from taskcodecs.sweep import _bases
 
@@ -37,6 +37,11 @@ def pair_argv(run: str, dataset: str, target: str, out: Path, extra: list[str]) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m vinfo.ladder",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--bases", required=True, help="label=RUN_DIR,... (base codec runs)")
@@ -47,41 +52,37 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     extra, slurm = launch.split_cluster_items(extra)
     out = Path(args.out)
-    try:
-        bases = _bases(args.bases, {})
-        targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-        bad = [t for t in targets if t not in TARGETS] or ([] if targets else ["(none)"])
-        if bad:
-            raise ConfigError(f"--targets: {', '.join(bad)} (expected some of {', '.join(TARGETS)})")
-        missing = [f"{label}={run}" for label, run in bases.items() if not Path(run).is_dir()]
-        if missing:
-            raise ConfigError(f"--bases: run directory not found: {', '.join(missing)}")
-        if slurm and args.launcher != "submitit":
-            raise ConfigError(f"{', '.join(slurm)}: slurm_* parameters need --launcher submitit")
-        pairs = [(f"{label}-{target}", out / label / target,
-                  pair_argv(run, args.dataset, target, out / label / target, extra))
-                 for label, run in bases.items() for target in targets]
-        if args.launcher == "submitit":
-            executor = launch.make_executor(args, out / "submitit", f"vinfo-{out.resolve().name}",
-                                            slurm)
-            command = [sys.executable, "-m", "vinfo.estimate"]
-            tasks = [launch.Task(key, launch.CommandJob([*command, *a], str(where / "vinfo.nc"),
-                                                        str(out / "jobs"), key),
-                                 where / "vinfo.nc") for key, where, a in pairs]
-            failures = launch.run_tasks(tasks, executor, out / "jobs", not args.no_wait,
-                                        args.poll_s)
-        else:
-            from vinfo.estimate import main as estimate_main
+    bases = _bases(args.bases, {})
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    bad = [t for t in targets if t not in TARGETS] or ([] if targets else ["(none)"])
+    if bad:
+        raise ConfigError(f"--targets: {', '.join(bad)} (expected some of {', '.join(TARGETS)})")
+    missing = [f"{label}={run}" for label, run in bases.items() if not Path(run).is_dir()]
+    if missing:
+        raise ConfigError(f"--bases: run directory not found: {', '.join(missing)}")
+    if slurm and args.launcher != "submitit":
+        raise ConfigError(f"{', '.join(slurm)}: slurm_* parameters need --launcher submitit")
+    pairs = [(f"{label}-{target}", out / label / target,
+              pair_argv(run, args.dataset, target, out / label / target, extra))
+             for label, run in bases.items() for target in targets]
+    if args.launcher == "submitit":
+        executor = launch.make_executor(args, out / "submitit", f"vinfo-{out.resolve().name}",
+                                        slurm)
+        command = [sys.executable, "-m", "vinfo.estimate"]
+        tasks = [launch.Task(key, launch.CommandJob([*command, *a], str(where / "vinfo.nc"),
+                                                    str(out / "jobs"), key),
+                             where / "vinfo.nc") for key, where, a in pairs]
+        failures = launch.run_tasks(tasks, executor, out / "jobs", not args.no_wait,
+                                    args.poll_s)
+    else:
+        from vinfo.estimate import main as estimate_main
 
-            failures = []
-            for key, where, a in pairs:
-                if (where / "vinfo.nc").is_file():
-                    print(f"{key}: done ({where / 'vinfo.nc'})")
-                elif estimate_main(a) != 0:
-                    failures.append(f"{key}: python -m vinfo.estimate {' '.join(a)} failed")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        failures = []
+        for key, where, a in pairs:
+            if (where / "vinfo.nc").is_file():
+                print(f"{key}: done ({where / 'vinfo.nc'})")
+            elif estimate_main(a) != 0:
+                failures.append(f"{key}: python -m vinfo.estimate {' '.join(a)} failed")
     if failures:
         print("error: some pairs did not finish (re-run the same command):\n  "
               + "\n  ".join(failures), file=sys.stderr)

@@ -5,8 +5,7 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
+import threading
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -25,7 +24,6 @@ from taskcodecs.launch import (
 )
 from taskcodecs.sweep import main
 
-ROOT = Path(__file__).resolve().parents[2]
 VICTIM = "tiny-depth-base-proposed-rate0.001-reward0.1"
 
 
@@ -65,7 +63,11 @@ def _wait_for(predicate, what, timeout=240.0):
         time.sleep(0.05)
 
 
-def test_local_executor_sweep_with_a_preempted_job_equals_the_uninterrupted_sweep(tmp_path):
+def test_local_executor_sweep_with_a_preempted_job_equals_the_uninterrupted_sweep(
+        tmp_path, capsys, monkeypatch):
+    # the jobs are new processes: they must import this checkout's code
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     common = [f"synthetic_cache={tmp_path / 'cache'}", "synthetic.train=4", "synthetic.val=2",
               "max_steps=8", "val_every=4", "log_every=1", "num_workers=0"]
     sweep = ["--config", "tiny-depth-base-proposed", "--rate-weights", "1e-3,1e-2",
@@ -73,23 +75,23 @@ def test_local_executor_sweep_with_a_preempted_job_equals_the_uninterrupted_swee
     assert main([*sweep, "--out", str(tmp_path / "ref"), *common]) == 0  # --launcher local
 
     out = tmp_path / "jobs"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "taskcodecs.sweep", *sweep, "--out", str(out),
-                             "--launcher", "submitit", "--cluster", "local", "--poll-s", "0.2",
-                             *common], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        # best is written after last: once it exists, the step-4 checkpoints are complete
+    preempted = []
+
+    def preempt_the_first_job():  # beside the launcher, which waits for its jobs
         best = checkpoint_path(out / "runs" / VICTIM, "best").with_suffix(".json")
+        # best is written after last: once it exists, the step-4 checkpoints are complete
         _wait_for(best.is_file, "the first checkpoints of the job")
         pid = json.loads((out / "jobs" / f"{VICTIM}.started.json").read_text())["pid"]
         os.kill(pid, signal.SIGUSR2)  # what SLURM sends before the time limit / on preemption
-        stdout, _ = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stdout
-    assert "submitted 2 job(s) to local" in stdout
+        preempted.append(pid)
+
+    thread = threading.Thread(target=preempt_the_first_job, daemon=True)
+    thread.start()
+    assert main([*sweep, "--out", str(out), "--launcher", "submitit", "--cluster", "local",
+                 "--poll-s", "0.2", *common]) == 0
+    thread.join(timeout=1)
+    assert preempted, "the job was preempted while the sweep ran"
+    assert "submitted 2 job(s) to local" in capsys.readouterr().out
     logs = "".join(p.read_text() for p in (out / "submitit").glob("*_log.*"))
     assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs, logs[-3000:]
     train_log = (out / "runs" / VICTIM / "train.log").read_text()
