@@ -42,6 +42,7 @@ anything: a failed job is reported with the tail of its stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -177,16 +178,21 @@ class PointJob(submitit.helpers.Checkpointable):
         return ""
 
 
-class CommandJob(submitit.helpers.Checkpointable):
-    """A command line as a submitit job, skipped when ``marker`` exists (re-run on requeue)."""
+class MainJob(submitit.helpers.Checkpointable):
+    """``python -m MODULE ARGV...`` as a submitit job, run as ``MODULE.main(ARGV)`` in the
+    job's process; skipped when ``marker`` exists, run again from the start on requeue."""
 
-    def __init__(self, argv: Sequence[str], marker: str, records: str, key: str) -> None:
-        self.argv, self.marker, self.records, self.key = list(argv), marker, records, key
+    def __init__(self, module: str, argv: Sequence[str], marker: str, records: str,
+                 key: str) -> None:
+        self.module, self.argv = module, list(argv)
+        self.marker, self.records, self.key = marker, records, key
 
     def __call__(self) -> str:
         _record_start(Path(self.records), self.key)
         if not Path(self.marker).exists():
-            subprocess.run(self.argv, check=True)
+            code = importlib.import_module(self.module).main(self.argv)
+            if code != 0:
+                raise RuntimeError(f"python -m {self.module} {' '.join(self.argv)} exited {code}")
         return self.marker
 
 

@@ -68,10 +68,9 @@ def _main(argv: list[str]) -> int:
     if args.launcher == "submitit":
         executor = launch.make_executor(args, out / "submitit", f"vinfo-{out.resolve().name}",
                                         slurm)
-        command = [sys.executable, "-m", "vinfo.estimate"]
-        tasks = [launch.Task(key, launch.CommandJob([*command, *a], str(where / "vinfo.nc"),
-                                                    str(out / "jobs"), key),
-                             where / "vinfo.nc") for key, where, a in pairs]
+        tasks = [launch.Task(key, launch.MainJob("vinfo.estimate", a, str(where / "vinfo.nc"),
+                                                 str(out / "jobs"), key), where / "vinfo.nc")
+                 for key, where, a in pairs]
         failures = launch.run_tasks(tasks, executor, out / "jobs", not args.no_wait,
                                     args.poll_s)
     else:

@@ -21,8 +21,8 @@ def test_ladder_runs_each_pair_once_locally_then_as_a_submitit_job(tmp_path, cap
     assert main([*common, "--targets", "reconstruction"]) == 0  # --launcher local
     recon = tmp_path / "v" / "b" / "reconstruction" / "vinfo.nc"
     stamp = recon.stat().st_mtime_ns
-    # the finished pair is skipped; the new one runs as a job (debug: in this process, the
-    # job itself starts `python -m vinfo.estimate` as a subprocess)
+    # the finished pair is skipped; the new one runs as a submitit job (debug: in this
+    # process, one after another; the job calls vinfo.estimate.main in its process)
     assert main([*common, "--targets", "reconstruction,segmentation", "--launcher", "submitit",
                  "--cluster", "debug"]) == 0
     out = capsys.readouterr().out
