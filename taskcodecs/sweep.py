@@ -29,8 +29,11 @@ variable of the points' eval.nc with the dims
 (``map``/``miou`` without ``image``), NaN where a combination was not run, plus per point
 ``run_dir``, ``codec_id`` and ``checkpoint_step``; enhancement sweeps also carry the
 coordinates ``base_run`` and ``base_reward_weight`` along ``base``. The sweep is one
-process; to spread points over GPUs or nodes, ``--dry-run`` prints each point's train and
-evaluate command to dispatch (train commands can be prefixed with torchrun).
+process (``--launcher local``, the default); ``--launcher submitit`` runs every point as a job
+of a SLURM job array (:mod:`taskcodecs.launch`: partitions, GPUs, torchrun inside multi-GPU
+jobs, requeue on timeout, ``--gather OUT`` to rebuild sweep.nc); ``--dry-run`` prints each
+point's train and evaluate command to dispatch by hand (train commands can be prefixed with
+torchrun).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import numpy as np
 import xarray as xr
 
 from taskcodecs import cli
+from taskcodecs.checkpoint import CheckpointError, read_metadata
 from taskcodecs.config import ConfigError, parse_overrides
 from taskcodecs.experiments import (
     checkpoint_path,
@@ -152,13 +156,41 @@ def run_point(point: Point, overrides: dict[str, Any], split: str, limit: int | 
     if result.is_file():
         log.info("%s: reusing %s", run_dir.name, result)
         return result
-    if checkpoint_path(run_dir, "last").with_suffix(".json").is_file():
-        cfg = resolve_config(None, {**_train_overrides(point, overrides), "resume": str(run_dir)})
-    else:
-        cfg = resolve_config(point.experiment, _train_overrides(point, overrides))
-    train(cfg)
+    if not training_finished(point, overrides):
+        train(resolve_config(*_train_request(point, overrides)))
     evaluate_run(run_dir, split=split, checkpoint="best", limit=limit)
     return result
+
+
+def training_finished(point: Point, overrides: dict[str, Any]) -> bool:
+    """Whether the last checkpoint of ``point`` ended its training (the sweep's max_steps
+    reached, or stopped early), so a requeued job evaluates it instead of training on."""
+    path = checkpoint_path(point.run_dir, "last")
+    if not path.with_suffix(".json").is_file():
+        return False
+    try:
+        meta = read_metadata(path)
+        state, cfg = meta["trainer"], meta["config"]
+    except (CheckpointError, KeyError):  # damaged: resume= picks a checkpoint that verifies
+        return False
+    patience = cfg.get("patience")
+    return state["step"] >= overrides.get("max_steps", cfg["max_steps"]) or (patience is not None
+                                                 and state["bad_rounds"] >= patience)
+
+
+def _train_request(point: Point, overrides: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(--config, overrides) that train ``point``: resume=RUN_DIR once it has a checkpoint
+    (``resume`` continues from the newest one that verifies, taskcodecs.resume)."""
+    if any(checkpoint_path(point.run_dir, w).with_suffix(".json").is_file() for w in ("last", "best")):
+        return None, {**_train_overrides(point, overrides), "resume": point.run_dir}
+    return point.experiment, _train_overrides(point, overrides)
+
+
+def train_argv(point: Point, overrides: dict[str, Any]) -> list[str]:
+    """``-m taskcodecs.train ...`` arguments that train (or resume) ``point``."""
+    config, flat = _train_request(point, overrides)
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in flat.items()]
+    return ["-m", "taskcodecs.train", *(["--config", config] if config else []), *items]
 
 
 def _train_overrides(point: Point, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -239,29 +271,74 @@ def _reward(base_run: str) -> float:
     return float("nan") if cfg.reward_weight is None else float(cfg.reward_weight)
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What ``OUT/sweep.json`` holds: the points and how to train and evaluate them."""
+
+    config: str
+    overrides: dict[str, Any]
+    points: list[Point]
+    split: str = "val"
+    eval_limit: int | None = None
+
+
+def load_plan(path: Path) -> SweepPlan:
+    """The plan a sweep wrote to ``path`` (``OUT/sweep.json``)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no sweep plan here (a sweep writes OUT/sweep.json)")
+    spec = json.loads(path.read_text())
+    return SweepPlan(spec["config"], spec["overrides"], [Point(**p) for p in spec["points"]],
+                     spec.get("split", "val"), spec.get("eval_limit"))
+
+
+def _gather_again(out: Path) -> xr.Dataset:
+    sweep = load_plan(out / "sweep.json")
+    missing = [p.run_dir for p in sweep.points if not (Path(p.run_dir) / "eval.nc").is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} of {len(sweep.points)} points have no eval.nc yet "
+                          f"(first: {missing[0]}); run the sweep command again or wait for its jobs")
+    return gather(sweep.points, out, sweep.config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
     return cli.run(_main, argv)
 
 
 def _main(argv: list[str]) -> int:
+    from taskcodecs import launch
+
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.sweep",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="an experiment of the family to sweep")
-    parser.add_argument("--rate-weights", required=True, help="comma-separated, e.g. 1e-3,3e-3")
+    parser.add_argument("--config", help="an experiment of the family to sweep")
+    parser.add_argument("--rate-weights", help="comma-separated, e.g. 1e-3,3e-3")
     parser.add_argument("--reward-weights", help="base families: comma-separated, > 0")
     parser.add_argument("--methods", help="comma-separated methods of the family")
     parser.add_argument("--bases", help="enhancement families: label=RUN_DIR,...")
-    parser.add_argument("--out", required=True, help="sweep folder (runs/, sweep.json, sweep.nc)")
+    parser.add_argument("--out", help="sweep folder (runs/, sweep.json, sweep.nc)")
     parser.add_argument("--split", default="val", help="split to evaluate")
     parser.add_argument("--eval-limit", type=cli.positive_int, default=None,
                         help="evaluate the first N images")
     parser.add_argument("--dry-run", action="store_true", help="print each point's commands")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="train overrides")
+    parser.add_argument("--gather", metavar="OUT", help="only (re)build OUT/sweep.nc from the "
+                        "finished points of OUT/sweep.json")
+    launch.add_arguments(parser)
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="train overrides; slurm_*=VALUE items go to submitit")
     args = parser.parse_args(argv)
+    if not args.gather and not (args.config and args.rate_weights and args.out):
+        parser.error("--config, --rate-weights and --out are required (or --gather OUT)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    out = Path(args.out)
-    overrides = parse_overrides(args.overrides)
+    out = Path(args.gather or args.out)
+    if args.gather:
+        with exclusive_lock(out, f"sweep folder {out}"):
+            ds = _gather_again(out)
+        print(f"{out / 'sweep.nc'} (dims {dict(ds.sizes)})")
+        return 0
+    items, slurm = launch.split_cluster_items(args.overrides)
+    if slurm and args.launcher != "submitit":
+        raise ConfigError(f"{', '.join(slurm)}: slurm_* parameters need --launcher submitit")
+    overrides = parse_overrides(items)
     for key in ("out", "resume", "rate_weight", "reward_weight", "init_from"):
         if key in overrides:
             raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
@@ -275,13 +352,25 @@ def _main(argv: list[str]) -> int:
         return 0
     check_writable(out)
     cli.on_interrupt(f"the finished points under {out / 'runs'} are kept; rerun the same "
-                     "command to continue")
+                     "command to continue" + (" (submitted jobs keep running)"
+                                              if args.launcher == "submitit" else ""))
     with exclusive_lock(out, f"sweep folder {out}"):
         write_json(out / "sweep.json", {"config": args.config, "overrides": overrides,
+                                        "split": args.split, "eval_limit": args.eval_limit,
                                         "points": [asdict(p) for p in points]})
-        for i, point in enumerate(points, 1):
-            log.info("point %d/%d: %s", i, len(points), Path(point.run_dir).name)
-            run_point(point, overrides, args.split, args.eval_limit)
+        if args.launcher == "submitit":
+            failures = launch.launch_sweep(points, overrides, out, args, slurm)
+            if failures:
+                print("error: some points did not finish (re-run the same command to resume "
+                      "them):\n  " + "\n  ".join(failures), file=sys.stderr)
+                return 1
+            if args.no_wait:
+                print(f"submitted; when the jobs are done: python -m taskcodecs.sweep --gather {out}")
+                return 0
+        else:
+            for i, point in enumerate(points, 1):
+                log.info("point %d/%d: %s", i, len(points), Path(point.run_dir).name)
+                run_point(point, overrides, args.split, args.eval_limit)
         ds = gather(points, out, args.config)
     print(f"{len(points)} points -> {out / 'sweep.nc'} (dims {dict(ds.sizes)})")
     return 0

@@ -86,7 +86,9 @@ class TrainConfig:
     resume: str | None = None  # continue this run directory from its last checkpoint
     # hardware -----------------------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | cuda:K
-    amp: Literal["none", "bf16"] = "none"  # CUDA autocast; a no-op (with a warning) on CPU
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast (fp16: + grad scaler); taskcodecs.precision
+    compile: bool = False  # torch.compile the transforms (entropy model and task nets stay eager)
+    compile_backend: str = "inductor"  # torch.compile backend, e.g. inductor, aot_eager
     channels_last: bool = False  # CUDA memory format; a no-op (with a warning) on CPU
     num_workers: int = 2
     find_unused_parameters: bool = False  # DDP option, for models with unused branches

@@ -47,6 +47,7 @@ from taskcodecs.checkpoint import load_checkpoint
 from taskcodecs.config import ConfigError, config_to_dict
 from taskcodecs.experiment_table import get_experiment
 from taskcodecs.io import check_writable, exclusive_lock
+from taskcodecs.precision import Precision, compile_transforms
 from taskcodecs.resume import ResumePoint, commit_resume
 from taskcodecs.run_data import build_dataset, collate_for, ensure_data, move_to_device
 from taskcodecs.run_links import check_links, checkpoint_path
@@ -105,19 +106,17 @@ class Trainer:
         self.started = time.time()
         self.csv: CsvLog | None = None
         self.tb: SummaryWriter | None = None
+        self.precision = Precision(cfg.amp, self.device)  # amp, loss scaling: taskcodecs.precision
 
     # .................................................................. setup
 
     def _autocast(self):
-        if self.cfg.amp == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     def _warn_cuda_options(self) -> None:
-        for name, on in (("amp=bf16", self.cfg.amp == "bf16"), ("channels_last", self.cfg.channels_last)):
-            if on and self.device.type != "cuda":
-                warnings.warn(f"{name} is a CUDA option; ignored on {self.device}", stacklevel=2)
-                log.warning("%s is a CUDA option; ignored on %s", name, self.device)
+        if self.cfg.channels_last and self.device.type != "cuda":
+            warnings.warn(f"channels_last is a CUDA option; ignored on {self.device}", stacklevel=2)
+            log.warning("channels_last is a CUDA option; ignored on %s", self.device)
 
     def _data_root(self) -> Path:
         """The dataset folder; rank 0 generates synthetic scenes first if the config asks."""
@@ -159,6 +158,7 @@ class Trainer:
             self.best_value = state["best_value"] if state["best_value"] is not None else math.inf
             self.best_step = state["best_step"]
             self.started -= state.get("elapsed_s", 0.0)  # elapsed_s continues across resumes
+            self.precision.load_state_dict(state.get("grad_scaler"))
             rng_rows = ckpt["extra"].get("rng_state")
             if rng_rows is not None and rng_rows.shape[0] != self.info.world_size:
                 log.warning("checkpoint holds the RNG state of %d processes, this run has %d: "
@@ -171,6 +171,10 @@ class Trainer:
             D.set_rng_state(rng_rows[self.info.rank], self.device)
         else:
             seed_everything(D.derived_seed(cfg.seed, TRAIN_STREAM, self.info.rank))
+        if cfg.compile:
+            names = compile_transforms(self.model, cfg.compile_backend)
+            log.info("compile=true: %d transforms compiled (%s backend): %s", len(names),
+                     cfg.compile_backend, ", ".join(names))
         self.train_model: nn.Module = self.model
         if self.info.distributed and self.params:
             self.train_model = DistributedDataParallel(
@@ -196,11 +200,7 @@ class Trainer:
         if not torch.isfinite(loss):
             shown = {k: float(v) for k, v in terms.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
             raise FloatingPointError(f"step {self.step + 1}: the loss is not finite ({shown})")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip)
-        self.optimizer.step()
+        self.precision.step(loss, self.optimizer, self.params, self.cfg.clip)
         return terms
 
     def _log_row(self, phase: str, terms: Mapping[str, float]) -> None:
@@ -292,7 +292,8 @@ class Trainer:
             "trainer": {"step": self.step, "bad_rounds": self.bad_rounds,
                         "best_value": None if math.isinf(self.best_value) else self.best_value,
                         "best_step": self.best_step, "world_size": self.info.world_size,
-                        "elapsed_s": round(time.time() - self.started, 3)},
+                        "elapsed_s": round(time.time() - self.started, 3),
+                        "grad_scaler": self.precision.state_dict()},
             "config": config_to_dict(self.cfg),
         }
         save_run_checkpoint(checkpoint_path(self.run_dir, which), self.model, metadata,

@@ -247,8 +247,15 @@ class _AutoregressiveGaussian(nn.Module):
 
     # -- training / evaluation -----------------------------------------------------------
     def forward(self, y: Tensor, side: Tensor | None = None) -> dict:
-        """{"y_hat": (B, N, h, w), "likelihoods": {"y": (B, N, h, w)[, "z": ...]}}."""
+        """{"y_hat": (B, N, h, w), "likelihoods": {"y": (B, N, h, w)[, "z": ...]}}.
+
+        Always computed in float32 with autocast disabled (mixed-precision training casts
+        only the transforms; likelihoods need float32, taskcodecs.precision)."""
         self._check_latent(y, batch_one=False)
+        with torch.autocast(y.device.type, enabled=False):
+            return self._forward(_full(y), _full(side))
+
+    def _forward(self, y: Tensor, side: Tensor | None) -> dict:
         mode = "noise" if self.training and self.noise_quantization else "ste"
         conditioning, extra = self._condition(y, side, mode)
         if self.context == "checkerboard":
@@ -611,6 +618,13 @@ class ConditionalAutoregressiveGaussianModel(_AutoregressiveGaussian):
     def _decode_condition(self, reader, shape, side):
         side = None if side is None else side.detach().cpu()
         return self._side_features(side, torch.zeros(1, self.N, *shape)).float()
+
+
+def _full(x: Tensor | None) -> Tensor | None:
+    """``x`` in float32 if it is a half-precision tensor (autocast output), else as is."""
+    if isinstance(x, Tensor) and x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
 
 
 def _hyper_size(size: int) -> int:
