@@ -131,8 +131,8 @@ def _family_section(ds: xr.Dataset) -> Section:
     has_marginal = "h_marginal" in ds
     capped = "vinfo_capped" in ds
     header = ["family", "likelihood", "parameters", "starting budget [steps]",
-              f"H_V(Y|∅) [{units}]", f"H_V(Y|Z) {interval_name(ds)} [{units}]",
-              f"I_V [{units}]", f"I_V {interval_name(ds)} [{units}]"]
+              f"H_V(Y|∅) [{units}]", f"H_V(Y|Z) [{interval_name(ds)}] [{units}]",
+              f"I_V [{interval_name(ds)}] [{units}]"]
     if capped:
         header.append(f"capped I_V [interval] [{units}]")
     header += [f"guarded I_V [{units}]", f"seed spread (std) [{units}]"]
@@ -154,7 +154,7 @@ def _family_section(ds: xr.Dataset) -> Section:
         row = [family, likelihood, _count(ds, "n_parameters", i), _count(ds, "train_steps", i),
                format_bits(ds["h_null"].values[i]),
                f"{format_bits(ds['h_cond'].values[i])} {_interval(ds, 'h_cond', i)}",
-               format_bits(iv), f"[{format_bits(low)}, {format_bits(high)}]"]
+               f"{format_bits(iv)} [{format_bits(low)}, {format_bits(high)}]"]
         if capped:
             row.append(f"{format_bits(ds['vinfo_capped'].values[i])} "
                        f"{_interval(ds, 'vinfo_capped', i)}")
