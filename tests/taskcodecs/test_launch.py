@@ -68,6 +68,9 @@ def test_local_executor_sweep_with_a_preempted_job_equals_the_uninterrupted_swee
     # the jobs are new processes: they must import this checkout's code
     root = str(Path(__file__).resolve().parents[2])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    # ... and compute with one thread, as this process does (tests/conftest.py): float sums
+    # split over another number of threads round differently
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     common = [f"synthetic_cache={tmp_path / 'cache'}", "synthetic.train=4", "synthetic.val=2",
               "max_steps=8", "val_every=4", "log_every=1", "num_workers=0"]
     sweep = ["--config", "tiny-depth-base-proposed", "--rate-weights", "1e-3,1e-2",
