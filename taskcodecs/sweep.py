@@ -27,11 +27,13 @@ of ``--rate-weights`` if given), so that it lands on the target. The point's coo
 but trained at the *final* rate weight of the scalable point it refits.
 
 Warm start (``--warm-start STEPS``): along each curve (method and base, or method and reward
-weight) the highest-rate point is trained from scratch and every next point starts from the
-previous point's best weights (``init_from``) and final rate weight (its own initial weight
-when ``--rate-weights`` gives one per target), for STEPS steps -- the
-usual way to train a learned codec at several rates for a fraction of the cost. Refits also
-train for STEPS steps.
+weight) the lowest-rate point is trained from scratch and every next (higher-rate) point
+starts from the previous point's best weights (``init_from``) and final rate weight (its own
+initial weight when ``--rate-weights`` gives one per target), for STEPS steps: a learned
+codec at several rates for a fraction of the cost. Upwards, so that extra training and extra
+rate move quality the same way (measured on the tiny presets: chained downwards, the
+from-scratch highest-rate point was the worst-trained and the curve bent back at the top).
+Refits also train for STEPS steps.
 
 Each point is a run directory ``OUT/runs/<experiment>[-<base label>]-{rate<λ>|target<R>}[-reward<w>]``,
 trained with :func:`taskcodecs.train.train` and evaluated with
@@ -150,13 +152,13 @@ def _rate_points(rate_weights: list[float], rate_targets: list[float] | None,
 
 
 def _warm_start(points: list[Point], steps: int, own_weights: bool) -> list[Point]:
-    """Chain the points of each (method, base or reward weight) from the highest rate down:
+    """Chain the points of each (method, base or reward weight) from the lowest rate up:
     the first is trained from scratch, each next one starts from the previous one's best
     checkpoint (``init_from``) for ``steps`` steps, at its own initial rate weight if
     ``own_weights`` (one per target was given), else at the previous one's final weight. Refits (which start from their scalable
     point anyway) also train for ``steps`` steps; direct points are unchanged."""
-    def rate_order(p: Point) -> float:  # highest rate first
-        return -p.rate_target if p.rate_target is not None else p.rate_weight
+    def rate_order(p: Point) -> float:  # lowest rate first (targets up, weights down)
+        return p.rate_target if p.rate_target is not None else -p.rate_weight
 
     chains: dict[tuple, list[int]] = {}
     for i, p in enumerate(points):
