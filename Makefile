@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-pyproject
 
-.PHONY: install test test-fast demo lint clean
+.PHONY: install test test-fast demo study lint clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test-fast: install
 
 demo: install
 	$(BIN)/python -m taskcodecs.demo
+
+study: install
+	$(BIN)/python -m taskcodecs.demo --study
 
 lint: install
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -158,8 +159,13 @@ def _colours(runs: list[Run]) -> dict[str, str]:
 
 
 def _plot(ax: Axes, c, scale: float, colour: str, style: str, marker: str, label: str) -> None:
+    """One curve; with the 95% interval of each point's image means as error bars."""
     ax.plot(c.rate, c.quality * scale, linestyle=style, marker=marker, color=colour,
             label=f"{label} ({len(c)} run{'s' if len(c) != 1 else ''})", markersize=5)
+    if c.quality_err is not None and np.isfinite(c.quality_err).any():
+        ax.errorbar(c.rate, c.quality * scale, xerr=np.nan_to_num(c.rate_err),
+                    yerr=np.nan_to_num(c.quality_err) * scale, fmt="none", ecolor=colour,
+                    elinewidth=0.8, capsize=2, alpha=0.7)
 
 
 def _reference_lines(ax: Axes, runs: list[Run], task: str, metric: str) -> list[str]:

@@ -213,8 +213,12 @@ def ladder_rows(vinfo: dict[str, dict[str, xr.Dataset]]) -> list[dict]:
 
 # --- figure ------------------------------------------------------------------------------------
 
-def gap_figure(rows: list[dict], vinfo: dict[str, dict[str, xr.Dataset]]) -> FigureResult:
-    """Left: R(Ŷ_b) and the coding gains (bpp) per base. Right: I_V per family per base."""
+def gap_figure(rows: list[dict], vinfo: dict[str, dict[str, xr.Dataset]],
+               intervals: dict | None = None) -> FigureResult:
+    """Left: R(Ŷ_b) and the coding gains (bpp) per base. Right: I_V per family per base.
+
+    ``intervals``: {(target or "base rate", base variant): estimate with ``low``/``high``}
+    (the results table's bootstrap intervals), drawn as error bars on the left panel."""
     title = "The gap: information available vs usable by family V"
     keys = sorted({k for by_key in vinfo.values() for k in by_key}) or ["vinfo"]
     fig = Figure(figsize=(5.5 * (len(keys) + 1), 4.6), dpi=100, layout="constrained")
@@ -224,18 +228,19 @@ def gap_figure(rows: list[dict], vinfo: dict[str, dict[str, xr.Dataset]]) -> Fig
     ax = axes[0]
     ax.set_ylabel("bits per pixel of the original full-resolution image", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
-    missing = _available_panel(ax, rows)
+    missing = _available_panel(ax, rows, intervals or {})
     for key, panel in zip(keys, axes[1:]):
         missing += _ladder_panel(panel, key, vinfo)
     caption = ("Left: the base's rate R(Ŷ_b) and the conditional coding gain (standalone − "
-               "scalable total rate at matched quality), bits per original-image pixel. Right: "
+               "scalable total rate at matched quality), bits per original-image pixel, with "
+               "their paired-bootstrap intervals where the results table has them. Right: "
                "I_V(Ŷ_b → Y) (open) and the capped I_V ≤ R(Ŷ_b) (filled) per probe family with "
                "intervals over images and refits, and R(Ŷ_b) (dashed), all in bits per target "
-               "pixel.")
+               "pixel (= per original-image pixel for a full-resolution target).")
     return FigureResult("gap", title, fig, caption, [f"{title}: {m}" for m in missing])
 
 
-def _available_panel(ax: Axes, rows: list[dict]) -> list[str]:
+def _available_panel(ax: Axes, rows: list[dict], intervals: dict) -> list[str]:
     ax.set_title("available: rate and conditional coding gain", fontsize=9)
     variants = sorted({r["base"] for r in rows})
     if not variants:
@@ -251,14 +256,21 @@ def _available_panel(ax: Axes, rows: list[dict]) -> list[str]:
                                    if b[2] is None or r["target"] == b[2])]
     width = 0.8 / len(bars)
     for j, (name, value, target) in enumerate(bars):
-        heights = []
+        heights, errors = [], []
         for variant in variants:
             chosen = sorted((r for r in rows if r["base"] == variant
                              and target in (None, r["target"])),
                             key=lambda r: not r["base_linked"])  # bases with enhancements first
             heights.append(value(chosen[0]) if chosen else np.nan)
+            key = (target or "base rate", variant)
+            known = intervals.get(key) if name.startswith(("R(", "gain")) and (
+                target is None or "refit" in name) else None
+            errors.append((heights[-1] - known.low, known.high - heights[-1])
+                          if known is not None and np.isfinite(known.low) else (np.nan, np.nan))
+        err = np.abs(np.array(errors, dtype=float).T)
         ax.bar(np.arange(len(variants)) + (j - (len(bars) - 1) / 2) * width, heights, width,
-               label=name)
+               label=name, yerr=None if np.isnan(err).all() else np.nan_to_num(err),
+               capsize=3)
     ax.set_xticks(np.arange(len(variants)), variants, fontsize=7, rotation=10)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.legend(fontsize=6)

@@ -7,7 +7,9 @@ In:  RUNS_DIR scanned for ``*/eval.nc`` (analysis.runs); optional ``vinfo.nc`` f
      folders of them) per base, labelled ``LABEL=PATH``.
 Out: ``DIR/report.html`` (self-contained: figures as base64 PNG, inline CSS, no scripts or
      links; opens offline), ``DIR/report.md`` with ``DIR/figures/*.png``; all written
-     atomically. Sections: runs, figures, BD-rates, the gap, missing, conventions.
+     atomically. Sections: the results table (proposed vs baseline at matched base rate,
+     every number with a paired-bootstrap interval: :mod:`analysis.results_table`), runs,
+     figures, BD-rates, the gap, missing, conventions.
 
 Everything is computed from the runs found: delete a run directory and its point is gone;
 a method with no runs is named in the "Missing" section instead of being drawn.
@@ -35,7 +37,9 @@ from analysis.gap import (
     ladder_rows,
     load_vinfo,
 )
+from analysis.results_table import ResultsTable, results_table
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
+from analysis.uncertainty import DEFAULT_BOOT
 from taskcodecs import cli
 from taskcodecs.io import check_writable
 from taskcodecs.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
@@ -129,17 +133,19 @@ def _compare(name: str, ref: Curve | None, test: Curve | None, method: str, rows
                  "result": result, "cubic": cubic_text})
 
 
-def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
-                   method: str) -> tuple[list[Section], list[dict]]:
-    """The report's sections (tables, figures as PNG, text) and the BD-rate rows.
+def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], method: str,
+                   n_boot: int = DEFAULT_BOOT) -> tuple[list[Section], list[dict], ResultsTable]:
+    """The report's sections (tables, figures as PNG, text), the BD-rate rows and the
+    results table.
 
     Draws the figures: call inside ``matplotlib.style.context("default")`` for output that
     does not depend on the user's matplotlib settings.
     """
+    results = results_table(runs, vinfo, n_boot=n_boot, bd_method=method)
     figures = all_figures(runs)
     bd_rows, bd_missing = bd_comparisons(runs, method)
     gap, gap_missing = gap_rows(runs, method)
-    gap_fig = gap_figure(gap, vinfo)
+    gap_fig = gap_figure(gap, vinfo, results.gains)
     missing = [m for f in figures for m in f.missing] + bd_missing + gap_missing + gap_fig.missing
     missing += [f"run {r.name}: its base {r.base_ref!r} was not found; drawn as 'unknown base'"
                 for r in runs if r.role == "enhancement" and r.base_method is None]
@@ -151,8 +157,16 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
     header = Section("1. Runs", [
         f"Runs directory: {runs_dir} — {len(runs)} run(s) with an eval.nc ({counts}). "
         f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. BD-rate method: {method}.",
-        _runs_table(runs)])
+        *_runs_table(runs)])
+    lead = Section("Results: proposed vs baseline at matched base rate", [
+        results.title + ". Negative BD-rate = less rate at equal quality; a difference is "
+        "distinguishable from zero when its interval excludes 0.",
+        results.report_table(), *results.notes, *results.conclusions,
+        "Compared pairs: points per curve, whether each curve is monotone, the quality span "
+        "of each curve (dB or mIoU points), the overlap of their quality ranges, the BD-rate.",
+        results.pairs_table()])
     return [
+        lead,
         header,
         Section("2. Figures", [_image(f) for f in figures]),
         Section("3. BD-rates", [_bd_table(bd_rows)] if bd_rows else ["No BD-rate could be "
@@ -166,16 +180,18 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict],
         Section("5. Missing", [Bullets(list(dict.fromkeys(missing)))] if missing else
                 ["Nothing missing: every figure and number could be computed."]),
         Section("6. Conventions", list(CONVENTIONS)),
-    ], bd_rows
+    ], bd_rows, results
 
 
 def write_report(runs_dir: str | Path, out_dir: str | Path,
                  vinfo: dict[str, str | Path] | None = None, method: str = "akima",
-                 title: str = "Task-compatible representations: analysis report") -> dict:
+                 title: str = "Task-compatible representations: analysis report",
+                 n_boot: int = DEFAULT_BOOT) -> dict:
     """Write report.html, report.md and figures/*.png into ``out_dir``.
 
-    ``vinfo``: base label → vinfo.nc file or folder. Returns {"html": Path, "markdown": Path,
-    "figures": [Path], "bd_rates": [{"comparison": str, "result": BDResult, ...}]}. Raises
+    ``vinfo``: base label → vinfo.nc file or folder; ``n_boot``: bootstrap resamples of the
+    results table. Returns {"html": Path, "markdown": Path, "figures": [Path], "bd_rates":
+    [{"comparison": str, "result": BDResult, ...}], "results": ResultsTable}. Raises
     RunsError / VinfoInputError (ValueError) naming the file for unreadable input.
     """
     if method not in METHODS:
@@ -183,11 +199,11 @@ def write_report(runs_dir: str | Path, out_dir: str | Path,
     runs = load_runs(runs_dir)
     loaded = {label: load_vinfo(path) for label, path in (vinfo or {}).items()}
     with matplotlib.style.context("default"):
-        sections, bd_rows = build_sections(runs, Path(runs_dir), loaded, method)
+        sections, bd_rows, results = build_sections(runs, Path(runs_dir), loaded, method, n_boot)
     paths = write_document(out_dir, title, sections, css=CSS)
     figures = [path for key, path in paths.items() if key not in ("html", "markdown")]
     return {"html": paths["html"], "markdown": paths["markdown"], "figures": figures,
-            "bd_rates": bd_rows}
+            "bd_rates": bd_rows, "results": results}
 
 
 def _image(result: FigureResult) -> Image:
@@ -202,21 +218,52 @@ def _fmt(value: object, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def _runs_table(runs: list[Run]) -> Table | str:
+TASK_SHORT = {"depth": "depth", "detection": "det", "reconstruction": "recon",
+              "segmentation": "seg"}
+METHOD_SHORT = {"standalone-refit": "refit", "standalone-independent": "indep",
+                "uncompressed": "no-codec", "scalable": "scal"}
+
+
+def run_label(run: Run, seeds: bool = False) -> str:
+    """A short label of a run for wide tables: task/method[/base]/rate[/seed]."""
+    parts = [TASK_SHORT.get(run.task, run.task), METHOD_SHORT.get(run.method, run.method)]
+    if run.role == "enhancement":
+        parts.append("prop" if run.base_variant.startswith("proposed") else run.base_variant[:4])
+    if run.rate_target is not None:
+        parts.append(f"t{run.rate_target:g}")
+    elif run.rate_weight is not None:
+        parts.append(f"λ{run.rate_weight:.3g}")
+    if seeds:
+        parts.append(f"s{run.config.get('seed')}")
+    return "/".join(parts)
+
+
+def _runs_table(runs: list[Run]) -> list[Table | Bullets | str]:
+    """The runs, one row each, narrow enough for a 1400 px window: a short label (the run
+    folder in its tooltip and in the list below), only the metric columns some run has."""
     if not runs:
-        return "No runs found (no */eval.nc under the runs directory)."
-    header = ["run", "method", "task", "dataset", "base", "rate_weight", "reward_weight",
-              "bpp base", "bpp enh.", "bpp total", "bpp total (est.)",
-              *(METRICS[m].label.split(",")[0] for m in METRICS)]
-    rows = []
-    for r in runs:
-        metrics = [_fmt(r.metrics[m] * METRICS[m].scale) if m in r.metrics else "–"
-                   for m in METRICS]
-        rows.append([r.name, r.method, r.task, r.dataset, r.base_variant or "–",
-                     _fmt(r.rate_weight), _fmt(r.reward_weight),
-                     _fmt(r.bpp.get("base")), _fmt(r.bpp.get("enhancement")),
-                     _fmt(r.bpp_total), _fmt(r.bpp_estimated_total), *metrics])
-    return Table(header, rows)
+        return ["No runs found (no */eval.nc under the runs directory)."]
+    seeds = len({r.config.get("seed") for r in runs}) > 1
+    metrics = [m for m in METRICS if any(m in r.metrics for r in runs)]
+    header = ["#", "run", "base", "λ (final)", "target → val. (bpp)", "bpp base", "bpp enh.",
+              "bpp total", "total (est.)", *(METRICS[m].label.split(",")[0] for m in metrics)]
+    rows, titles = [], {}
+    for i, r in enumerate(runs):
+        target = ("–" if r.rate_target is None else
+                  f"{r.rate_target:g} → {_fmt(r.rate_selected_bpp, 3)}"
+                  + ("" if r.rate_on_target else " (off)"))
+        rows.append([str(i + 1), run_label(r, seeds),
+                     ("prop" + r.base_variant.removeprefix("proposed")) if
+                     r.base_variant.startswith("proposed") else (r.base_variant or "–"),
+                     _fmt(r.rate_weight_final, 3), target, _fmt(r.bpp.get("base")),
+                     _fmt(r.bpp_enhancement), _fmt(r.bpp_total), _fmt(r.bpp_estimated_total),
+                     *(_fmt(r.metrics[m] * METRICS[m].scale) if m in r.metrics else "–"
+                       for m in metrics)])
+        titles[(i, 1)] = f"{r.name} ({r.experiment})"
+    folders = Bullets([f"#{i + 1} {run_label(r, seeds)}: {r.name} ({r.experiment}, "
+                       f"reward_weight {_fmt(r.reward_weight)})" for i, r in enumerate(runs)],
+                      collapsed="Run folders (the long name of each run)")
+    return [Table(header, rows, titles=titles), folders]
 
 
 def _bd_table(rows: list[dict]) -> Table:

@@ -15,8 +15,10 @@ Out: :class:`Run` objects (a run is a point: delete its folder and the point is 
 
 Reductions (one documented rule for every curve): a per-image variable is averaged over
 images; a variable with a ``layer`` dim is read at the run's top layer ("enhancement" where
-present, else "base"); rates are ``bpp_actual`` (real bitstream bytes) summed over layers, so
-scalable/standalone points sit at base + enhancement rate. Every run found is a point; no run
+present, else "base"); rates are ``bpp_actual`` (real bitstream bytes) at the top layer.
+``eval.nc`` stores rates *cumulatively* per layer (the ``enhancement`` value counts the bytes
+of both layers, the stream cut after that layer), so scalable/standalone points sit at the
+base + enhancement rate, and the enhancement layer's own rate is the difference. Every run found is a point; no run
 is selected or dropped.
 """
 
@@ -81,7 +83,7 @@ class Run:
     dataset: str
     rate_weight: float | None
     reward_weight: float | None
-    bpp: dict[str, float]  # layer → mean bpp_actual (bits per original-image pixel)
+    bpp: dict[str, float]  # layer → mean bpp_actual, cumulative (bits per original-image pixel)
     bpp_estimated: dict[str, float]
     metrics: dict[str, float]  # metric → value at the top layer (as stored: "1" not %)
     n_images: int
@@ -91,6 +93,14 @@ class Run:
     base: Run | None = field(default=None, repr=False)  # resolved base run, if found
     base_method: str | None = None
     base_reward_weight: float | None = None
+    # rate-targeted runs (taskcodecs.rate_control; eval.nc attrs): the target and what the
+    # selected checkpoint achieved (validation, estimated bpp), the final rate weight
+    rate_target: float | None = None
+    rate_selected_bpp: float = float("nan")
+    rate_on_target: bool = False
+    rate_weight_final: float | None = None
+    # half-width of the 95% normal interval of each image mean ("rate", "psnr", "rmse")
+    spread: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def role(self) -> str:
@@ -100,11 +110,19 @@ class Run:
 
     @property
     def bpp_total(self) -> float:
-        return float(sum(self.bpp.values())) if self.bpp else float("nan")
+        """The rate of the whole stream: the top layer's cumulative rate."""
+        return _top(self.bpp)
 
     @property
     def bpp_estimated_total(self) -> float:
-        return float(sum(self.bpp_estimated.values())) if self.bpp_estimated else float("nan")
+        return _top(self.bpp_estimated)
+
+    @property
+    def bpp_enhancement(self) -> float:
+        """The enhancement layer's own rate (total − base); NaN for single-layer runs."""
+        if "enhancement" not in self.bpp or "base" not in self.bpp:
+            return float("nan")
+        return self.bpp["enhancement"] - self.bpp["base"]
 
     @property
     def base_variant(self) -> str:
@@ -114,6 +132,13 @@ class Run:
         if self.role == "reference":
             return ""
         return variant_label(self.base_method, self.base_reward_weight)
+
+
+def _top(by_layer: dict[str, float]) -> float:
+    """The value at the top layer ("enhancement" where present) of cumulative rates."""
+    if not by_layer:
+        return float("nan")
+    return float(by_layer.get("enhancement", list(by_layer.values())[-1]))
 
 
 def variant_label(method: str | None, reward_weight: float | None) -> str:
@@ -135,6 +160,8 @@ class Curve:
     rate: np.ndarray  # sorted ascending
     quality: np.ndarray  # metric values as stored (see METRICS[metric].scale for display)
     runs: tuple[str, ...]
+    rate_err: np.ndarray | None = None  # per point: 95% half-width over images (or NaN)
+    quality_err: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rate.size)
@@ -164,7 +191,7 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
             "base_run": run.base.name if run.base else (run.base_ref or ""),
             "rate_weight": run.rate_weight, "reward_weight": run.reward_weight,
             "bpp_base": run.bpp.get("base", np.nan),
-            "bpp_enhancement": run.bpp.get("enhancement", np.nan),
+            "bpp_enhancement": run.bpp_enhancement,
             "bpp_total": run.bpp_total, "bpp_total_estimated": run.bpp_estimated_total,
             **{name: run.metrics.get(name, np.nan) for name in METRICS},
             "n_images": run.n_images,
@@ -193,14 +220,17 @@ def curve(runs: list[Run], *, task: str, method: str, dataset: str | None = None
                   and (dataset is None or r.dataset == dataset)]
     if base_variant is not None:
         chosen = [r for r in chosen if r.base_variant == base_variant]
-    points = [(r.bpp_total, r.metrics.get(metric, np.nan), r.name) for r in chosen]
+    rate_of = "psnr_base" if task == "reconstruction" and method == "direct" else metric
+    points = [(r.bpp_total, r.metrics.get(metric, np.nan), r.name, r.spread.get("rate", np.nan),
+               r.spread.get(rate_of, np.nan)) for r in chosen]
     points = sorted(p for p in points if np.isfinite(p[0]) and np.isfinite(p[1]))
     if not points:
         return None
     variant = base_variant or ", ".join(sorted({r.base_variant for r in chosen}))
     label = variant if method in BASE_METHODS else f"{method} on {variant} base"
-    return Curve(label, method, variant, metric, np.array([p[0] for p in points]),
-                 np.array([p[1] for p in points]), tuple(p[2] for p in points))
+    column = lambda k: np.array([p[k] for p in points])  # noqa: E731
+    return Curve(label, method, variant, metric, column(0), column(1),
+                 tuple(p[2] for p in points), column(3), column(4))
 
 
 def base_variants(runs: list[Run], dataset: str | None = None) -> list[str]:
@@ -241,7 +271,32 @@ def _read_run(path: Path, root: Path) -> Run:
         metrics=metrics, n_images=int(ds.sizes.get("image", 0)), config=config,
         codec_id=str(ds.attrs.get("codec_id", "")),
         base_ref=str(config["base"]) if config.get("base") else None,
+        rate_target=_optional_float(ds.attrs.get("rate_target_bpp")),
+        rate_selected_bpp=float(ds.attrs.get("rate_selected_val_bpp", np.nan)),
+        rate_on_target=bool(ds.attrs.get("rate_on_target", 0)),
+        rate_weight_final=_optional_float(ds.attrs.get("rate_weight_final",
+                                                       config.get("rate_weight"))),
+        spread=_spread(ds, layer),
     )
+
+
+def _spread(ds: xr.Dataset, layer: str | None) -> dict[str, float]:
+    """1.96 × the standard error of the image mean of the per-image variables."""
+    out = {}
+    for key, name, at in (("rate", "bpp_actual", layer), ("psnr", "psnr", layer),
+                          ("rmse", "rmse", layer), ("psnr_base", "psnr", "base")):
+        if name not in ds or "image" not in ds[name].dims:
+            continue
+        var = ds[name]
+        if "layer" in var.dims and at is not None and "layer" in ds.coords:
+            if at not in [str(v) for v in ds["layer"].values]:
+                continue
+            var = var.sel(layer=at)
+        values = np.asarray(var.values, dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size > 1 and values.ndim == 1:
+            out[key] = float(1.96 * values.std(ddof=1) / np.sqrt(values.size))
+    return out
 
 
 def _config(path: Path, ds: xr.Dataset) -> dict[str, Any]:

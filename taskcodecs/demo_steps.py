@@ -1,11 +1,17 @@
 """The stages of ``make demo`` (:mod:`taskcodecs.demo`), one function each, each one cached.
 
-    s = DemoSettings()                       # or DemoSettings.quick() (the smoke test's)
+    s = DemoSettings()                       # .study() for make study, .quick() the smoke test
     root = make_data(out, s)                 # OUT/data: synthetic scenes, Cityscapes layout
-    bases = train_bases(out, s, root)        # OUT/sweeps/depth-base/runs/*  (+ sweep.nc)
+    bases = train_bases(out, s, root, seed)  # OUT/sweeps/depth-base/runs/*  (+ sweep.nc)
     reference = train_reference(out, s, root)   # OUT/sweeps/depth-uncompressed (no codec)
-    enh = train_enhancements(out, s, root, enhancement_bases(bases, s))
+    enh = train_enhancements(out, s, root, enhancement_bases(bases, s), seed)
+    seg = train_enhancements(out, s, root, enhancement_bases(bases, s), seed, "segmentation")
     nc, reused = run_vinfo(out, s, root, "proposed", base_run, "reconstruction")
+
+With several training seeds (the study) each seed's sweeps live in OUT/sweeps/seed<k>/.
+Every rate point is *rate-targeted* (:mod:`taskcodecs.rate_control`): baseline and proposed
+bases land on the same estimated base rate, and the enhancement points on the same spread
+of total rates, so the curves compared overlap by construction.
 
 Every run is trained and evaluated through real bitstreams by :mod:`taskcodecs.sweep`
 (a run whose ``eval.nc`` exists is reused, one with a last checkpoint is resumed), so a
@@ -44,28 +50,47 @@ log = logging.getLogger("taskcodecs.demo")
 detail = logging.getLogger("taskcodecs.demo.detail")  # per-probe lines, shown with --verbose
 BASE_CONFIG = "tiny-depth-base-proposed"
 RECON_CONFIG = "tiny-cityscapes-reconstruction-scalable"
+SEG_CONFIG = "tiny-cityscapes-segmentation-scalable"
 REFERENCE_CONFIG = "tiny-depth-uncompressed"
 VINFO_KINDS = {"reconstruction": "discretized", "segmentation": "categorical"}
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo runs. Defaults: about 8-10 minutes on a 2-core CPU (one thread)."""
+    """What the demo runs (``make demo``); :meth:`study` is ``make study``, :meth:`quick` the
+    smoke test. Defaults: about 9 minutes on the 2-core dev CPU (one thread) before the
+    V-information stage (benchmarks/RESULTS.md, "The tiny recipe")."""
 
     height: int = 64  # synthetic scenes, pixels
     width: int = 128
-    train_images: int = 32
-    val_images: int = 48  # evaluation uses the first eval_images; vinfo uses them all
-    seed: int = 0
-    base_rate_weights: tuple[float, ...] = (1e-3, 1.0)  # depth bases: weight of bpp in the loss
+    train_images: int = 192
+    val_images: int = 40  # evaluation uses the first eval_images; vinfo uses them all
+    seed: int = 0  # the synthetic scenes
+    seeds: tuple[int, ...] = (0,)  # training seeds: every run is trained once per seed
+    # depth bases, rate-targeted (estimated bits per pixel); the first carries the
+    # enhancements and the V-information ladders: baseline and proposed at the same rate
+    # (the controller starts at each preset's rate_weight: baseline 0.5, proposed 15)
+    base_rate_targets: tuple[float, ...] = (0.03,)
     reward_weight: float = 0.1  # proposed bases (the original code's value)
     base_steps: int = 250
-    recon_rate_weights: tuple[float, ...] = (0.3, 30.0)  # scalable reconstruction
-    recon_steps: int = 200
+    reference_steps: int = 150  # the codec-free depth model (the figure's reference line)
+    # scalable reconstruction, rate-targeted (total = base + enhancement, estimated bpp);
+    # the lowest point is trained from scratch for recon_steps, each next (higher) one from
+    # the previous one for warm_steps (sweep --warm-start), as is each standalone refit
+    recon_rate_targets: tuple[float, ...] = (0.25, 0.14, 0.08, 0.045)
+    recon_initial_weights: tuple[float, ...] = (0.5, 15.0, 70.0, 600.0)
+    recon_steps: int = 700
+    warm_steps: int = 150
     standalone: bool = True  # standalone-refit points: the conditional coding gain
+    # scalable segmentation (make study): the same scheme, mIoU instead of PSNR
+    segmentation: bool = False
+    seg_rate_targets: tuple[float, ...] = (0.3, 0.18, 0.11, 0.07)
+    seg_initial_weights: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    seg_steps: int = 500
     val_every: int = 50  # training: validation rounds (the best-checkpoint rule)
-    val_limit: int = 8  # training: validation images per round
-    eval_images: int = 16  # evaluation through real bitstreams: first N val images
+    val_limit: int | None = None  # training: validation images per round (None: presets')
+    eval_images: int = 32  # evaluation through real bitstreams: first N val images
+    bootstrap: int = 1000  # resamples of every interval of the results table
     # the image target only (the one the scalable reconstruction codes; autoregressive
     # segmentation probes cost as much and, at this scale, find the label maps nearly free
     # given their causal context: about 0.15 bits/pixel, 0 usable from Ŷ_b; make study
@@ -83,18 +108,32 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> DemoSettings:
         """The smallest demo that still exercises every stage (the smoke test's)."""
-        return cls(train_images=8, val_images=12, base_rate_weights=(1e-3, 1.0), base_steps=8,
-                   recon_rate_weights=(0.3, 30.0), recon_steps=6, val_every=4, val_limit=2,
-                   eval_images=2, vinfo_families=("ar-linear", "ar-mlp-16"), vinfo_steps=10,
-                   vinfo_eval_every=5, vinfo_seeds=(0,), vinfo_bootstrap=100)
+        return cls(train_images=8, val_images=12, base_steps=6, reference_steps=2,
+                   recon_rate_targets=(0.4, 0.2), recon_initial_weights=(0.1, 10.0),
+                   recon_steps=6, warm_steps=3, seg_rate_targets=(0.4, 0.2),
+                   seg_initial_weights=(0.1, 1.0), seg_steps=4, val_every=3, val_limit=2,
+                   eval_images=4, bootstrap=50, vinfo_families=("ar-linear", "ar-mlp-16"),
+                   vinfo_steps=10, vinfo_eval_every=5, vinfo_seeds=(0,), vinfo_bootstrap=100)
+
+    @classmethod
+    def study(cls) -> DemoSettings:
+        """``make study``: 3 training seeds, more data, 5 points per reconstruction curve,
+        3 matched base rates (base curves), segmentation included, both V-information
+        targets with 3 refit seeds (about 90 minutes here)."""
+        return cls(train_images=384, val_images=64, seeds=(0, 1, 2),
+                   base_rate_targets=(0.03, 0.05, 0.08),
+                   recon_rate_targets=(0.3, 0.19, 0.12, 0.08, 0.05),
+                   recon_initial_weights=(1.0, 8.0, 40.0, 150.0, 400.0), segmentation=True,
+                   eval_images=48, vinfo_targets=("reconstruction", "segmentation"),
+                   vinfo_seeds=(0, 1, 2))
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
 
     @property
-    def enhancement_base_rate_weight(self) -> float:
-        """The base rate point the enhancements and the vinfo ladder sit on (the first)."""
-        return self.base_rate_weights[0]
+    def enhancement_base_target(self) -> float:
+        """The base rate the enhancements and the vinfo ladder sit on (the first target)."""
+        return self.base_rate_targets[0]
 
 
 class DemoError(RuntimeError):
@@ -132,10 +171,18 @@ def make_data(out: Path, s: DemoSettings) -> Path:
     return root
 
 
-def _overrides(s: DemoSettings, root: Path, steps: int) -> dict[str, Any]:
-    return {"data_root": str(root), "max_steps": steps, "val_every": min(s.val_every, steps),
-            "val_limit": s.val_limit, "num_workers": 0, "log_every": max(1, min(25, steps)),
-            "seed": s.seed}
+def _overrides(s: DemoSettings, root: Path, steps: int, seed: int) -> dict[str, Any]:
+    """What the demo sets on top of the tiny presets (which hold the recipe)."""
+    out = {"data_root": str(root), "max_steps": steps, "val_every": min(s.val_every, steps),
+           "num_workers": 0, "log_every": max(1, min(25, steps)), "seed": seed}
+    if s.val_limit is not None:
+        out["val_limit"] = s.val_limit
+    return out
+
+
+def sweeps_dir(out: Path, s: DemoSettings, seed: int) -> Path:
+    """OUT/sweeps (one training seed) or OUT/sweeps/seed<k> (several)."""
+    return out / "sweeps" if len(s.seeds) == 1 else out / "sweeps" / f"seed{seed}"
 
 
 def _run_points(title: str, points: list[Point], overrides: dict[str, Any], s: DemoSettings,
@@ -154,13 +201,13 @@ def _run_points(title: str, points: list[Point], overrides: dict[str, Any], s: D
     return points
 
 
-def train_bases(out: Path, s: DemoSettings, root: Path) -> list[Point]:
-    """Baseline and proposed depth bases at every base rate weight (OUT/sweeps/depth-base)."""
-    folder = out / "sweeps" / "depth-base"
-    points = plan(BASE_CONFIG, list(s.base_rate_weights), [s.reward_weight],
-                  ["baseline", "proposed"], {}, folder)
-    return _run_points("depth bases", points, _overrides(s, root, s.base_steps), s, folder,
-                       BASE_CONFIG)
+def train_bases(out: Path, s: DemoSettings, root: Path, seed: int = 0) -> list[Point]:
+    """Baseline and proposed depth bases at every base rate target (OUT/sweeps/depth-base)."""
+    folder = sweeps_dir(out, s, seed) / "depth-base"
+    points = plan(BASE_CONFIG, [], [s.reward_weight],
+                  ["baseline", "proposed"], {}, folder, rate_targets=list(s.base_rate_targets))
+    return _run_points(f"depth bases (seed {seed})", points,
+                       _overrides(s, root, s.base_steps, seed), s, folder, BASE_CONFIG)
 
 
 def train_reference(out: Path, s: DemoSettings, root: Path) -> Path:
@@ -174,7 +221,7 @@ def train_reference(out: Path, s: DemoSettings, root: Path) -> Path:
         log.info("reference: %s reused", run_dir)
         return run_dir
     start = time.perf_counter()
-    overrides = {**_overrides(s, root, s.base_steps), "out": str(run_dir)}
+    overrides = {**_overrides(s, root, s.reference_steps, s.seeds[0]), "out": str(run_dir)}
     if checkpoint_path(run_dir, "last").with_suffix(".json").is_file():
         cfg = resolve_config(None, {**overrides, "resume": str(run_dir)})
     else:
@@ -186,19 +233,24 @@ def train_reference(out: Path, s: DemoSettings, root: Path) -> Path:
 
 
 def enhancement_bases(bases: list[Point], s: DemoSettings) -> dict[str, str]:
-    """{"baseline": run dir, "proposed": run dir} at the enhancement base rate weight."""
-    lam = s.enhancement_base_rate_weight
-    return {p.method: p.run_dir for p in bases if p.rate_weight == lam}
+    """{"baseline": run dir, "proposed": run dir} at the enhancement base rate target."""
+    return {p.method: p.run_dir for p in bases if p.rate_target == s.enhancement_base_target}
 
 
-def train_enhancements(out: Path, s: DemoSettings, root: Path,
-                       bases: dict[str, str]) -> list[Point]:
-    """Scalable reconstruction (and its standalone refit) on each base (OUT/sweeps/...)."""
-    folder = out / "sweeps" / "cityscapes-reconstruction"
+def train_enhancements(out: Path, s: DemoSettings, root: Path, bases: dict[str, str],
+                       seed: int = 0, target: str = "reconstruction") -> list[Point]:
+    """Scalable reconstruction (or segmentation) and its standalone refits on each base, the
+    points of each curve warm-started from the highest rate down (OUT/sweeps/cityscapes-*)."""
+    config = RECON_CONFIG if target == "reconstruction" else SEG_CONFIG
+    targets, weights, steps = ((s.recon_rate_targets, s.recon_initial_weights, s.recon_steps)
+                               if target == "reconstruction" else
+                               (s.seg_rate_targets, s.seg_initial_weights, s.seg_steps))
+    folder = sweeps_dir(out, s, seed) / f"cityscapes-{target}"
     methods = ["scalable", "standalone-refit"] if s.standalone else ["scalable"]
-    points = plan(RECON_CONFIG, list(s.recon_rate_weights), [], methods, bases, folder)
-    return _run_points("reconstruction", points, _overrides(s, root, s.recon_steps), s, folder,
-                       RECON_CONFIG)
+    points = plan(config, list(weights), [], methods, bases, folder,
+                  rate_targets=list(targets), warm_start=s.warm_steps)
+    return _run_points(f"{target} (seed {seed})", points, _overrides(s, root, steps, seed), s,
+                       folder, config)
 
 
 def file_sha256(path: Path) -> str:
@@ -243,7 +295,8 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
 
 
 def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -> dict[str, Path]:
-    """Every (base, target) ladder; returns {label: OUT/vinfo/LABEL} for the analysis report."""
+    """Every (base, target) ladder on the bases of the first training seed (both at the
+    matched base rate); returns {label: OUT/vinfo/LABEL} for the analysis report."""
     from vinfo.nulls import NullBank
 
     jobs = [(label, run, target) for target in s.vinfo_targets for label, run in bases.items()]
@@ -259,4 +312,5 @@ def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -
 
 
 __all__ = ["DemoError", "DemoSettings", "check_settings", "enhancement_bases", "make_data",
-           "run_vinfo", "train_bases", "train_enhancements", "train_reference", "vinfo_stage"]
+           "run_vinfo", "sweeps_dir", "train_bases", "train_enhancements", "train_reference",
+           "vinfo_stage"]

@@ -22,6 +22,9 @@ rmse            image, layer     pixels       disparity RMSE over the image's va
                                               (depth task, decoded from the base layer)
 map             layer            1            box mAP@[.5:.95] (pycocotools), dataset-level
 miou            layer            1            mean IoU over the 19 classes, dataset-level
+confusion       image, layer,    pixels       per-image pixel counts (rows: target class,
+                true_class,                   columns: predicted; ignore pixels left out),
+                predicted_class               so that mIoU can be bootstrapped over images
 height, width   image            pixels       the original image size
 ==============  ===============  ===========  ============================================
 
@@ -34,7 +37,9 @@ undefined: they see the raw image).
 
 attrs: ``config`` (the run's resolved config, JSON), ``codec_id`` ("none" for references),
 ``experiment``, ``checkpoint`` (best|last), ``checkpoint_step``, ``split``, ``run_dir``,
-``bpp_normalization``. A one-line summary is printed. (Read ``map`` as ``ds["map"]``:
+``bpp_normalization``; for rate-targeted runs also ``rate_target_bpp``, ``rate_tolerance``,
+``rate_weight_final``, ``rate_selected_val_bpp`` and ``rate_on_target``
+(:mod:`taskcodecs.rate_control`). A one-line summary is printed. (Read ``map`` as ``ds["map"]``:
 ``ds.map`` is the Dataset method.)
 
 Evaluation never creates data: a missing or empty dataset folder is an error that gives the
@@ -74,7 +79,8 @@ from taskcodecs.io import atomic_write, check_writable, exclusive_lock
 from taskcodecs.metrics import ConfusionMatrix, MaskedRMSE, coco_map, psnr
 
 UNITS = {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",
-         "rmse": "pixels", "map": "1", "miou": "1", "height": "pixels", "width": "pixels"}
+         "rmse": "pixels", "map": "1", "miou": "1", "height": "pixels", "width": "pixels",
+         "confusion": "pixels"}
 DESCRIPTIONS = {
     "bpp_actual": "real bitstream bytes x 8 per original pixel, header included, cumulative "
                   "over layers (the stream cut after this layer)",
@@ -84,6 +90,7 @@ DESCRIPTIONS = {
     "rmse": "disparity RMSE in pixels over the image's valid pixels",
     "map": "box mAP@[.5:.95] over the evaluated images (pycocotools)",
     "miou": "mean IoU over the 19 Cityscapes classes present, over the evaluated images",
+    "confusion": "per-image confusion counts (rows target class, columns predicted class)",
 }
 
 
@@ -107,10 +114,25 @@ class _Collector:
         self.layers = layers
         self.values: dict[tuple[str, str], dict[int, float]] = {}
         self.confusion = {layer: ConfusionMatrix() for layer in layers}
+        self.image_confusion: dict[tuple[str, int], ConfusionMatrix] = {}
         self.detections: dict[str, list[dict]] = {layer: [] for layer in layers}
 
     def put(self, name: str, layer: str, index: int, value: float) -> None:
         self.values.setdefault((name, layer), {})[index] = float(value)
+
+    def confuse(self, layer: str, index: int, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Segmentation: add one image to the dataset-level and its own confusion matrix."""
+        self.confusion[layer].update(pred, target)
+        self.image_confusion.setdefault((layer, index), ConfusionMatrix()).update(pred, target)
+
+    def confusion_variable(self, n: int) -> np.ndarray | None:
+        if not self.image_confusion:
+            return None
+        size = next(iter(self.image_confusion.values())).num_classes
+        array = np.zeros((n, len(self.layers), size, size), dtype=np.int64)
+        for (layer, index), matrix in self.image_confusion.items():
+            array[index, self.layers.index(layer)] = matrix.matrix.numpy()
+        return array
 
     def image_variable(self, name: str, n: int) -> np.ndarray | None:
         if not any(key[0] == name for key in self.values):
@@ -138,7 +160,7 @@ def _measure_base_task(col: _Collector, layer: str, i: int, task: str, out: Mapp
         col.detections[layer].append({"image_id": item["image_id"], **{
             k: det[k].detach().cpu() for k in ("boxes", "scores", "labels")}})
     elif task == "segmentation":
-        col.confusion[layer].update(out["segmentation"]["out"].cpu(), item["labels"][None])
+        col.confuse(layer, i, out["segmentation"]["out"].cpu(), item["labels"][None])
 
 
 def evaluate_run(
@@ -208,7 +230,7 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
             if target == "reconstruction":
                 col.put("psnr", "enhancement", i, float(psnr(_to8bit(decoded["x_hat"].cpu()), image)[0]))
             else:
-                col.confusion["enhancement"].update(decoded["labels"].cpu(), flat["labels"][None])
+                col.confuse("enhancement", i, decoded["labels"].cpu(), flat["labels"][None])
     ds = _dataset(col, names, sizes, dataset)
     ds.attrs.update({
         "config": json.dumps(config_to_dict(cfg), sort_keys=True),
@@ -220,9 +242,24 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
         "run_dir": str(run_dir),
         "bpp_normalization": "bits per pixel of the original full-resolution H x W image",
     })
+    ds.attrs.update(_rate_control_attrs(meta.get("rate_control")))
     if write:
         atomic_write(run_dir / "eval.nc", lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     return ds
+
+
+def _rate_control_attrs(control: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A rate-targeted run's outcome (:mod:`taskcodecs.rate_control`) as netCDF attrs:
+    ``rate_target_bpp``, ``rate_tolerance``, ``rate_weight_final``, ``rate_selected_val_bpp``
+    (the checkpoint's validation estimated rate) and ``rate_on_target`` (1/0)."""
+    if not control:
+        return {}
+    value = control.get("selected_val_bpp")
+    return {"rate_target_bpp": float(control["target_bpp"]),
+            "rate_tolerance": float(control["tolerance"]),
+            "rate_weight_final": float(control["final_rate_weight"]),
+            "rate_selected_val_bpp": math.nan if value is None else float(value),
+            "rate_on_target": int(bool(control["on_target"]))}
 
 
 def _flatten_item(raw: Any, kind: str) -> dict[str, Any]:
@@ -251,6 +288,8 @@ def _dataset(col: _Collector, names: list[str], sizes: list[tuple[int, int]], da
         data_vars["miou"] = ("layer", np.array([
             c.compute().miou if int(c.matrix.sum()) else np.nan for c in
             (col.confusion[layer] for layer in col.layers)]))
+        data_vars["confusion"] = (("image", "layer", "true_class", "predicted_class"),
+                                  col.confusion_variable(n))
     ds = xr.Dataset(data_vars, coords={"image": np.array(names, dtype=object),
                                        "layer": np.array(col.layers, dtype=object)})
     for name, variable in ds.data_vars.items():

@@ -25,9 +25,10 @@ A job = one point, trained and then evaluated (:func:`taskcodecs.sweep.run_point
 - **GPUs**: ``--gpus-per-node 1`` (or none) trains in the job's process; more GPUs, or
   ``--nodes N``, run ``torchrun`` inside the job (one task per node, ``--nproc_per_node`` =
   GPUs per node, c10d rendezvous on the job's first node), then node 0 evaluates.
-- **Order**: ``standalone-refit`` points start from their ``scalable`` point, so the points
-  are submitted in stages (an array per stage) and the launcher waits for one stage before
-  the next; when all are done it gathers ``OUT/sweep.nc``. With ``--no-wait`` it submits the
+- **Order**: ``standalone-refit`` points start from their ``scalable`` point and each link
+  of a ``--warm-start`` chain from the previous one, so the points are submitted in stages
+  by dependency depth (an array per stage) and the launcher waits for one stage before the
+  next; when all are done it gathers ``OUT/sweep.nc``. With ``--no-wait`` it submits the
   first stage and returns; re-run the command (or ``--gather``) later.
 
 Where things land: runs in ``OUT/runs/NAME`` as with the local launcher; submitit's job
@@ -313,6 +314,25 @@ def run_tasks(tasks: list[Task], executor, records: Path, wait: bool, poll_s: fl
     return failures
 
 
+def _stages(points: list) -> list[list]:
+    """Points by dependency depth: a point whose ``init_from`` is another point's run runs
+    one stage after it (refits after their scalable point, each warm-start link after the
+    previous one)."""
+    by_run = {p.run_dir: p for p in points}
+    depth: dict[str, int] = {}
+
+    def level(p) -> int:
+        if p.run_dir not in depth:
+            parent = by_run.get(p.init_from) if p.init_from else None
+            depth[p.run_dir] = 0 if parent is None else level(parent) + 1
+        return depth[p.run_dir]
+
+    stages: list[list] = [[] for _ in range(max(map(level, points), default=-1) + 1)]
+    for p in points:
+        stages[level(p)].append(p)
+    return stages
+
+
 def launch_sweep(points: list, overrides: dict[str, Any], out: Path,
                  args: argparse.Namespace, slurm: dict[str, Any]) -> list[str]:
     """Run a sweep's points as submitit job arrays, stage by stage (module docstring);
@@ -324,14 +344,15 @@ def launch_sweep(points: list, overrides: dict[str, Any], out: Path,
     executor = make_executor(args, out / "submitit", f"sweep-{out.resolve().name}", slurm)
     seen = set()
     for p in points:  # synthetic scenes generated once, here, not by racing jobs
-        cfg = load_experiment(p.experiment, _train_overrides(p, overrides))
+        # (a point that inherits its rate weight reads it when it runs; 1.0 stands in here)
+        cfg = load_experiment(p.experiment, _train_overrides(p, overrides, refit_weight=1.0))
         if cfg.synthetic is not None and synthetic_dir(cfg) not in seen:
             seen.add(synthetic_dir(cfg))
             ensure_data(cfg)
     nproc, nnodes = procs_per_job(args)
     plan_file = str((out / "sweep.json").resolve())
     index = {p.run_dir: i for i, p in enumerate(points)}
-    stages = [[p for p in points if p.init_from is None], [p for p in points if p.init_from]]
+    stages = _stages(points)
     for number, stage in enumerate(s for s in stages if s):
         tasks = [Task(Path(p.run_dir).name, PointJob(plan_file, index[p.run_dir], nproc, nnodes),
                       Path(p.run_dir) / "eval.nc") for p in stage]
@@ -339,7 +360,8 @@ def launch_sweep(points: list, overrides: dict[str, Any], out: Path,
         failures = run_tasks(tasks, executor, out / "jobs", not args.no_wait, args.poll_s)
         if failures or (args.no_wait and len([s for s in stages if s]) > number + 1):
             if args.no_wait and not failures:
-                print("the standalone-refit points start from the scalable ones: run the same "
-                      "command again when these jobs are done")
+                print("later points start from these ones' weights (standalone refits, "
+                      "warm-start chains): run the same command again when these jobs are "
+                      "done")
             return failures
     return []

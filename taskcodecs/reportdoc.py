@@ -73,6 +73,8 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     left_columns: tuple[int, ...] | None = None
+    # (row, column) -> tooltip text of that body cell (HTML ``title``; Markdown has none)
+    titles: dict[tuple[int, int], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Bullets:
     """An unordered list of text items."""
 
     items: list[str]
+    collapsed: str | None = None  # HTML: a <details> element with this summary line
 
 
 Block = str | Table | Image | Bullets
@@ -132,12 +135,17 @@ def to_html(title: str, sections: Sequence[Section], css: str | None = None) -> 
         parts.append(f"<h2>{esc(section.title)}</h2>")
         for block in section.blocks:
             if isinstance(block, Table):
+                titles = block.titles or {}
                 parts += ["<table>", _html_row("th", block.header, block.left_columns),
-                          *(_html_row("td", row, block.left_columns) for row in block.rows),
+                          *(_html_row("td", row, block.left_columns,
+                                      {j: t for (r, j), t in titles.items() if r == i})
+                            for i, row in enumerate(block.rows)),
                           "</table>"]
             elif isinstance(block, Bullets):
-                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items)
-                             + "</ul>")
+                items = "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items) + "</ul>"
+                if block.collapsed:
+                    items = f"<details><summary>{esc(block.collapsed)}</summary>{items}</details>"
+                parts.append(items)
             elif isinstance(block, Image):
                 data = base64.b64encode(block.png).decode("ascii")
                 parts.append(f'<figure id="{esc(block.name)}"><img src="data:image/png;base64,'
@@ -165,7 +173,8 @@ def to_markdown(title: str, sections: Sequence[Section]) -> str:
                              for j in range(len(block.header))]
                 parts += [_md_row(block.header), _md_row(align), *map(_md_row, block.rows), ""]
             elif isinstance(block, Bullets):
-                parts += [*(f"- {item}" for item in block.items), ""]
+                parts += [*([block.collapsed, ""] if block.collapsed else []),
+                          *(f"- {item}" for item in block.items), ""]
             elif isinstance(block, Image):
                 alt = block.alt.replace("[", "\\[").replace("]", "\\]")
                 parts += [f"![{alt}](figures/{block.name}.png)", ""]
@@ -212,9 +221,12 @@ def write_document(out_dir: str | Path, title: str, sections: Sequence[Section],
     return paths
 
 
-def _html_row(tag: str, cells: Sequence[str], left_columns: tuple[int, ...] | None) -> str:
+def _html_row(tag: str, cells: Sequence[str], left_columns: tuple[int, ...] | None,
+              titles: dict[int, str] | None = None) -> str:
     def cell(j: int, text: str) -> str:
         css = ' class="text"' if left_columns is not None and j in left_columns else ""
+        if titles and j in titles:
+            css += f' title="{html.escape(titles[j])}"'
         return f"<{tag}{css}>{html.escape(text)}</{tag}>"
 
     return "<tr>" + "".join(cell(j, text) for j, text in enumerate(cells)) + "</tr>"

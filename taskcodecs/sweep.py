@@ -6,6 +6,8 @@
         --methods scalable,direct,standalone-refit,standalone-independent \\
         --bases baseline=sweeps/depth/runs/A,proposed=sweeps/depth/runs/B \\
         --rate-weights 3e-3,1e-2,3e-2 --out sweeps/recon
+    python -m taskcodecs.sweep --config tiny-depth-base-proposed --methods baseline,proposed \
+        --rate-targets 0.05,0.1 --out sweeps/depth-matched          # rate-targeted points
 
 Points. ``--methods`` are siblings of ``--config`` in its family (same preset), default
 its own method. Base families: ``baseline`` runs at reward_weight 0 only, ``proposed`` at
@@ -16,7 +18,24 @@ points start from the ``scalable`` point of the same base and rate weight (so ``
 must be among the methods). ``direct`` points do not depend on the rate weight; they are
 run once per base and repeated along ``rate_weight``.
 
-Each point is a run directory ``OUT/runs/<experiment>[-<base label>]-rate<λ>[-reward<w>]``,
+Rate targets. ``--rate-targets`` (estimated bits per pixel, instead of ``--rate-weights``)
+trains every point with ``rate_target_bpp`` (:mod:`taskcodecs.rate_control`): its rate weight
+is adapted during training, starting from the config's ``rate_weight`` (or the single value
+of ``--rate-weights`` if given), so that it lands on the target. The point's coordinate is then
+``rate_target`` instead of ``rate_weight``, its folder ``...-target<bpp>``; a
+``standalone-refit`` point is not targeted (it refits the entropy model of fixed transforms)
+but trained at the *final* rate weight of the scalable point it refits.
+
+Warm start (``--warm-start STEPS``): along each curve (method and base, or method and reward
+weight) the lowest-rate point is trained from scratch and every next (higher-rate) point
+starts from the previous point's best weights (``init_from``) and final rate weight (its own
+initial weight when ``--rate-weights`` gives one per target), for STEPS steps: a learned
+codec at several rates for a fraction of the cost. Upwards, so that extra training and extra
+rate move quality the same way (measured on the tiny presets: chained downwards, the
+from-scratch highest-rate point was the worst-trained and the curve bent back at the top).
+Refits also train for STEPS steps.
+
+Each point is a run directory ``OUT/runs/<experiment>[-<base label>]-{rate<λ>|target<R>}[-reward<w>]``,
 trained with :func:`taskcodecs.train.train` and evaluated with
 :func:`taskcodecs.evaluate.evaluate_run`; a point whose ``eval.nc`` exists is reused, one
 with a last checkpoint is resumed, so an interrupted sweep is re-run with the same command.
@@ -26,8 +45,9 @@ variable of the points' eval.nc with the dims
     base families         (method, reward_weight, rate_weight, image, layer)
     enhancement families  (method, base, rate_weight, image, layer)
 
-(``map``/``miou`` without ``image``), NaN where a combination was not run, plus per point
-``run_dir``, ``codec_id`` and ``checkpoint_step``; enhancement sweeps also carry the
+(``rate_target`` in place of ``rate_weight`` for rate-targeted sweeps; ``map``/``miou``
+without ``image``), NaN where a combination was not run, plus per point ``run_dir``,
+``codec_id``, ``checkpoint_step`` and ``rate_weight_final`` (the weight it ended with); enhancement sweeps also carry the
 coordinates ``base_run`` and ``base_reward_weight`` along ``base``. The sweep is one
 process (``--launcher local``, the default); ``--launcher submitit`` runs every point as a job
 of a SLURM job array (:mod:`taskcodecs.launch`: partitions, GPUs, torchrun inside multi-GPU
@@ -43,7 +63,7 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +81,7 @@ from taskcodecs.experiments import (
     sibling,
 )
 from taskcodecs.io import atomic_write, check_writable, exclusive_lock, write_json
+from taskcodecs.rate_control import final_weight
 
 log = logging.getLogger("taskcodecs.sweep")
 
@@ -77,6 +98,20 @@ class Point:
     base_run: str | None
     run_dir: str
     init_from: str | None  # standalone-refit: the scalable point's run dir
+    rate_target: float | None = None  # rate-targeted point: estimated bpp (rate_weight: start)
+    steps: int | None = None  # max_steps of this point (warm-started points), else the config's
+
+    @property
+    def inherits_weight(self) -> bool:
+        """A targeted refit, or a warm-started targeted point without its own initial weight,
+        starts from its init run's final rate weight."""
+        return self.rate_target is not None and self.init_from is not None and (
+            self.method == "standalone-refit" or self.rate_weight is None)
+
+    @property
+    def rate_coordinate(self) -> float:
+        """The point's place along the sweep's rate axis: its target, else its weight."""
+        return self.rate_target if self.rate_target is not None else self.rate_weight
 
 
 def _floats(text: str | None, what: str) -> list[float]:
@@ -99,15 +134,58 @@ def _bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
+def _rate_points(rate_weights: list[float], rate_targets: list[float] | None,
+                 ) -> list[tuple[float | None, float | None, str]]:
+    """(rate weight, rate target, folder tag) of each rate point of a sweep."""
+    if not rate_targets:
+        if not rate_weights:
+            raise ConfigError("--rate-weights: give at least one rate weight (or --rate-targets)")
+        return [(lam, None, f"rate{lam:g}") for lam in rate_weights]
+    if len(rate_weights) not in (0, 1, len(rate_targets)):
+        raise ConfigError("with --rate-targets, --rate-weights gives the initial rate weight: "
+                          f"one value, or one per target ({len(rate_targets)}), not {rate_weights}")
+    if any(t <= 0 for t in rate_targets):
+        raise ConfigError(f"--rate-targets: expected bits per pixel > 0, got {rate_targets}")
+    starts = rate_weights * len(rate_targets) if len(rate_weights) == 1 else (
+        rate_weights or [None] * len(rate_targets))
+    return [(w, t, f"target{t:g}") for w, t in zip(starts, rate_targets)]
+
+
+def _warm_start(points: list[Point], steps: int, own_weights: bool) -> list[Point]:
+    """Chain the points of each (method, base or reward weight) from the lowest rate up:
+    the first is trained from scratch, each next one starts from the previous one's best
+    checkpoint (``init_from``) for ``steps`` steps, at its own initial rate weight if
+    ``own_weights`` (one per target was given), else at the previous one's final weight. Refits (which start from their scalable
+    point anyway) also train for ``steps`` steps; direct points are unchanged."""
+    def rate_order(p: Point) -> float:  # lowest rate first (targets up, weights down)
+        return p.rate_target if p.rate_target is not None else -p.rate_weight
+
+    chains: dict[tuple, list[int]] = {}
+    for i, p in enumerate(points):
+        if p.method not in ("direct", "standalone-refit"):
+            chains.setdefault((p.method, p.reward_weight, p.base_label), []).append(i)
+    out = [replace(p, steps=steps) if p.method == "standalone-refit" else p for p in points]
+    for members in chains.values():
+        chain = sorted((points[i] for i in members), key=rate_order)
+        for slot, k in zip(members, range(len(chain))):
+            point = chain[k]
+            if k > 0:
+                point = replace(point, init_from=chain[k - 1].run_dir, steps=steps,
+                                rate_weight=point.rate_weight if own_weights else None)
+            out[slot] = point
+    return out
+
+
 def plan(config: str, rate_weights: list[float], reward_weights: list[float],
-         methods: list[str], bases: dict[str, str], out: Path) -> list[Point]:
-    """The points of a sweep, in the order they must run (scalable before its refit)."""
+         methods: list[str], bases: dict[str, str], out: Path,
+         rate_targets: list[float] | None = None, warm_start: int | None = None) -> list[Point]:
+    """The points of a sweep, in the order they must run (scalable before its refit);
+    ``warm_start``: steps of each warm-started point (:func:`_warm_start`), None: none."""
     exp = get_experiment(config)
     methods = methods or [exp.method]
     order = {"scalable": 0}  # refits need their scalable point first
     methods = sorted(methods, key=lambda m: order.get(m, 1))
-    if not rate_weights:
-        raise ConfigError("--rate-weights: give at least one rate weight")
+    rates = _rate_points(rate_weights, rate_targets)
     runs = out / "runs"
     points: list[Point] = []
     for method in methods:
@@ -121,8 +199,8 @@ def plan(config: str, rate_weights: list[float], reward_weights: list[float],
                     raise ConfigError(f"--reward-weights: {method} needs reward weights > 0 "
                                       "(reward_weight 0 is the baseline)")
             points += [Point(name, method, lam, w, None, None,
-                             str(runs / f"{name}-rate{lam:g}-reward{w:g}"), None)
-                       for w in rewards for lam in rate_weights]
+                             str(runs / f"{name}-{tag}-reward{w:g}"), None, target)
+                       for w in rewards for lam, target, tag in rates]
         elif exp.role == "enhancement":
             if not bases:
                 raise ConfigError(f"{exp.name} is an enhancement: name the base of every point "
@@ -131,18 +209,24 @@ def plan(config: str, rate_weights: list[float], reward_weights: list[float],
                 raise ConfigError("--reward-weights applies to base families; an enhancement "
                                   "sweep varies the base with --bases")
             for label, base in bases.items():
-                for lam in rate_weights if method != "direct" else rate_weights[:1]:
+                for lam, target, tag in rates if method != "direct" else rates[:1]:
                     init = None
                     if method == "standalone-refit":
                         if "scalable" not in methods:
                             raise ConfigError("standalone-refit points refit the scalable points: "
                                               "add scalable to --methods")
-                        init = str(runs / f"{sibling(exp.name, 'scalable')}-{label}-rate{lam:g}")
-                    tag = "" if method == "direct" else f"-rate{lam:g}"
+                        init = str(runs / f"{sibling(exp.name, 'scalable')}-{label}-{tag}")
+                    folder = f"{name}-{label}" + ("" if method == "direct" else f"-{tag}")
                     points.append(Point(name, method, lam, None, label, base,
-                                        str(runs / f"{name}-{label}{tag}"), init))
+                                        str(runs / folder), init,
+                                        None if method == "direct" else target))
         else:
             raise ConfigError(f"{exp.name} is a codec-free reference: there is no rate to sweep")
+    if warm_start is not None:
+        if warm_start < 1:
+            raise ConfigError(f"--warm-start: expected a number of steps >= 1, got {warm_start}")
+        own = bool(rate_targets) and len(rate_weights) == len(rate_targets) > 1
+        points = _warm_start(points, warm_start, own)
     return points
 
 
@@ -193,9 +277,21 @@ def train_argv(point: Point, overrides: dict[str, Any]) -> list[str]:
     return ["-m", "taskcodecs.train", *(["--config", config] if config else []), *items]
 
 
-def _train_overrides(point: Point, overrides: dict[str, Any]) -> dict[str, Any]:
+def _train_overrides(point: Point, overrides: dict[str, Any],
+                     refit_weight: float | str | None = None) -> dict[str, Any]:
+    """The point's train overrides. A targeted point with an ``init_from`` run (a refit, a
+    warm start) starts at that run's final rate weight: ``refit_weight`` (default: read from
+    its checkpoint); a refit is not targeted itself."""
     out = {k: v for k, v in overrides.items() if k != "base"}
-    out.update({"out": point.run_dir, "rate_weight": point.rate_weight})
+    out["out"] = point.run_dir
+    if point.rate_weight is not None:
+        out["rate_weight"] = point.rate_weight
+    if point.inherits_weight:
+        out["rate_weight"] = final_weight(point.init_from) if refit_weight is None else refit_weight
+    if point.rate_target is not None and point.method != "standalone-refit":
+        out["rate_target_bpp"] = point.rate_target
+    if point.steps is not None:
+        out["max_steps"] = point.steps
     if point.reward_weight is not None:
         out["reward_weight"] = point.reward_weight
     if point.base_run is not None:
@@ -207,19 +303,24 @@ def _train_overrides(point: Point, overrides: dict[str, Any]) -> dict[str, Any]:
 
 def commands(point: Point, overrides: dict[str, Any], split: str, limit: int | None) -> str:
     """The train and evaluate command lines of ``point`` (for --dry-run)."""
+    later = "REFIT_WEIGHT"  # a targeted refit's weight exists once its scalable point ran
     items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-             for k, v in _train_overrides(point, overrides).items()]
-    train = ["python", "-m", "taskcodecs.train", "--config", point.experiment, *items]
+             for k, v in _train_overrides(point, overrides, refit_weight=later).items()]
+    train = shlex.join(["python", "-m", "taskcodecs.train", "--config", point.experiment, *items])
+    if f"rate_weight={later}" in items:
+        train = train.replace(f"rate_weight={later}", "rate_weight=$(python -m "
+                              f"taskcodecs.rate_control {shlex.quote(point.init_from)})")
     evaluate = ["python", "-m", "taskcodecs.evaluate", point.run_dir, "--split", split]
     if limit is not None:
         evaluate += ["--limit", str(limit)]
-    return shlex.join(train) + " && " + shlex.join(evaluate)
+    return train + " && " + shlex.join(evaluate)
 
 
 def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:
     """Every point's eval.nc in one Dataset (module docstring), written to OUT/sweep.nc."""
     enhancement = points[0].base_label is not None
     second = "base" if enhancement else "reward_weight"
+    axis = "rate_target" if any(p.rate_target is not None for p in points) else "rate_weight"
     parts, meta, units = [], [], {}
     for p in points:
         with xr.open_dataset(Path(p.run_dir) / "eval.nc", engine="h5netcdf") as ds:
@@ -227,30 +328,39 @@ def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:
         units.update({name: v.attrs["units"] for name, v in ds.data_vars.items() if "units" in v.attrs})
         sizes = ds[["height", "width"]]
         key = p.base_label if enhancement else p.reward_weight
-        rates = [p.rate_weight] if p.method != "direct" else sorted({q.rate_weight for q in points})
+        rates = ([p.rate_coordinate] if p.method != "direct"
+                 else sorted({q.rate_coordinate for q in points if q.method != "direct"}
+                             or {p.rate_coordinate}))
+        final = float(ds.attrs.get("rate_weight_final", _config_weight(ds)))
         for lam in rates:
-            coords = {"method": [p.method], second: [key], "rate_weight": [lam]}
+            coords = {"method": [p.method], second: [key], axis: [lam]}
             parts.append(ds.drop_attrs().drop_vars(["height", "width"]).expand_dims(coords))
             meta.append((p.method, key, lam, p.run_dir, ds.attrs["codec_id"],
-                         int(ds.attrs["checkpoint_step"])))
+                         int(ds.attrs["checkpoint_step"]), final))
     merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
     merged["height"], merged["width"] = sizes["height"], sizes["width"]
-    shape = tuple(merged.sizes[d] for d in ("method", second, "rate_weight"))
+    dims = ("method", second, axis)
+    shape = tuple(merged.sizes[d] for d in dims)
     run_dir = np.full(shape, "", dtype=object)
     codec_id = np.full(shape, "", dtype=object)
     step = np.full(shape, -1, dtype=np.int64)
-    index = {d: list(merged[d].values) for d in ("method", second, "rate_weight")}
-    for method, key, lam, directory, cid, ckpt_step in meta:
-        at = (index["method"].index(method), index[second].index(key), index["rate_weight"].index(lam))
-        run_dir[at], codec_id[at], step[at] = directory, cid, ckpt_step
-    dims = ("method", second, "rate_weight")
+    weight = np.full(shape, np.nan)
+    index = {d: list(merged[d].values) for d in dims}
+    for method, key, lam, directory, cid, ckpt_step, final in meta:
+        at = (index["method"].index(method), index[second].index(key), index[axis].index(lam))
+        run_dir[at], codec_id[at], step[at], weight[at] = directory, cid, ckpt_step, final
     merged["run_dir"] = (dims, run_dir)
     merged["codec_id"] = (dims, codec_id)
     merged["checkpoint_step"] = (dims, step)
+    merged["rate_weight_final"] = (dims, weight, {
+        "units": "1", "description": "the rate weight the run ended with (its config's for "
+                                     "runs without a rate target)"})
     for name, variable in merged.data_vars.items():
         if name in units:
             variable.attrs["units"] = units[name]
-    merged["rate_weight"].attrs["description"] = "weight of bits per pixel in the training loss"
+    merged[axis].attrs["description"] = (
+        "weight of bits per pixel in the training loss" if axis == "rate_weight" else
+        "the point's rate target: estimated bits per pixel of the original image")
     if enhancement:
         labels = list(merged["base"].values)
         runs = {p.base_label: p.base_run for p in points}
@@ -264,6 +374,11 @@ def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:
                          "bpp_normalization": "bits per pixel of the original H x W image"})
     atomic_write(out / "sweep.nc", lambda tmp: merged.to_netcdf(tmp, engine="h5netcdf"))
     return merged
+
+
+def _config_weight(ds: xr.Dataset) -> float:
+    weight = json.loads(ds.attrs.get("config", "{}")).get("rate_weight")
+    return np.nan if weight is None else float(weight)
 
 
 def _reward(base_run: str) -> float:
@@ -311,11 +426,18 @@ def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.sweep",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="an experiment of the family to sweep")
-    parser.add_argument("--rate-weights", help="comma-separated, e.g. 1e-3,3e-3")
+    rates = parser.add_argument_group("rate points (at least one of)")
+    rates.add_argument("--rate-weights", help="comma-separated, e.g. 1e-3,3e-3 (with "
+                       "--rate-targets: one value, the initial weight)")
+    rates.add_argument("--rate-targets", help="comma-separated estimated bits per pixel, e.g. "
+                       "0.05,0.1: rate-targeted points (taskcodecs.rate_control)")
     parser.add_argument("--reward-weights", help="base families: comma-separated, > 0")
     parser.add_argument("--methods", help="comma-separated methods of the family")
     parser.add_argument("--bases", help="enhancement families: label=RUN_DIR,...")
     parser.add_argument("--out", help="sweep folder (runs/, sweep.json, sweep.nc)")
+    parser.add_argument("--warm-start", type=int, default=None, metavar="STEPS",
+                        help="train each curve's lowest-rate point from scratch and every "
+                             "next point from the previous one's weights for STEPS steps")
     parser.add_argument("--split", default="val", help="split to evaluate")
     parser.add_argument("--eval-limit", type=cli.positive_int, default=None,
                         help="evaluate the first N images")
@@ -326,8 +448,10 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="train overrides; slurm_*=VALUE items go to submitit")
     args = parser.parse_args(argv)
-    if not args.gather and not (args.config and args.rate_weights and args.out):
-        parser.error("--config, --rate-weights and --out are required (or --gather OUT)")
+    if not args.gather and not (args.config and (args.rate_weights or args.rate_targets)
+                                and args.out):
+        parser.error("--config, --rate-weights or --rate-targets, and --out are required "
+                     "(or --gather OUT)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = Path(args.gather or args.out)
     if args.gather:
@@ -339,13 +463,14 @@ def _main(argv: list[str]) -> int:
     if slurm and args.launcher != "submitit":
         raise ConfigError(f"{', '.join(slurm)}: slurm_* parameters need --launcher submitit")
     overrides = parse_overrides(items)
-    for key in ("out", "resume", "rate_weight", "reward_weight", "init_from"):
+    for key in ("out", "resume", "rate_weight", "reward_weight", "init_from", "rate_target_bpp"):
         if key in overrides:
             raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
     points = plan(args.config, _floats(args.rate_weights, "--rate-weights"),
                   _floats(args.reward_weights, "--reward-weights"),
                   [m.strip() for m in (args.methods or "").split(",") if m.strip()],
-                  _bases(args.bases, overrides), out)
+                  _bases(args.bases, overrides), out,
+                  _floats(args.rate_targets, "--rate-targets"), args.warm_start)
     if args.dry_run:
         for point in points:
             print(commands(point, overrides, args.split, args.eval_limit))

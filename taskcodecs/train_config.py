@@ -55,6 +55,11 @@ class TrainConfig:
     task: Literal["depth", "detection", "segmentation"] | None = None  # references only
     rate_weight: float | None = None
     reward_weight: float | None = None
+    # rate targeting (taskcodecs.rate_control): adapt rate_weight so the run lands on this
+    # estimated rate, bits per original-image pixel (base: bpp_base, enhancement: bpp_total)
+    rate_target_bpp: float | None = None
+    rate_tolerance: float = 0.1  # relative: on target when |R_val / R* - 1| <= this
+    rate_gain: float = 0.02  # dual-ascent step on ln(rate_weight) per unit of ln(R / R*)
     # data ------------------------------------------------------------------------------
     dataset: Literal["cityscapes", "coco"] = "cityscapes"
     data_root: str | None = None  # None or a folder without data: synthetic scenes
@@ -71,6 +76,9 @@ class TrainConfig:
     batch_size: int = 8  # per process
     val_batch_size: int = 1
     lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # taskcodecs.lr_schedule
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps
+    lr_min_ratio: float = 0.05  # cosine: the final lr as a fraction of lr
     clip: float = 1.0  # max gradient norm; 0 disables clipping
     max_steps: int = 100_000
     val_every: int = 1000
@@ -117,6 +125,19 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.warmup_steps < 0 or not 0 <= self.lr_min_ratio <= 1:
+            raise ConfigError(f"warmup_steps must be >= 0 and lr_min_ratio in [0, 1], got "
+                              f"{self.warmup_steps} and {self.lr_min_ratio}")
+        if self.rate_target_bpp is not None:
+            if not self.rate_target_bpp > 0:
+                raise ConfigError(f"rate_target_bpp must be > 0 bits per pixel (or null), got "
+                                  f"{self.rate_target_bpp}")
+            if not self.rate_weight:
+                raise ConfigError("rate_target_bpp adapts rate_weight, starting from it: give a "
+                                  f"rate_weight > 0 (got {self.rate_weight})")
+        if not 0 < self.rate_tolerance < 1 or not self.rate_gain > 0:
+            raise ConfigError(f"rate_tolerance must be in (0, 1) and rate_gain > 0, got "
+                              f"{self.rate_tolerance} and {self.rate_gain}")
 
     @property
     def run_dir(self) -> Path:

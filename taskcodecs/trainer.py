@@ -21,6 +21,12 @@ every rank's RNG state (torch, CUDA, NumPy, Python; one int64 tensor per rank, s
 :mod:`taskcodecs.distributed`); the data order is a function of (seed, step) and each
 item's augmentation of (seed, epoch, index), so nothing else needs storing.
 
+Learning rate: ``lr`` with an optional linear warm-up and cosine decay
+(:mod:`taskcodecs.lr_schedule`, a function of the step). Rate targeting
+(``rate_target_bpp``): the rate weight is adapted after every step by
+:class:`taskcodecs.rate_control.RateController`, whose state is part of the checkpoint; the
+selection rule then prefers validation rounds whose rate is on target (see that module).
+
 What the run writes, and the logs, are in :mod:`taskcodecs.train_outputs`.
 """
 
@@ -43,11 +49,13 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from taskcodecs import distributed as D
-from taskcodecs.checkpoint import load_checkpoint
+from taskcodecs.checkpoint import load_checkpoint, unwrap_model
 from taskcodecs.config import ConfigError, config_to_dict
 from taskcodecs.experiment_table import get_experiment
-from taskcodecs.io import check_writable, exclusive_lock
+from taskcodecs.io import check_writable, exclusive_lock, read_json, write_json
+from taskcodecs.lr_schedule import learning_rate
 from taskcodecs.precision import Precision, compile_transforms
+from taskcodecs.rate_control import RateController, rate_key
 from taskcodecs.resume import ResumePoint, commit_resume
 from taskcodecs.run_data import build_dataset, collate_for, ensure_data, move_to_device
 from taskcodecs.run_links import check_links, checkpoint_path
@@ -103,6 +111,8 @@ class Trainer:
         self.best_value = math.inf
         self.best_step: int | None = None
         self.bad_rounds = 0
+        self.best_bpp = math.nan  # rate targeting: validation rate of the best round
+        self.rate: RateController | None = None
         self.started = time.time()
         self.csv: CsvLog | None = None
         self.tb: SummaryWriter | None = None
@@ -149,6 +159,12 @@ class Trainer:
         else:
             self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr) if self.params else None
+        if cfg.rate_target_bpp is not None:
+            if not self.params or self.exp.role == "reference":
+                raise ConfigError(f"{self.exp.name} codes nothing it trains: rate_target_bpp "
+                                  "has no rate weight to adapt")
+            self.rate = RateController(cfg.rate_target_bpp, cfg.rate_weight, cfg.rate_tolerance,
+                                       cfg.rate_gain, hold=cfg.warmup_steps)
         optimizers = {"adam": self.optimizer} if self.optimizer else {}
         rng_rows = None
         if resume is not None and resume.which is not None:
@@ -157,6 +173,9 @@ class Trainer:
             self.step, self.bad_rounds = state["step"], state["bad_rounds"]
             self.best_value = state["best_value"] if state["best_value"] is not None else math.inf
             self.best_step = state["best_step"]
+            self.best_bpp = math.nan if state.get("best_bpp") is None else state["best_bpp"]
+            if self.rate is not None and state.get("rate_control"):
+                self.rate.load_state_dict(state["rate_control"])
             self.started -= state.get("elapsed_s", 0.0)  # elapsed_s continues across resumes
             self.precision.load_state_dict(state.get("grad_scaler"))
             rng_rows = ckpt["extra"].get("rng_state")
@@ -167,6 +186,7 @@ class Trainer:
                 rng_rows = None
             log.info("resumed %s at step %d from checkpoint %s (best objective %.6g at step %s)",
                      self.run_dir, self.step, resume.which, self.best_value, self.best_step)
+        self._set_rate_weight()
         if rng_rows is not None:
             D.set_rng_state(rng_rows[self.info.rank], self.device)
         else:
@@ -192,7 +212,32 @@ class Trainer:
                           num_workers=cfg.num_workers, collate_fn=self.collate,
                           pin_memory=self.device.type == "cuda", generator=generator)
 
+    def _lr(self) -> float:
+        cfg = self.cfg
+        return learning_rate(self.step, lr=cfg.lr, max_steps=cfg.max_steps,
+                             schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+                             min_ratio=cfg.lr_min_ratio)
+
+    def _set_rate_weight(self) -> None:
+        if self.rate is not None:
+            unwrap_model(self.model).config.rate_weight = self.rate.weight
+
+    def _control_rate(self, terms: Mapping[str, Any], n: int) -> None:
+        """One dual-ascent step on the rate weight from this step's estimated rate (the
+        batch mean, averaged over ranks)."""
+        if self.rate is None:
+            return
+        bpp = D.all_reduce_sum(torch.tensor([float(terms[rate_key(terms)].detach()) * n, n],
+                                            dtype=torch.float64), self.info)
+        self.rate.update(float(bpp[0] / bpp[1]), self.optimizer.param_groups[0]["lr"] / self.cfg.lr)
+        self._set_rate_weight()
+        if self.info.is_main:
+            self.tb.add_scalar("rate_control/rate_weight", self.rate.weight, self.step)
+            self.tb.add_scalar("rate_control/bpp_running", self.rate.running(), self.step)
+
     def _train_step(self, batch: Any) -> dict[str, Any]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
         with self._autocast():
             out = self.train_model(batch)
             terms = self.model.loss(batch, out)
@@ -208,8 +253,11 @@ class Trainer:
             return
         steps = D.steps_per_epoch(len(self.train_set), self.cfg.batch_size, self.info.world_size)
         epoch = max(self.step - 1, 0) // steps  # the epoch of the last batch trained on
-        row = {"step": self.step, "epoch": epoch, "phase": phase, "lr": self.cfg.lr,
+        lr = self.optimizer.param_groups[0]["lr"] if self.optimizer else self.cfg.lr
+        row = {"step": self.step, "epoch": epoch, "phase": phase, "lr": lr,
                "elapsed_s": round(time.time() - self.started, 3), **terms}
+        if self.rate is not None:
+            row.update(rate_weight=self.rate.weight, bpp_running=self.rate.running())
         self.csv.write(row)
         for key, value in terms.items():
             self.tb.add_scalar(f"{phase}/{key}", value, self.step)
@@ -227,6 +275,7 @@ class Trainer:
                 batch = move_to_device(next(data), self.device, cfg.channels_last)
                 terms = self._train_step(batch)
                 self.step += 1
+                self._control_rate(terms, batch["image"].shape[0])
                 window.add(terms, batch["image"].shape[0])
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
@@ -268,14 +317,24 @@ class Trainer:
         terms = self._objective()
         D.set_rng_state(state, self.device)
         value = terms["loss"]
+        if self.rate is not None:
+            value = self.rate.selection_value(value, terms[rate_key(terms)])
+            self.rate.calibrate(terms[rate_key(terms)])
         improved = value < self.best_value
         if improved:
             self.best_value, self.best_step = value, self.step
-        if regular:
-            self.bad_rounds = 0 if improved else self.bad_rounds + 1
+            self.best_bpp = terms.get(rate_key(terms), math.nan) if self.rate else math.nan
+        if regular:  # rate targeting: a round off target does not count against patience
+            counts = self.rate is None or self.rate.on_target(terms[rate_key(terms)])
+            self.bad_rounds = 0 if improved else self.bad_rounds + int(counts)
         self._log_row("val", terms)
-        log.info("step %d: validation objective %.6g%s", self.step, value,
-                 " (best)" if improved else f" (best {self.best_value:.6g} at step {self.best_step})")
+        rate = "" if self.rate is None else (
+            f"; rate {terms[rate_key(terms)]:.4g} bpp (target {self.rate.target:g}, "
+            f"{'on' if self.rate.on_target(terms[rate_key(terms)]) else 'off'} target), "
+            f"rate_weight {self.rate.weight:.4g}")
+        log.info("step %d: validation objective %.6g%s%s", self.step, value,
+                 " (best)" if improved else f" (best {self.best_value:.6g} at step {self.best_step})",
+                 rate)
         rng_rows = D.all_gather(D.rng_state(self.device), self.info)
         if self.info.is_main:
             self._save("last", rng_rows, terms)
@@ -293,12 +352,29 @@ class Trainer:
                         "best_value": None if math.isinf(self.best_value) else self.best_value,
                         "best_step": self.best_step, "world_size": self.info.world_size,
                         "elapsed_s": round(time.time() - self.started, 3),
-                        "grad_scaler": self.precision.state_dict()},
+                        "grad_scaler": self.precision.state_dict(),
+                        "best_bpp": None if math.isnan(self.best_bpp) else self.best_bpp,
+                        "rate_control": self.rate.state_dict() if self.rate else None},
             "config": config_to_dict(self.cfg),
         }
+        if self.rate is not None:
+            metadata["rate_control"] = self.rate.summary(self.best_bpp)
         save_run_checkpoint(checkpoint_path(self.run_dir, which), self.model, metadata,
                             optimizers={"adam": self.optimizer} if self.optimizer else None,
                             extra_tensors={"rng_state": rng_rows})
+
+    def _record_rate(self) -> None:
+        """Rate targeting: the outcome into meta.json (the run directory's record)."""
+        if self.rate is None or not self.info.is_main:
+            return
+        summary = self.rate.summary(self.best_bpp)
+        meta = read_json(self.run_dir / "meta.json")
+        meta["rate_control"] = summary
+        write_json(self.run_dir / "meta.json", meta)
+        log.info("rate target %g bpp: selected checkpoint at %.4g bpp (validation, estimated; "
+                 "%s target, tolerance %g%%), final rate_weight %.6g", summary["target_bpp"],
+                 summary["selected_val_bpp"], "on" if summary["on_target"] else "OFF",
+                 100 * summary["tolerance"], summary["final_rate_weight"])
 
     # .................................................................. run
 
@@ -339,6 +415,7 @@ class Trainer:
                      "in %s", self.step, self.best_value, self.best_step,
                      self.run_dir / "checkpoints")
             write_debug_hash(self.model, self.info.rank)
+            self._record_rate()
         finally:
             close_logs(self.tb)
         return self.run_dir

@@ -50,8 +50,8 @@ def write_run(root: Path, name: str, experiment: str, *, bpp: dict[str, float] |
               "reward_weight": reward_weight, "base": str(base) if base else None}
     layers = list(bpp) if bpp else ["base"]
     data = {}
-    if bpp:
-        per_image = np.array([[bpp[layer] * s for layer in layers] for s in SPREAD])
+    if bpp:  # given per layer, stored cumulatively like taskcodecs.evaluate does
+        per_image = np.cumsum([[bpp[layer] * s for layer in layers] for s in SPREAD], axis=1)
         data["bpp_actual"] = (("image", "layer"), per_image, {"units": "bits/pixel"})
         data["bpp_estimated"] = (("image", "layer"), per_image * 0.99, {"units": "bits/pixel"})
     metric_units = {"psnr": "dB", "map": "1", "rmse": "pixels", "miou": "1"}

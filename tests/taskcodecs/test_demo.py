@@ -25,10 +25,15 @@ def test_an_output_folder_with_other_settings_is_refused(tmp_path, capsys):
 
 def test_defaults_cover_what_the_demo_promises():
     s = DemoSettings()
-    assert len(s.base_rate_weights) >= 2 and len(s.recon_rate_weights) >= 2
-    assert s.reward_weight > 0 and s.standalone
+    assert len(s.base_rate_targets) >= 1 and len(s.recon_rate_targets) >= 4
+    assert len(s.recon_initial_weights) == len(s.recon_rate_targets)
+    assert s.reward_weight > 0 and s.standalone and s.seeds == (0,)
     assert "reconstruction" in s.vinfo_targets and len(s.vinfo_seeds) >= 2
     assert len(s.vinfo_families) >= 3 and s.val_images >= s.eval_images
+    study = DemoSettings.study()  # make study: 3 seeds, more data, 4-5 points, segmentation
+    assert len(study.seeds) == 3 and study.segmentation and study.train_images > s.train_images
+    assert 4 <= len(study.recon_rate_targets) <= 5 and 4 <= len(study.seg_rate_targets) <= 5
+    assert len(study.base_rate_targets) >= 2  # base curves, not only the matched point
 
 
 @pytest.mark.slow
@@ -37,7 +42,7 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     assert main(["--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     runs = sorted(out.glob("sweeps/*/runs/*/eval.nc"))
-    assert len(runs) == 12  # 2 methods x 2 rate points of bases; 2 methods x 2 bases x 2 recon
+    assert len(runs) == 10  # 2 bases at the matched rate; 2 methods x 2 bases x 2 recon targets
     assert (out / "sweeps" / "depth-uncompressed" / "eval.nc").is_file()  # no-codec reference
     for label in ("baseline", "proposed"):
         for target in DemoSettings.quick().vinfo_targets:
@@ -52,6 +57,15 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     page = (out / "report" / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3  # every figure embedded: opens offline
     assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
+    # the summary leads with the results table, every difference with its interval
+    table = printed.split("== demo finished", 1)[1]
+    assert table.splitlines()[1].startswith("Results: proposed (reward_weight=0.1) vs baseline")
+    assert re.search(r"CS recon\.: scalable BD-rate, proposed vs baseline base \(%\) +\| 2 points"
+                     r" +\| 2 points +\| [+-]\d", printed), printed
+    assert "I_V(Ŷ_b → reconstruction), ar-linear" in printed and "Compared pairs" in printed
+    assert re.search(r"Rate targeting: \d+ of 6 runs on target", printed)
+    with xr.open_dataset(next(p for p in runs if "scalable" in str(p)), engine="h5netcdf") as ds:
+        assert ds.attrs["rate_target_bpp"] > 0 and ds.attrs["rate_weight_final"] > 0
     assert "depth | uncompressed: the task model without a codec | no bitstream" in printed
     assert re.search(r"BD-rates .*\n(  .*: [+-]\d+\.\d\d% \(akima)", printed), printed
     assert re.search(r"Ŷ_b -> reconstruction, in bits/pixel", printed)
@@ -62,6 +76,6 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     caplog.clear()
     assert main(["--quick", "--out", str(out)]) == 0  # everything cached
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("reused" in m for m in messages) == 12 + 1 + 2 * len(
+    assert sum("reused" in m for m in messages) == 10 + 1 + 2 * len(
         DemoSettings.quick().vinfo_targets)
     assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)

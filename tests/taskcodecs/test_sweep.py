@@ -85,3 +85,37 @@ def test_base_then_enhancement_sweep_gathers_sweep_nc(tmp_path, capsys):
                  "--out", str(tmp_path / "recon"), "--eval-limit", "1", *common]) == 0
     again = xr.open_dataset(tmp_path / "recon" / "sweep.nc", engine="h5netcdf").load()
     assert again.identical(enh)
+
+
+def test_plan_with_rate_targets_and_warm_start(tmp_path):
+    bases = {"b": "runs/base"}
+    points = plan("tiny-cityscapes-reconstruction-scalable", [], [],
+                  ["scalable", "standalone-refit"], bases, tmp_path,
+                  rate_targets=[0.1, 0.4, 0.2], warm_start=50)
+    scalable = [p for p in points if p.method == "scalable"]
+    # the chain runs from the lowest rate up, each point from the previous one's weights
+    assert [p.rate_target for p in scalable] == [0.1, 0.2, 0.4]
+    assert scalable[0].init_from is None and scalable[0].steps is None
+    assert [p.init_from for p in scalable[1:]] == [p.run_dir for p in scalable[:-1]]
+    assert all(p.steps == 50 and p.inherits_weight for p in scalable[1:])
+    assert scalable[0].run_dir.endswith("tiny-cityscapes-reconstruction-scalable-b-target0.1")
+    refit = next(p for p in points if p.method == "standalone-refit" and p.rate_target == 0.2)
+    assert refit.init_from == scalable[1].run_dir and refit.steps == 50 and refit.inherits_weight
+    # a targeted refit is not targeted itself: it trains at its scalable point's final weight
+    line = commands(refit, {}, "val", None)
+    assert "rate_target_bpp" not in line and "rate_weight=$(python -m taskcodecs.rate_control " in line
+    assert "rate_target_bpp=0.2" in commands(scalable[1], {}, "val", None)
+    # one initial weight per target: the warm-started points keep their own
+    own = plan("tiny-depth-base-proposed", [5.0, 1.0], [0.1], ["proposed"], {}, tmp_path,
+               rate_targets=[0.05, 0.1], warm_start=10)
+    assert [(p.rate_target, p.rate_weight, p.inherits_weight) for p in own] == [
+        (0.05, 5.0, False), (0.1, 1.0, False)]
+    assert own[1].init_from == own[0].run_dir
+    with pytest.raises(ConfigError, match="one value, or one per target"):
+        plan("tiny-depth-base-proposed", [1.0, 2.0], [], [], {}, tmp_path,
+             rate_targets=[0.1, 0.2, 0.3])
+    with pytest.raises(ConfigError, match="--warm-start"):
+        plan("tiny-depth-base-proposed", [1.0], [], [], {}, tmp_path, rate_targets=[0.1],
+             warm_start=0)
+    assert main(["--config", "tiny-depth-base-proposed", "--rate-targets", "0.1", "--out",
+                 str(tmp_path), "rate_target_bpp=0.2"]) == 2

@@ -35,7 +35,7 @@ def test_z_is_the_decoded_latent_and_rate_is_the_actual_bytes(setup):
     pairs = extract_codec_pairs(setup["base"], setup["data"], "reconstruction", limit=3)
     codec = load_codec(setup["base"] / "checkpoints" / "best")
     assert pairs.codec_id == codec.codec_id
-    assert pairs.Z.dtype == np.float32 and pairs.Z.shape == (3, codec.latent_ch, 2, 3)
+    assert pairs.Z.dtype == np.float32 and pairs.Z.shape == (3, codec.latent_ch, 4, 6)
     assert pairs.Y.dtype == np.uint8 and pairs.Y.shape == (3, 3, 64, 96)
     assert pairs.target_kind == "discretized" and pairs.ignore_value is None
     assert pairs.image_pixels == pairs.target_pixels == 64 * 96
@@ -82,7 +82,7 @@ def test_cli_codec_writes_rate_attrs_and_usable_bits_line(setup, capsys):
     assert ds.attrs["representation_bpp"] == pytest.approx(pairs.representation_bpp)
     assert ds.attrs["image_pixels"] == ds.attrs["target_pixels"] == 64 * 96
     assert ds.attrs["codec_id"] == pairs.codec_id and ds.attrs["target_kind"] == "discretized"
-    assert ds.attrs["n_samples"] == 12 and list(ds.attrs["representation_shape"]) == [12, 32, 2, 3]
+    assert ds.attrs["n_samples"] == 12 and list(ds.attrs["representation_shape"]) == [12, 32, 4, 6]
     assert ds.attrs["source"].startswith("codec run") and list(ds.family.values) == ["linear"]
     report = (out / "report.md").read_text()
     assert "Usable bits per transmitted bit" in report
