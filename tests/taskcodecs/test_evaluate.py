@@ -43,11 +43,16 @@ def test_scalable_run_writes_eval_nc_with_real_rates(runs, capsys):
     assert line.startswith("tiny-cityscapes-segmentation-scalable [best @ step 2, 2 val images]")
     assert "base: bpp" in line and "enhancement: bpp" in line and "mIoU" in line
     ds = _reopen(run)
-    assert dict(ds.sizes) == {"image": 2, "layer": 2}
+    assert dict(ds.sizes) == {"image": 2, "layer": 2, "true_class": 19, "predicted_class": 19}
     assert list(ds.layer.values) == ["base", "enhancement"]
     units = {name: ds[name].attrs["units"] for name in ds.data_vars}
     assert units == {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",
-                     "rmse": "pixels", "miou": "1", "height": "pixels", "width": "pixels"}
+                     "rmse": "pixels", "miou": "1", "height": "pixels", "width": "pixels",
+                     "confusion": "pixels"}
+    # the per-image confusion counts add up to the labelled pixels of each image
+    counts = ds.confusion.sel(layer="enhancement").sum(["true_class", "predicted_class"])
+    assert np.all((counts > 0) & (counts <= 64 * 128))
+    assert np.isnan(ds.confusion.sel(layer="base")).all() or (ds.confusion.sel(layer="base") == 0).all()
     actual, estimated = ds.bpp_actual.values, ds.bpp_estimated.values
     assert np.all(actual >= 0.97 * estimated) and np.all(estimated > 0)
     assert np.all(actual[:, 1] > actual[:, 0]), "the enhancement adds bytes"

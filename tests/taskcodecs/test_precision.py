@@ -28,7 +28,9 @@ def _cfg(cache, out, **overrides):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_an_amp_step_lowers_the_float32_loss(amp, cache, tmp_path):
-    cfg = _cfg(cache, tmp_path / "run", amp=amp)
+    # rate_weight 0.01: at the preset's 15 an untrained base (0 bpp: every latent rounds to
+    # the same value) gains rate on its first step faster than it loses distortion
+    cfg = _cfg(cache, tmp_path / "run", amp=amp, rate_weight=0.01)
     dataset = build_dataset(cfg, ensure_data(cfg), "train", train=False)
     batch = collate_for(cfg.dataset)([dataset[0], dataset[1]])
     torch.manual_seed(0)
@@ -98,8 +100,9 @@ def test_compile_true_compiles_the_transforms_and_keeps_checkpoints_plain(cache,
     eager = train(_cfg(cache, tmp_path / "eager", **common))
     compiled = train(_cfg(cache, tmp_path / "compiled", compile=True, compile_backend="aot_eager",
                           **common))
-    assert ("compile=true: 6 transforms compiled (aot_eager backend): "
-            "down, f_b, g_b, g_a, up_task, up_recon") in caplog.text
+    # the full-resolution tiny base has f_b, g_b, g_a (no down/up transforms)
+    assert ("compile=true: 3 transforms compiled (aot_eager backend): f_b, g_b, g_a"
+            in caplog.text), caplog.text[-2000:]
     te, tc = (load_file(str(checkpoint_path(r, "last").with_suffix(".safetensors")))
               for r in (eager, compiled))
     assert sorted(te) == sorted(tc), "no _orig_mod. prefixes: compiled in place"
