@@ -62,6 +62,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -234,12 +235,19 @@ def generate_dataset(out: str | os.PathLike, *, train: int, val: int, height: in
         # fork (as torch's DataLoader does on Linux): spawn would re-import the caller's
         # __main__ (and torch with it) in every worker; workers touch only numpy and PIL.
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        with context.Pool(workers) as pool:
+        with context.Pool(workers, initializer=_default_signals) as pool:
             chunk = max(1, min(8, len(tasks) // (4 * workers)))
             results = list(pool.imap(_render_and_write, tasks, chunksize=chunk))
     summary = _summarise(out, tasks, results, seed, height, width)
     write_json(out / "dataset.json", summary)
     return summary
+
+
+def _default_signals() -> None:
+    """In a forked worker: the parent's handlers do not apply. SIGTERM (the pool's own
+    shutdown) ends the worker quietly; SIGINT is the parent's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _summarise(out: Path, tasks, results, seed: int, height: int, width: int) -> dict[str, Any]:
