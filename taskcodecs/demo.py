@@ -9,8 +9,8 @@ Stages (:mod:`taskcodecs.demo_steps`; every one cached, so a rerun does only wha
    *rate-targeted* to the same estimated base rate (0.03 bpp; :mod:`taskcodecs.rate_control`),
    evaluated through real bitstreams on the first 32 val images -> OUT/sweeps/depth-base/;
    the depth model without a codec (the figure's reference line) -> OUT/sweeps/depth-uncompressed/
-3. reconstruction: the scalable reconstruction on each base at 4 total-rate targets (the
-   highest trained from scratch, each next one warm-started from it), and the standalone refit
+3. reconstruction: the scalable reconstruction on each base at 5 total-rate targets (the
+   lowest trained from scratch, each next one warm-started from it), and the standalone refit
    of each point (the conditional coding gain) -> OUT/sweeps/cityscapes-reconstruction/
 4. (study) the same for scalable segmentation -> OUT/sweeps/cityscapes-segmentation/
 5. vinfo: the V-information ladders of both bases (:func:`demo_steps.vinfo_stage`)
@@ -256,7 +256,20 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
                     f"I_V {ds['vinfo'].values[i]:.4f} [{ds['vinfo_low'].values[i]:.4f}, "
                     f"{ds['vinfo_high'].values[i]:.4f}]{capped}"
                     + (f" ({'; '.join(flags)})" if flags else ""))
+            lines += _vinfo_resolution(ds, rate, units)
     return lines
+
+
+def _vinfo_resolution(ds, rate: float, units: str) -> list[str]:
+    """In words, when every family collapsed: what the guard's 0 means."""
+    if "collapsed" not in ds or not bool(np.all(ds["collapsed"].values)):
+        return []
+    spread = float(np.median((ds["h_cond_high"].values - ds["h_cond_low"].values) / 2))
+    return [f"    -> I_V = 0 is the guard's verdict, not a measured zero: every family collapsed "
+            "to its null (no probe fed Ŷ_b beat the same probe fed zeros on validation). Ŷ_b "
+            f"carries at most R(Ŷ_b) = {_f(rate)} {units} about the target, small beside the "
+            f"spread of H_V over images (±{spread:.2f} {units}); these probes, on "
+            f"{ds.attrs.get('n_samples')} images, found none of it usable."]
 
 
 def _missing(markdown: Path) -> list[str]:
