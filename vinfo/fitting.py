@@ -308,6 +308,41 @@ def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> tor
     return torch.stack(steps) if steps else torch.empty(0, batch, dtype=torch.long)
 
 
+class Minibatches:
+    """The (z, y, mask) of each optimizer step: the :func:`minibatch_plan`'s samples, or
+    every fit sample (full batch)."""
+
+    def __init__(self, data: ProbeData, fit_idx: np.ndarray, settings: FitSettings,
+                 seed: int) -> None:
+        self.data, self.plan = data, minibatch_plan(fit_idx, settings, seed)
+        if self.plan is None:
+            fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long, device=data.z.device)
+            self.full = (data.z[fit], data.y[fit], data.mask[fit])
+
+    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch of optimizer step ``step`` (1-based)."""
+        if self.plan is None:
+            return self.full
+        b = self.plan[step - 1].to(self.data.z.device)
+        return self.data.z[b], self.data.y[b], self.data.mask[b]
+
+
+def train_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, lr: float,
+               z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> bool:
+    """One optimizer step at ``lr`` on the probe's training NLL of a batch; False (and no
+    step) when the loss is not finite."""
+    probe.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
+    if not torch.isfinite(loss):
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return True
+
+
 def still_improving(best_step: int, budget: int) -> bool:
     """A probe is still improving at its budget when its best checkpoint lies in the second
     half of the budget (robust to a noisy last evaluation)."""
@@ -343,26 +378,12 @@ def fit_probe(
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     best_val, best_state = validate(), copy.deepcopy(probe.state_dict())
     best_step, bad, step, budget = 0, 0, 0, settings.max_steps
-    plan = minibatch_plan(fit_idx, settings, seed)
-    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long, device=data.z.device)
-    full = (data.z[fit], data.y[fit], data.mask[fit]) if plan is None else None
+    batches = Minibatches(data, fit_idx, settings, seed)
     while step < budget:
         step += 1
-        if full is not None:
-            z, y, mask = full
-        else:
-            b = plan[step - 1].to(data.z.device)
-            z, y, mask = data.z[b], data.y[b], data.mask[b]
-        probe.train()
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr_at(step)
-        loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
-        if not torch.isfinite(loss):
+        if not train_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step)):
             note += f"; non-finite loss at step {step}, kept step {best_step}"
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         if step % settings.eval_every == 0 or step == budget:
             val = validate()
             if val < best_val - 1e-7 * max(1.0, abs(best_val)):

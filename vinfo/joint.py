@@ -35,14 +35,15 @@ from vinfo.families import FamilySpec
 from vinfo.fitting import (
     FitResult,
     FitSettings,
+    Minibatches,
     Probe,
     ProbeData,
     heldout_nats,
-    minibatch_plan,
     new_probe,
     next_budget,
     split_stats,
     still_improving,
+    train_step,
 )
 from vinfo.targets import Target
 
@@ -85,30 +86,17 @@ def fit_joint(
 
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     views = {"null": _View(validate(blind), state()), "cond": _View(validate(probe), state())}
-    plan = minibatch_plan(fit_idx, settings, seed)
-    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long, device=data.z.device)
-    full = (data.z[fit], data.y[fit], data.mask[fit]) if plan is None else None
+    batches = Minibatches(data, fit_idx, settings, seed)
     generator = torch.Generator().manual_seed(check_seed(seed) * 31 + DROP_STREAM)
     step, budget = 0, settings.max_steps
     while step < budget:
         step += 1
-        if full is not None:
-            z, y, mask = full
-        else:
-            b = plan[step - 1].to(data.z.device)
-            z, y, mask = data.z[b], data.y[b], data.mask[b]
+        z, y, mask = batches.at(step)
         keep = (torch.rand(z.shape[0], generator=generator) >= drop).to(z.device, z.dtype)
-        probe.train()
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr_at(step)
         z_in = z * keep.reshape(-1, *([1] * (z.dim() - 1)))
-        loss = target.train_nll(probe.stat(z_in, y, mask), mask, probe.log_scale)
-        if not torch.isfinite(loss):
+        if not train_step(probe, target, optimizer, settings.lr_at(step), z_in, y, mask):
             note += f"; non-finite loss at step {step}, kept the best checkpoints"
             break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         if step % settings.eval_every == 0 or step == budget:
             now, warm = state(), step > settings.warmup
             null_val, cond_val = validate(blind), validate(probe)
