@@ -79,3 +79,20 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     assert sum("reused" in m for m in messages) == 10 + 1 + 2 * len(
         DemoSettings.quick().vinfo_targets)
     assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)
+
+
+def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measured_zero():
+    import numpy as np
+
+    from taskcodecs.demo import _vinfo_resolution
+
+    def ladder(collapsed):
+        return xr.Dataset({"collapsed": ("family", np.array(collapsed)),
+                           "h_cond_low": ("family", np.array([13.0, 14.0])),
+                           "h_cond_high": ("family", np.array([15.0, 15.0]))},
+                          attrs={"n_samples": 40})
+
+    line, = _vinfo_resolution(ladder([True, True]), 0.05, "bits/pixel")
+    assert "not a measured zero" in line and "R(Ŷ_b) = 0.05 bits/pixel" in line
+    assert "±0.75 bits/pixel" in line and "40 images" in line  # median half-width of H_V
+    assert _vinfo_resolution(ladder([True, False]), 0.05, "bits/pixel") == []
