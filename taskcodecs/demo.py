@@ -256,11 +256,11 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
                     f"I_V {ds['vinfo'].values[i]:.4f} [{ds['vinfo_low'].values[i]:.4f}, "
                     f"{ds['vinfo_high'].values[i]:.4f}]{capped}"
                     + (f" ({'; '.join(flags)})" if flags else ""))
-            lines += _vinfo_resolution(ds, rate, units)
+            lines += _collapse_verdict(ds, rate, units)
     return lines
 
 
-def _vinfo_resolution(ds, rate: float, units: str) -> list[str]:
+def _collapse_verdict(ds, rate: float, units: str) -> list[str]:
     """In words, when every family collapsed: what the guard's 0 means."""
     if "collapsed" not in ds or not bool(np.all(ds["collapsed"].values)):
         return []

@@ -84,7 +84,7 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
 def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measured_zero():
     import numpy as np
 
-    from taskcodecs.demo import _vinfo_resolution
+    from taskcodecs.demo import _collapse_verdict
 
     def ladder(collapsed):
         return xr.Dataset({"collapsed": ("family", np.array(collapsed)),
@@ -92,7 +92,7 @@ def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measu
                            "h_cond_high": ("family", np.array([15.0, 15.0]))},
                           attrs={"n_samples": 40})
 
-    line, = _vinfo_resolution(ladder([True, True]), 0.05, "bits/pixel")
+    line, = _collapse_verdict(ladder([True, True]), 0.05, "bits/pixel")
     assert "not a measured zero" in line and "R(Ŷ_b) = 0.05 bits/pixel" in line
     assert "±0.75 bits/pixel" in line and "40 images" in line  # median half-width of H_V
-    assert _vinfo_resolution(ladder([True, False]), 0.05, "bits/pixel") == []
+    assert _collapse_verdict(ladder([True, False]), 0.05, "bits/pixel") == []
