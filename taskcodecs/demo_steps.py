@@ -122,7 +122,7 @@ class DemoSettings:
     def study(cls) -> DemoSettings:
         """``make study``: 3 training seeds, more data, the demo's 5 reconstruction points,
         3 matched base rates (base curves), segmentation included, both V-information
-        targets with 3 refit seeds (about 90 minutes here)."""
+        targets with 3 refit seeds (64 minutes here, benchmarks/RESULTS.md)."""
         return cls(train_images=384, val_images=64, seeds=(0, 1, 2),
                    base_rate_targets=(0.03, 0.05, 0.08),
                    segmentation=True,
