@@ -23,10 +23,10 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
-	$(BIN)/python -m taskcodecs.demo
+	$(BIN)/python -m taskcompat.demo
 
 study: install
-	$(BIN)/python -m taskcodecs.demo --study
+	$(BIN)/python -m taskcompat.demo --study
 
 lint: install
 	$(BIN)/ruff check .

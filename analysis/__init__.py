@@ -6,8 +6,7 @@
     write_report("runs/", "report/", vinfo={"baseline": "vinfo/b", "proposed": "vinfo/p"})
 
 Command line: ``python -m analysis.report RUNS_DIR --out DIR [--vinfo LABEL=PATH ...]``.
-Depends on taskcodecs (``taskcodecs.io``, ``taskcodecs.reportdoc``,
-``taskcodecs.experiment_table``) only; neither taskcodecs nor vinfo imports it.
+Imports infra, taskcodecs and vinfo only (the README's dependency rule).
 """
 
 from analysis.bdrate import METHODS as BD_METHODS

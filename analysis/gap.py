@@ -39,16 +39,13 @@ from scipy.interpolate import PchipInterpolator
 from analysis.bdrate import RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult
 from analysis.runs import METRICS, Curve, Run, base_variants, curve, select
-from taskcodecs.io import find_files
+from infra.io import find_files
+from vinfo.errors import VinfoInputError
+from vinfo.report_schema import REQUIRED_VARIABLES
 
 STANDALONE = ("standalone-refit", "standalone-independent")
 TARGETS = (("reconstruction", "coco"), ("reconstruction", "cityscapes"),
            ("segmentation", "cityscapes"))
-VINFO_REQUIRED = ("h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high")
-
-
-class VinfoInputError(ValueError):
-    """A vinfo.nc file (or folder) that cannot be used; the message names it."""
 
 
 def rate_gain_at_matched_quality(standalone: Curve, scalable: Curve) -> tuple[float, tuple]:
@@ -166,7 +163,7 @@ def _read_vinfo(path: Path) -> xr.Dataset:
     except Exception as err:
         raise VinfoInputError(f"{path}: cannot read as a netCDF vinfo file "
                               f"({type(err).__name__}: {err})") from err
-    for name in VINFO_REQUIRED:
+    for name in REQUIRED_VARIABLES:
         if name not in ds or ds[name].dims != ("family",):
             raise VinfoInputError(f"{path}: needs variable {name!r} with dims ('family',) "
                                   "(the vinfo result schema)")

@@ -40,9 +40,9 @@ from analysis.gap import (
 from analysis.results_table import ResultsTable, results_table
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
 from analysis.uncertainty import DEFAULT_BOOT
-from taskcodecs import cli
-from taskcodecs.io import check_writable
-from taskcodecs.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
+from infra import cli
+from infra.io import check_writable
+from infra.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
 
 CONVENTIONS = [
     "Rate: bits per pixel of the original full-resolution image, from the real bitstream "
@@ -354,7 +354,7 @@ def _vinfo_arg(text: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
     return cli.run(_main, argv)
 
 

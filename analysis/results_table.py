@@ -49,7 +49,7 @@ from analysis.uncertainty import (
     curve_at,
     load_samples,
 )
-from taskcodecs.reportdoc import Table
+from infra.reportdoc import Table
 
 TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
            ("segmentation", "cityscapes", "Cityscapes segmentation"),

@@ -10,7 +10,7 @@ In:  a runs directory. Each run directory ``RUN/`` holds ``RUN/eval.nc`` (xarray
      variable with a ``units`` attr; attrs ``config`` = the training config as JSON), and
      optionally ``config.json``/``meta.json``. The run's kind comes from its config's
      ``experiment`` name, ``{preset}-{family}-{method}``; families, methods and presets are
-     those of ``taskcodecs.experiment_table`` (imported from there, no torch).
+     those of ``taskcodecs.experiments.table`` (imported from there, no torch).
 Out: :class:`Run` objects (a run is a point: delete its folder and the point is gone).
 
 Reductions (one documented rule for every curve): a per-image variable is averaged over
@@ -33,16 +33,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from taskcodecs.experiment_table import (
-    BASE_METHODS,
-    ENHANCEMENT_METHODS,
-    PRESETS,
-    REFERENCE_METHODS,
-)
-from taskcodecs.experiment_table import FAMILIES as _EXPERIMENT_FAMILIES
-from taskcodecs.io import find_files, read_json
+from infra.io import find_files, read_json
+from taskcodecs.experiments.table import BASE_METHODS, REFERENCE_METHODS
+from taskcodecs.experiments.table import FAMILIES as _EXPERIMENT_FAMILIES
+from taskcodecs.models.names import MODES, PRESETS
 
-METHODS = (*BASE_METHODS, *ENHANCEMENT_METHODS, *REFERENCE_METHODS)
+METHODS = (*BASE_METHODS, *MODES, *REFERENCE_METHODS)
 # experiment family → (task, dataset), from the experiment table (the one source of truth)
 FAMILIES = {name: (family.task, family.dataset) for name, family in _EXPERIMENT_FAMILIES.items()}
 TASK_METRIC = {"depth": "rmse", "detection": "map", "reconstruction": "psnr",
@@ -93,7 +89,7 @@ class Run:
     base: Run | None = field(default=None, repr=False)  # resolved base run, if found
     base_method: str | None = None
     base_reward_weight: float | None = None
-    # rate-targeted runs (taskcodecs.rate_control; eval.nc attrs): the target and what the
+    # rate-targeted runs (taskcodecs.training.rate_control; eval.nc attrs): the target and what the
     # selected checkpoint achieved (validation, estimated bpp), the final rate weight
     rate_target: float | None = None
     rate_selected_bpp: float = float("nan")

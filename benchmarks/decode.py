@@ -45,7 +45,7 @@ import timing  # noqa: E402
 warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script in compressai
 from compressai.models import JointAutoregressiveHierarchicalPriors  # noqa: E402
 
-from taskcodecs.registry import create_model  # noqa: E402
+from taskcodecs.experiments.registry import create_model  # noqa: E402
 
 
 class FixedLatent(torch.nn.Module):

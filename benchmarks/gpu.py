@@ -18,7 +18,7 @@ out-of-memory error costs one row, not the run), started only while the total bu
    with ``amp`` none / bf16 and ``compile`` off / on (inductor; compile-off rows first).
    No dataset is needed or read: the inputs are **random tensors of the real shapes**, task
    networks untrained (``pretrained=false``), the enhancement's frozen base untrained too.
-   A step is the trainer's (``taskcodecs.precision``: autocast, Adam, clip 1.0); after 3
+   A step is the trainer's (``taskcodecs.training.precision``: autocast, Adam, clip 1.0); after 3
    warm-up steps (their time, which includes compiling, is reported) up to 30 steps or 10 s
    are timed. Peak = ``torch.cuda.max_memory_allocated`` during the timed steps.
 2. **Decoding** the paper detection base at 512x768 against CompressAI's mbt2018, both on
@@ -94,15 +94,15 @@ def _batch(dataset: str, experiment: str, n: int, h: int, w: int, device) -> dic
     elif "depth" in experiment:
         batch["disparity"] = torch.rand(n, 1, h, w, generator=g) * 100
         batch["disparity_mask"] = torch.rand(n, 1, h, w, generator=g) > 0.1
-    from taskcodecs.run_data import move_to_device
+    from taskcodecs.runs.data import move_to_device
 
     return move_to_device(batch, device)
 
 
 def train_item(item: dict, device: torch.device, dry: bool) -> dict:
-    from taskcodecs.experiments import load_experiment
-    from taskcodecs.precision import Precision, compile_transforms
-    from taskcodecs.registry import create_model
+    from taskcodecs.experiments.registry import create_model
+    from taskcodecs.experiments.table import load_experiment
+    from taskcodecs.training.precision import Precision, compile_transforms
 
     cfg = load_experiment(item["experiment"])
     weights = {k: getattr(cfg, k) for k in ("rate_weight", "reward_weight") if getattr(cfg, k) is not None}
@@ -174,7 +174,7 @@ def decode_item(item: dict, device: torch.device, dry: bool) -> dict:
 
 def probes_item(item: dict, device: torch.device, dry: bool) -> dict:
     import vinfo
-    from taskcodecs.config import ConfigError
+    from infra.config import ConfigError
 
     g = torch.Generator().manual_seed(0)
     n, c, h, w, th, tw = (12, 8, 2, 4, 8, 16) if dry else (128, 192, 16, 32, 256, 512)
@@ -273,7 +273,7 @@ def render(results: list[tuple[dict, dict]], device: str, seconds: float, comman
 
 
 def write_results(path: Path, table: str) -> None:
-    from taskcodecs.io import atomic_write
+    from infra.io import atomic_write
 
     text = path.read_text()
     if BEGIN not in text or END not in text:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import taskcodecs.seeding  # noqa: F401  (imports torch once, outside the timed region)
+import infra.seeding  # noqa: F401  (imports torch once, outside the timed region)
 from taskcodecs.data.synthetic import generate_dataset
 
 TARGET_IMAGES, TARGET_SECONDS = 600, 60.0

@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --quick    # one experiment per family kind
     python benchmarks/train_throughput.py --device cuda   # where a GPU is present
 
-Each experiment is trained with :func:`taskcodecs.train.train` on its own config (the tiny
+Each experiment is trained with :func:`taskcodecs.training.run.train` on its own config (the tiny
 preset's batch size, data loader workers, synthetic 64x128 scenes), with ``log_every=M``: a
 first window of M steps is warm-up, then ``--runs`` windows of M steps are timed from the
 ``elapsed_s`` column of the run's ``log.csv`` (what a user's run writes; logging and the
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import timing  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-from taskcodecs.experiments import get_experiment, list_experiments  # noqa: E402
-from taskcodecs.train import resolve_config, train  # noqa: E402
+from taskcodecs.experiments.table import get_experiment, list_experiments  # noqa: E402
+from taskcodecs.training.run import resolve_config, train  # noqa: E402
 
 QUICK = ("tiny-depth-base-proposed", "tiny-detection-base-proposed",
          "tiny-cityscapes-reconstruction-scalable", "tiny-cityscapes-segmentation-scalable")

@@ -95,12 +95,13 @@ plt.show()
     new_markdown_cell("""\
 ## 2. Train a tiny base
 
-`tiny-depth-base-proposed` is an experiment config (`taskcodecs/configs/`); every field can
+`tiny-depth-base-proposed` is an experiment config (`taskcodecs/experiments/configs/`); every field can
 be overridden. The run directory holds the config, logs and the `best`/`last` checkpoints
 (safetensors). A finished run is reused when the notebook is run again."""),
     new_code_cell('''\
-from taskcodecs.experiments import checkpoint_path, load_experiment
-from taskcodecs.train import train
+from taskcodecs.experiments.table import load_experiment
+from taskcodecs.runs.links import checkpoint_path
+from taskcodecs.training.run import train
 
 RUN = OUT / "depth-base-proposed"
 if not checkpoint_path(RUN, "last").with_suffix(".json").is_file():
@@ -120,8 +121,8 @@ display(val[["step", "loss", "distortion", "bpp_base", "rmse255"]])
 *actual* rate is its length in bits over the original pixels, header included. The
 *estimated* rate is −log2 of the entropy model's likelihoods (no bytes involved)."""),
     new_code_cell('''\
-from taskcodecs.bitstream import unpack
-from taskcodecs.registry import load_codec
+from taskcodecs.coding.bitstream import unpack
+from taskcodecs.runs.codecs import load_codec
 
 model = load_codec(checkpoint_path(RUN, "best")).eval()
 image = item["image"]
@@ -145,7 +146,7 @@ same = torch.equal(coded.y_hat["base"], decoded["y_hat"]["base"])
 print(f"decoded latent equals the encoder's: {same}; shape {tuple(decoded['y_hat']['base'].shape)}")
 '''),
     new_code_cell('''\
-from taskcodecs.metrics import MaskedRMSE, psnr
+from taskcodecs.evaluation.metrics import MaskedRMSE, psnr
 
 x_hat = decoded["x_hat"]
 rmse = MaskedRMSE()
@@ -187,7 +188,7 @@ RECON_RATE_WEIGHTS = [0.3, 30.0]
     new_code_cell(IMPORTS.format(plots="")),
     new_markdown_cell("## 1. The tiny sweep (skipped when `RUNS_DIR` is given)"),
     new_code_cell('''\
-from taskcodecs.sweep import gather, plan, run_point
+from taskcodecs.sweeps.sweep import gather, plan, run_point
 
 if RUNS_DIR is None:
 ''' + indent(DATA) + '''
@@ -295,7 +296,7 @@ BOOTSTRAP = 100 if TINY else 1000
     new_code_cell(IMPORTS.format(plots=PLOTS)),
     new_markdown_cell("## 1. Two bases: baseline and proposed (skipped when `BASES` is given)"),
     new_code_cell('''\
-from taskcodecs.sweep import plan, run_point
+from taskcodecs.sweeps.sweep import plan, run_point
 
 if BASES is None:
 ''' + indent(DATA) + '''
@@ -317,7 +318,7 @@ The codec adapter (`vinfo.adapter`, also `python -m vinfo.estimate --codec RUN -
 --target reconstruction`) codes every validation image: compress → bytes → decompress →
 Ŷ_b `[C, h, w]`; the target is the image as 8-bit integers `[3, H, W]`."""),
     new_code_cell('''\
-from vinfo.adapter import extract_codec_pairs
+from vinfo.adapter.codec import extract_codec_pairs
 
 pairs = {label: extract_codec_pairs(run, DATA_ROOT, "reconstruction", split="val")
          for label, run in BASES.items()}

@@ -14,14 +14,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "list_models": "taskcodecs.registry",
-    "create_model": "taskcodecs.registry",
-    "model_config": "taskcodecs.registry",
-    "load_codec": "taskcodecs.registry",
-    "save_codec": "taskcodecs.registry",
-    "list_experiments": "taskcodecs.registry",
-    "load_experiment": "taskcodecs.registry",
-    "BitstreamError": "taskcodecs.bitstream",
+    "list_models": "taskcodecs.experiments.registry",
+    "create_model": "taskcodecs.experiments.registry",
+    "model_config": "taskcodecs.experiments.registry",
+    "load_codec": "taskcodecs.runs.codecs",
+    "save_codec": "taskcodecs.runs.codecs",
+    "list_experiments": "taskcodecs.experiments.table",
+    "load_experiment": "taskcodecs.experiments.table",
+    "BitstreamError": "taskcodecs.coding.bitstream",
 }
 
 __all__ = sorted(_EXPORTS)

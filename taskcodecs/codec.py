@@ -23,7 +23,7 @@ next to it, what the decoded task gives:
 Any error (missing or unreadable file, not an image, an image of more than 8 bits per
 channel, corrupt, truncated or foreign bitstream, bytes after the stream's declared end, bad
 checkpoint, unwritable output) prints one line ``error: ...`` naming the file on stderr and
-exits with status 2 (:mod:`taskcodecs.cli`). Inputs: 8-bit images of any layout are
+exits with status 2 (:mod:`infra.cli`). Inputs: 8-bit images of any layout are
 converted to RGB (alpha dropped); 16-bit PNGs are refused, not clipped
 (:func:`taskcodecs.data.transforms.open_rgb_image`).
 """
@@ -41,11 +41,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taskcodecs import cli
-from taskcodecs.bitstream import BitstreamError
+from infra import cli
+from infra.io import atomic_write_bytes, check_writable, write_json
+from taskcodecs.coding.bitstream import BitstreamError
 from taskcodecs.data.labels import CITYSCAPES_LABELS, IGNORE_INDEX
 from taskcodecs.data.transforms import open_rgb_image, rgb_to_tensor
-from taskcodecs.io import atomic_write_bytes, check_writable, write_json
 
 # train id (0..18, 19 = ignore) -> Cityscapes labelId (ignore -> 0 "unlabeled")
 TRAIN_TO_LABEL = np.zeros(IGNORE_INDEX + 1, dtype=np.uint8)
@@ -59,7 +59,7 @@ class CodecCliError(ValueError):
 
 
 def _load(checkpoint: str) -> Any:
-    from taskcodecs.registry import load_codec  # heavy (torchvision): only when needed
+    from taskcodecs.runs.codecs import load_codec  # heavy (torchvision): only when needed
 
     return load_codec(checkpoint)
 
@@ -124,7 +124,7 @@ def decode(checkpoint: str, input_path: str, output: str, layers: str) -> list[s
     from taskcodecs.models.common import unpack_for  # loaded with the model anyway
 
     try:
-        header = unpack_for(data, model.codec_id, layers=[])
+        header = unpack_for(data, model.codec_id, layers=[], identify=model.identify)
         out = model.decompress(data, layers=layers)
     except BitstreamError as err:  # name the file: the message alone says only what is wrong
         raise BitstreamError(f"{input_path}: {err}") from err
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
     return cli.run(_main, argv)
 
 

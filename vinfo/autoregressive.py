@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskcodecs.models.context import MaskedConv2d
+from vinfo.adapter.layers import MaskedConv2d
 from vinfo.targets import MAX_LOG_SCALE, MIN_LOG_SCALE, Target
 
 __all__ = ["ARCore", "ar_parameter_count"]

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from taskcodecs.seeding import check_seed
+from infra.seeding import check_seed
 
 
 def resample_counts(

@@ -4,7 +4,7 @@
     settings = fit_settings(cfg)          # the families' training budget (vinfo.fitting)
 
 Every field is a YAML key (``--config FILE``), a ``key=value`` override on the command line
-and a keyword argument of :func:`vinfo.estimate.estimate`. Families and their budgets are
+and a keyword argument of :func:`vinfo.api.estimate`. Families and their budgets are
 part of V, so they are part of the config that every estimate writes (``config.yaml``).
 """
 
@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from taskcodecs.config import ConfigError, apply_overrides
-from taskcodecs.train_config import SyntheticData
+from infra.config import ConfigError, apply_overrides
+from vinfo.adapter.scenes import SyntheticData
 from vinfo.fitting import FitSettings
 
 

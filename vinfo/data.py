@@ -29,11 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vinfo.errors import VinfoInputError
 from vinfo.targets import KINDS
-
-
-class VinfoInputError(ValueError):
-    """An input file or array is missing, malformed or does not fit the target kind."""
 
 
 @dataclass
@@ -196,14 +193,14 @@ def default_inputs(
     """
     from PIL import Image
 
-    from taskcodecs.data.labels import label_ids_to_train_ids
+    from vinfo.adapter.scenes import label_ids_to_train_ids
 
     if height % 16 or width % 16:
         raise VinfoInputError(f"default dataset: height {height} and width {width} must be "
                               "multiples of 16")
     root = Path(data_dir) / f"scenes-{train}+{val}-{height}x{width}-seed{seed}"
     if not _generated_with(root, train=train, val=val, height=height, width=width, seed=seed):
-        from taskcodecs.data.synthetic import generate_dataset
+        from vinfo.adapter.scenes import generate_dataset
 
         generate_dataset(root, train=train, val=val, height=height, width=width, seed=seed,
                          overwrite=True)
@@ -231,7 +228,7 @@ def default_inputs(
 def _generated_with(root: Path, *, train: int, val: int, height: int, width: int,
                     seed: int) -> bool:
     """True if ``root/dataset.json`` says the dataset there was generated with these values."""
-    from taskcodecs.io import read_json
+    from infra.io import read_json
 
     try:
         info = read_json(root / "dataset.json")

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from taskcodecs.models.transforms import ResidualBlock, SynthesisTransform
+from vinfo.adapter.layers import ResidualBlock, SynthesisTransform
 from vinfo.autoregressive import ARCore
 from vinfo.targets import Target
 

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskcodecs.seeding import check_seed
+from infra.seeding import check_seed
 from vinfo.families import FamilySpec, build_core, build_zpath
 from vinfo.ridge import ridge_solve
 from vinfo.targets import Target

@@ -17,7 +17,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from taskcodecs.models.transforms import ResidualBlock, SynthesisTransform
+from vinfo.adapter.layers import ResidualBlock, SynthesisTransform
 from vinfo.families import PatchDecoder, UpsamplingStack, VectorDecoder
 from vinfo.fitting import Probe, ProbeData
 from vinfo.targets import Target

@@ -30,7 +30,7 @@ import copy
 import numpy as np
 import torch
 
-from taskcodecs.seeding import check_seed
+from infra.seeding import check_seed
 from vinfo.families import FamilySpec
 from vinfo.fitting import (
     FitResult,

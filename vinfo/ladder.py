@@ -15,7 +15,7 @@ the one ``python -m analysis.report ... --vinfo LABEL=OUT/LABEL`` reads.
 
 ``--launcher local`` (default) runs the pairs one after another in this process;
 ``--launcher submitit`` runs each as a job of a SLURM job array, with the launcher options
-and ``slurm_*=VALUE`` items of :mod:`taskcodecs.launch` (job logs in ``OUT/submitit/``).
+and ``slurm_*=VALUE`` items of :mod:`taskcodecs.sweeps.launch` (job logs in ``OUT/submitit/``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskcodecs import cli, launch
-from taskcodecs.config import ConfigError
-from taskcodecs.sweep import _bases
+from infra import cli
+from infra.config import ConfigError
+from vinfo.adapter.jobs import launch, parse_bases
 
 TARGETS = ("reconstruction", "segmentation", "depth")
 
@@ -37,7 +37,7 @@ def pair_argv(run: str, dataset: str, target: str, out: Path, extra: list[str]) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
     return cli.run(_main, argv)
 
 
@@ -52,7 +52,7 @@ def _main(argv: list[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     extra, slurm = launch.split_cluster_items(extra)
     out = Path(args.out)
-    bases = _bases(args.bases, {})
+    bases = parse_bases(args.bases, {})
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     bad = [t for t in targets if t not in TARGETS] or ([] if targets else ["(none)"])
     if bad:
@@ -68,13 +68,13 @@ def _main(argv: list[str]) -> int:
     if args.launcher == "submitit":
         executor = launch.make_executor(args, out / "submitit", f"vinfo-{out.resolve().name}",
                                         slurm)
-        tasks = [launch.Task(key, launch.MainJob("vinfo.estimate", a, str(where / "vinfo.nc"),
+        tasks = [launch.Task(key, launch.MainJob("vinfo.cli", a, str(where / "vinfo.nc"),
                                                  str(out / "jobs"), key), where / "vinfo.nc")
                  for key, where, a in pairs]
         failures = launch.run_tasks(tasks, executor, out / "jobs", not args.no_wait,
                                     args.poll_s)
     else:
-        from vinfo.estimate import main as estimate_main
+        from vinfo.cli import main as estimate_main
 
         failures = []
         for key, where, a in pairs:

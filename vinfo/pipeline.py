@@ -27,12 +27,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from taskcodecs.config import ConfigError
+from infra.config import ConfigError
 from vinfo.bootstrap import percentile_interval, refit_replicates
 from vinfo.config import VinfoConfig, check_config, fit_settings
 from vinfo.curves import curves_and_mdl, train_sizes
-from vinfo.data import Inputs, VinfoInputError
+from vinfo.data import Inputs
 from vinfo.dataset import FamilyResult, to_dataset
+from vinfo.errors import VinfoInputError
 from vinfo.families import AR_KINDS, default_ladder, parse_family
 from vinfo.fitting import ProbeData, Split, head_tail, make_splits, select_guard
 from vinfo.mdl import reference_codelength

@@ -20,7 +20,7 @@ target_pixels`` for ``unit == "pixel"`` and 1 for ``unit == "sample"`` (``image_
 no ratio of mismatched units is formed.
 
 The schema checks and this unit rule live in :mod:`vinfo.report_schema`, the figures in
-:mod:`vinfo.report_figures`, the HTML/Markdown rendering in :mod:`taskcodecs.reportdoc`.
+:mod:`vinfo.report_figures`, the HTML/Markdown rendering in :mod:`infra.reportdoc`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import matplotlib.style
 import numpy as np
 import xarray as xr
 
-from taskcodecs.reportdoc import Image, Section, Table, write_document
+from infra.reportdoc import Image, Section, Table, write_document
 from vinfo.report_figures import (
     curves_figure,
     family_names,

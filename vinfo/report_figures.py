@@ -2,7 +2,7 @@
 
 In:  a result ``xarray.Dataset`` already checked by :func:`vinfo.report_schema.validated`
      (every known variable in its documented dim order, information in bits).
-Out: PNG bytes (:func:`taskcodecs.reportdoc.figure_png`, 100 dpi, no metadata), drawn on
+Out: PNG bytes (:func:`infra.reportdoc.figure_png`, 100 dpi, no metadata), drawn on
      Agg canvases without pyplot state; call inside ``matplotlib.style.context("default")``
      for output that does not depend on the user's matplotlib settings.
 
@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from taskcodecs.reportdoc import figure_png
+from infra.reportdoc import figure_png
 
 
 def format_bits(value: float, digits: int = 4) -> str:

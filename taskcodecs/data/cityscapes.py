@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from infra.seeding import check_seed
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.labels import label_ids_to_train_ids
 from taskcodecs.data.transforms import (
@@ -56,7 +57,6 @@ from taskcodecs.data.transforms import (
     rgb_to_tensor,
     scaled_size,
 )
-from taskcodecs.seeding import check_seed
 
 TARGETS = ("disparity", "labels")
 IMAGE_SUFFIX = "_leftImg8bit.png"

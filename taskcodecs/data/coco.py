@@ -51,6 +51,8 @@ import torch
 from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
+from infra.io import read_json
+from infra.seeding import check_seed
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.labels import VOC_COCO_IDS
 from taskcodecs.data.transforms import (
@@ -60,8 +62,6 @@ from taskcodecs.data.transforms import (
     open_rgb_image,
     rgb_to_tensor,
 )
-from taskcodecs.io import read_json
-from taskcodecs.seeding import check_seed
 
 MIN_ANNOTATED_AREA = 1000.0  # px², the paper filter's threshold on the summed annotation area
 _REQUIRED_TOP = ("images", "annotations", "categories")

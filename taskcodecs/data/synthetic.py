@@ -47,7 +47,7 @@ Determinism. Image i of a split is rendered from its own generator,
 ``np.random.default_rng(SeedSequence([seed, split_code, i]))`` (train 0, val 1), never from
 global state, so the files do not depend on the number of worker processes. PNGs are
 written by PIL with fixed settings and no metadata, JSON with sorted keys; all writes are
-atomic (:mod:`taskcodecs.io`). The same seed gives byte-identical files.
+atomic (:mod:`infra.io`). The same seed gives byte-identical files.
 
 CLI::
 
@@ -71,6 +71,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 from PIL import Image
 
+from infra.io import atomic_write_bytes, atomic_write_text, write_json
 from taskcodecs.data.labels import (
     COCO_CATEGORIES,
     IGNORE_INDEX,
@@ -79,7 +80,6 @@ from taskcodecs.data.labels import (
     TRAIN_CLASSES,
 )
 from taskcodecs.data.scene import CITYSCAPES_BASELINE_M, camera_intrinsics, generate_scene
-from taskcodecs.io import atomic_write_bytes, atomic_write_text, write_json
 
 GENERATOR_VERSION = "1.0"
 SPLITS = ("train", "val")
@@ -219,7 +219,7 @@ def generate_dataset(out: str | os.PathLike, *, train: int, val: int, height: in
     same for any number. ``out`` must be new or empty unless ``overwrite`` (files are then
     replaced, nothing is deleted). Returns the summary also written to ``dataset.json``.
     """
-    from taskcodecs.seeding import check_seed  # imports torch: keep it out of the workers
+    from infra.seeding import check_seed  # imports torch: keep it out of the workers
 
     seed = check_seed(seed)
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
@@ -303,14 +303,14 @@ def _summarise(out: Path, tasks, results, seed: int, height: int, width: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`taskcodecs.cli` (exit 2 / 130)."""
-    from taskcodecs import cli  # light: no torch
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
+    from infra import cli  # light: no torch
 
     return cli.run(_main, argv)
 
 
 def _main(argv: list[str]) -> int:
-    from taskcodecs import cli
+    from infra import cli
 
     parser = argparse.ArgumentParser(
         prog="python -m taskcodecs.data.synthetic",

@@ -38,7 +38,7 @@ Defaults chosen here (DESIGN leaves them open):
 * Training vs bitstream latents: ``forward`` quantizes with the parallel (training) context,
   :meth:`BaseCodec.compress_latents` with the sequential decode-time context; both are
   within ½ of y, so ŷ_b differs between them by a small fraction of a step at most
-  positions and by one step at ~1-3 % of them (taskcodecs.models.entropy; with
+  positions and by one step at ~1-3 % of them (taskcodecs.coding.entropy; with
   ``context="checkerboard"`` the forward pass computes the decoder's two passes, and they
   agree up to float rounding). Whatever depends on the decoded ŷ_b (x̂, the task, an
   enhancement's side input) uses the bitstream's.
@@ -51,16 +51,16 @@ in train mode.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from taskcodecs.bitstream import Bitstream
-from taskcodecs.config import ConfigError
-from taskcodecs.metrics import rmse255
+from infra.config import ConfigError
+from taskcodecs.coding.bitstream import Bitstream
+from taskcodecs.coding.entropy import CONTEXTS, AutoregressiveGaussianModel
 from taskcodecs.models.common import (
     TRAINING_ONLY,
     CodedImage,
@@ -77,8 +77,8 @@ from taskcodecs.models.common import (
     padding_multiple,
     unpack_for,
 )
-from taskcodecs.models.entropy import CONTEXTS, AutoregressiveGaussianModel
-from taskcodecs.models.tasks import build_task_model, depth_loss, detection_loss
+from taskcodecs.models.losses import depth_loss, detection_loss, rmse255
+from taskcodecs.models.tasks import build_task_model
 from taskcodecs.models.transforms import (
     AnalysisTransform,
     DownSample,
@@ -161,10 +161,12 @@ class BaseCodec(nn.Module):
         padding      Padding added before coding
     """
 
-    def __init__(self, config: BaseCodecConfig | None = None, name: str = "custom-base") -> None:
+    def __init__(self, config: BaseCodecConfig | None = None, name: str = "custom-base",
+                 identify: Callable[[bytes], str | None] | None = None) -> None:
         super().__init__()
         self.config = config = config or BaseCodecConfig()
         self.registry_name = name
+        self.identify = identify  # codec fingerprint -> id, for error messages (the registry's)
         n, widths = config.latent_ch, tuple(config.widths)
         self.padding_multiple = padding_multiple(config.half_resolution, config.hyperprior)
         self.down = DownSample(3, 3) if config.half_resolution else None
@@ -344,7 +346,7 @@ class BaseCodec(nn.Module):
         (all bytes, header included, per original pixel) and ``bpp_actual_decoded`` (a
         stream holding only the decoded layers). ``layers``: "all" or "base" (the same here)."""
         check_layers(layers)
-        stream = unpack_for(data, self.codec_id, ["base"])
+        stream = unpack_for(data, self.codec_id, ["base"], self.identify)
         check_padding(stream, self.padding_multiple)
         out = self.decode_base(stream)
         out.update(actual_rates(data, stream))

@@ -15,14 +15,14 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from taskcodecs.bitstream import Bitstream, BitstreamError, codec_fingerprint, pack, unpack
-from taskcodecs.config import config_to_dict
+from infra.config import config_to_dict
+from taskcodecs.coding.bitstream import Bitstream, BitstreamError, pack, unpack
 from taskcodecs.models.transforms import Padding
 
 TRANSFORM_DOWNSAMPLING = 16  # the analysis transform's four stride-2 convs
@@ -87,35 +87,12 @@ def enhancement_codec_id(name: str, config: Any, base_name: str, base_codec_id: 
     return make_codec_id(name, architecture)
 
 
-def codec_id_from_config(name: str, config: Any) -> str:
-    """The codec id that registry model ``name`` built from ``config`` has, without building
-    it (an enhancement's base is resolved through the registry)."""
-    base_name = getattr(config, "base_model", None)
-    if base_name is None:
-        return make_codec_id(name, architecture_dict(config))
-    from taskcodecs.registry import model_config  # the registry imports the codecs
-
-    base_config = model_config(base_name, **getattr(config, "base_overrides", {}))
-    return enhancement_codec_id(name, config, base_name, codec_id_from_config(base_name, base_config))
-
-
-def identify_codec(fingerprint: bytes) -> str | None:
-    """The codec id of the registry model, in its default config, whose bitstream
-    fingerprint is ``fingerprint``; None if there is none. For error messages (it computes
-    every registered model's id, so call it on mismatches only)."""
-    from taskcodecs.registry import list_models, model_config
-
-    for name in list_models():
-        codec_id = codec_id_from_config(name, model_config(name))
-        if codec_fingerprint(codec_id) == fingerprint:
-            return codec_id
-    return None
-
-
-def unpack_for(data: bytes, codec_id: str, layers: Sequence[str]) -> Bitstream:
-    """:func:`taskcodecs.bitstream.unpack` for the codec ``codec_id``: a stream of another
-    codec raises BitstreamError naming both (the stream's if it is a default registry model)."""
-    return unpack(data, expect_codec=codec_id, layers=layers, identify=identify_codec)
+def unpack_for(data: bytes, codec_id: str, layers: Sequence[str],
+               identify: Callable[[bytes], str | None] | None = None) -> Bitstream:
+    """:func:`taskcodecs.coding.bitstream.unpack` for the codec ``codec_id``: a stream of
+    another codec raises BitstreamError naming both (the stream's too if ``identify``, the
+    registry's :func:`~taskcodecs.experiments.registry.identify_codec`, knows it)."""
+    return unpack(data, expect_codec=codec_id, layers=layers, identify=identify)
 
 
 def as_image_batch(image: torch.Tensor) -> torch.Tensor:
@@ -189,7 +166,7 @@ class CodedImage:
     estimated_bits: dict[str, float]
 
     def to_bytes(self) -> bytes:
-        """The layered container (taskcodecs.bitstream), header included."""
+        """The layered container (taskcodecs.coding.bitstream), header included."""
         return pack(self.codec_id, self.size, tuple(self.padding), self.layers)
 
     def bits_per_pixel(self, layers: Sequence[str] | None = None) -> float:

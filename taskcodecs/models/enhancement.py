@@ -34,7 +34,7 @@ image. Padding: the base's multiple (16, 32 at half resolution, x4 with a hyperp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taskcodecs.config import ConfigError, config_to_dict
+from infra.config import ConfigError, config_to_dict
+from taskcodecs.coding.entropy import CONTEXTS, ConditionalAutoregressiveGaussianModel
 from taskcodecs.data.labels import IGNORE_INDEX
-from taskcodecs.metrics import rmse255
 from taskcodecs.models.base import BaseCodec, Encoded
 from taskcodecs.models.common import (
     TRAINING_ONLY,
@@ -61,8 +61,8 @@ from taskcodecs.models.common import (
     freeze,
     unpack_for,
 )
-from taskcodecs.models.entropy import CONTEXTS, ConditionalAutoregressiveGaussianModel
-from taskcodecs.models.tasks import build_task_model, segmentation_loss
+from taskcodecs.models.losses import rmse255, segmentation_loss
+from taskcodecs.models.tasks import build_task_model
 from taskcodecs.models.transforms import (
     AnalysisTransform,
     DownSample,
@@ -73,9 +73,8 @@ from taskcodecs.models.transforms import (
     pad_to_multiple,
 )
 
-__all__ = ["EnhancementCodec", "EnhancementCodecConfig", "MODES", "TARGETS"]
+__all__ = ["EnhancementCodec", "EnhancementCodecConfig", "TARGETS"]
 
-MODES = ("scalable", "direct", "standalone-refit", "standalone-independent")
 TARGETS = ("reconstruction", "segmentation")
 
 
@@ -129,20 +128,19 @@ class EnhancementCodec(nn.Module):
         config: EnhancementCodecConfig | None = None,
         name: str = "custom-enhancement",
         base: BaseCodec | None = None,
+        identify: Callable[[bytes], str | None] | None = None,
     ) -> None:
         super().__init__()
         config = config or EnhancementCodecConfig()
-        if base is None:
-            from taskcodecs.registry import create_model  # the registry imports this module
-
-            base = create_model(config.base_model, **config.base_overrides)
-        if not isinstance(base, BaseCodec):
-            raise TypeError(f"base must be a BaseCodec, got {type(base).__name__}")
+        if not isinstance(base, BaseCodec):  # the registry's create_model builds it by name
+            raise TypeError(f"base must be a BaseCodec, got {type(base).__name__} (an enhancement "
+                            "is given its base; create_model builds it from config.base_model)")
         config = replace(
             config, base_model=base.registry_name, base_overrides=config_to_dict(base.config)
         )
         self.config = config
         self.registry_name = name
+        self.identify = identify  # codec fingerprint -> id, for error messages (the registry's)
         self.base = freeze(base)
         self.padding_multiple = base.padding_multiple
         self.conditional = config.mode == "scalable"
@@ -349,7 +347,7 @@ class EnhancementCodec(nn.Module):
         check_layers(layers)
         coded = self.entropy_model is not None and layers == "all"
         names = ["base", "enhancement"] if coded else ["base"]
-        stream = unpack_for(data, self.codec_id, names)
+        stream = unpack_for(data, self.codec_id, names, self.identify)
         check_padding(stream, self.padding_multiple)
         out = self.base.decode_base(stream)
         out.update(actual_rates(data, stream))

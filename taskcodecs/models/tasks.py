@@ -1,4 +1,4 @@
-"""Task heads built from torchvision, and the task losses d_b / d_e.
+"""Task heads built from torchvision (their losses: :mod:`taskcodecs.models.losses`).
 
 One entry point, :func:`build_task_model` (task x preset), returns a real torchvision model:
 
@@ -32,39 +32,22 @@ identity; the tiny preset defaults to 128x256 inputs. Boxes come back in input p
 Batch norm: DeepLabV3's ASPP pooling branch normalizes a 1x1 map, so segmentation heads need
 a batch of >= 2 images in train mode (torch raises otherwise).
 
-``pretrained=True`` (paper presets only) loads torchvision weights from the torch hub cache
-(``torch.hub.get_dir()/checkpoints``), downloading only when the file is missing, with a
-short timeout, and raises a RuntimeError naming the URL and the path to put the file at.
+``pretrained=True`` (paper presets only) loads torchvision weights (:mod:`taskcodecs.models.pretrained`).
 Detection loads the full COCO Faster R-CNN (91 classes, as here) and, like torchvision,
 leaves only ``layer2..4`` of the ResNet trainable; depth and segmentation have other class
-counts than torchvision's heads, so only the ImageNet backbone is loaded. Files are read with
-``torch.load(weights_only=True)``.
+counts than torchvision's heads, so only the ImageNet backbone is loaded.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
-import urllib.error
-from collections.abc import Mapping
-from pathlib import Path
-from urllib.parse import urlparse
-
-import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models import (
-    MobileNet_V3_Large_Weights,
-    ResNet50_Weights,
-    WeightsEnum,
     mobilenet_v3_large,
 )
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn_v2
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import (
-    FasterRCNN_ResNet50_FPN_V2_Weights,
     FastRCNNPredictor,
     TwoMLPHead,
 )
@@ -74,33 +57,20 @@ from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.models.segmentation.lraspp import LRASPP
 from torchvision.ops import MultiScaleRoIAlign
 
-from taskcodecs.data.labels import IGNORE_INDEX, NUM_CLASSES
-from taskcodecs.metrics import align_dense
+from taskcodecs.data.labels import NUM_CLASSES
+from taskcodecs.models.names import PRESETS
+from taskcodecs.models.pretrained import load_pretrained
 
 __all__ = [
-    "DEPTH_LOSS_SCALE",
-    "PRESETS",
-    "SEGMENTATION_LOSS_WEIGHT",
     "TASKS",
     "build_task_model",
-    "depth_loss",
-    "detection_loss",
-    "masked_rmse",
-    "pretrained_weight_files",
-    "segmentation_loss",
     "set_detector_resolution",
 ]
 
 TASKS = ("detection", "depth", "segmentation")
-PRESETS = ("paper", "tiny")
 COCO_NUM_CLASSES = 91  # background + COCO category ids 1..90 (80 used)
 TINY_WIDTH_MULT = 0.25
 TINY_DETECTION_SIZE = (128, 256)  # (min_size, max_size): 128x256 inputs are not resized
-DOWNLOAD_TIMEOUT_S = 15.0
-# d_b for depth = DEPTH_LOSS_SCALE x masked RMSE in disparity pixels. 1.0 keeps d_b in pixels;
-# experiment configs may pass another ``scale`` to depth_loss.
-DEPTH_LOSS_SCALE = 1.0
-SEGMENTATION_LOSS_WEIGHT = 20.0  # d_e = 20 CE(out) + 20 CE(aux), as in the original code
 
 
 # --------------------------------------------------------------------------- model builders
@@ -137,7 +107,7 @@ def build_task_model(
     else:
         model = _build_segmentation(preset)
     if pretrained:
-        _load_pretrained(task, model)
+        load_pretrained(task, model)
     return model
 
 
@@ -238,146 +208,6 @@ def set_detector_resolution(detector: FasterRCNN, height: int, width: int) -> No
 # --------------------------------------------------------------------------- losses
 
 
-def detection_loss(loss_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """d_b = sum of the detector's training losses (classifier, box_reg, objectness, rpn_box)."""
-    if not isinstance(loss_dict, Mapping) or not loss_dict:
-        raise TypeError(
-            "detection_loss expects the non-empty loss dict a torchvision detector returns in "
-            f"train mode, got {type(loss_dict).__name__} (is the detector in eval mode?)"
-        )
-    return torch.stack([value for value in loss_dict.values()]).sum()
-
-
-def masked_rmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """RMSE over the valid pixels of the whole batch (pooled), in the units of ``target``.
-
-    ``pred`` (n, 1, H, W); ``target`` and boolean ``mask`` (n, 1, H, W) or (n, H, W). With
-    no valid pixel the result is a zero that keeps the graph (no NaN gradient).
-    """
-    pred, target, mask = align_dense(pred, target, mask)
-    squared = torch.where(mask, (pred - target) ** 2, torch.zeros_like(pred))
-    count = mask.sum()
-    if count == 0:
-        return pred.sum() * 0.0
-    # clamp keeps the gradient of sqrt finite (zero) when the error is exactly 0
-    return (squared.sum() / count).clamp_min(1e-20).sqrt()
-
-
-def depth_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: float = DEPTH_LOSS_SCALE
-) -> torch.Tensor:
-    """d_b for depth: ``scale`` x :func:`masked_rmse` (disparity pixels when scale = 1)."""
-    return scale * masked_rmse(pred, target, mask)
-
-
-def segmentation_loss(
-    outputs: Mapping[str, torch.Tensor],
-    labels: torch.Tensor,
-    ignore_index: int = IGNORE_INDEX,
-    weight: float = SEGMENTATION_LOSS_WEIGHT,
-) -> torch.Tensor:
-    """d_e = weight * CE(outputs["out"]) + weight * CE(outputs["aux"]) (aux when present).
-
-    ``labels`` (n, H, W) int64 train ids, ``ignore_index`` pixels excluded; cross-entropy is
-    the mean over valid pixels, in nats. All-ignore batches give a graph-keeping zero.
-    """
-    if "out" not in outputs:
-        raise KeyError(f"segmentation outputs need an 'out' entry, got keys {sorted(outputs)}")
-    if labels.dtype not in (torch.int64, torch.int32, torch.uint8):
-        raise TypeError(f"labels must be an integer tensor of train ids, got {labels.dtype}")
-    labels = labels.long()
-    valid = labels != ignore_index
-    total = outputs["out"].sum() * 0.0
-    for key in ("out", "aux"):
-        logits = outputs.get(key)
-        if logits is None:
-            continue
-        if (
-            logits.dim() != 4
-            or logits.shape[0] != labels.shape[0]
-            or logits.shape[-2:] != labels.shape[-2:]
-        ):
-            raise ValueError(
-                f"outputs[{key!r}] has shape {tuple(logits.shape)}; expected (n, C, H, W) "
-                f"matching labels of shape {tuple(labels.shape)}"
-            )
-        if valid.any():
-            total = total + weight * F.cross_entropy(logits, labels, ignore_index=ignore_index)
-    return total
-
-
 # --------------------------------------------------------------------------- pretrained weights
 
-_PRETRAINED: dict[str, WeightsEnum] = {
-    "detection": FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
-    "depth": MobileNet_V3_Large_Weights.IMAGENET1K_V1,
-    "segmentation": ResNet50_Weights.IMAGENET1K_V1,
-}
 
-
-def pretrained_weight_files(task: str) -> list[tuple[str, Path]]:
-    """(URL, cache path) of the file(s) ``build_task_model(task, "paper", True)`` reads."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    url = _PRETRAINED[task].url
-    return [(url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path))]
-
-
-def _load_pretrained(task: str, model: nn.Module) -> None:
-    url, path = pretrained_weight_files(task)[0]
-    state = _read_checkpoint(url, path)
-    if task == "detection":
-        model.load_state_dict(state)
-        _freeze_resnet_layers(model.backbone.body, trainable_layers=3)
-    elif task == "depth":  # MobileNetV3 "features.*" -> the IntermediateLayerGetter's keys
-        prefix = "features."
-        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        model.backbone.load_state_dict(state)
-    else:  # ResNet-50 without its ImageNet classifier
-        model.backbone.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
-
-
-def _freeze_resnet_layers(body: nn.Module, trainable_layers: int) -> None:
-    """As torchvision does for pretrained detectors: train only the last ``trainable_layers``."""
-    layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
-    if trainable_layers == 5:
-        layers.append("bn1")
-    for name, parameter in body.named_parameters():
-        if not any(name.startswith(layer) for layer in layers):
-            parameter.requires_grad_(False)
-
-
-def _read_checkpoint(url: str, path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        _download(url, path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt or truncated file: say which one
-        raise RuntimeError(
-            f"cannot read pretrained weights {path} ({err}); delete it and fetch it again "
-            f"from {url}"
-        ) from err
-
-
-def _download(url: str, path: Path) -> None:
-    match = re.search(r"-([a-f0-9]+)\.", path.name)
-    hash_prefix = match.group(1) if match else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    previous_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=False)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        check = (
-            f"; check it with `sha256sum {path}`: the hash must start with {hash_prefix}"
-            if hash_prefix
-            else ""
-        )
-        raise RuntimeError(
-            f"pretrained weights not available: {path} is not in the torch hub cache and "
-            f"downloading {url} failed ({err}). On a machine with internet access run "
-            f"`curl -L -o {path.name} {url}`, copy the file to {path} "
-            f"(torch.hub.get_dir()/checkpoints; TORCH_HOME moves it){check}."
-        ) from err
-    finally:
-        socket.setdefaulttimeout(previous_timeout)

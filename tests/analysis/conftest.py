@@ -1,4 +1,4 @@
-"""Hand-built run directories following the eval.nc schema (taskcodecs.evaluate's output).
+"""Hand-built run directories following the eval.nc schema (taskcodecs.evaluation.evaluate's output).
 
 ``fake_runs(root)`` writes a small, complete sweep with known answers:
 
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from taskcodecs.io import write_json
+from infra.io import write_json
 
 BASE_BPP = [0.05, 0.1, 0.2, 0.4]
 BASE_RMSE = [6.0, 5.0, 4.2, 3.8]
@@ -50,7 +50,7 @@ def write_run(root: Path, name: str, experiment: str, *, bpp: dict[str, float] |
               "reward_weight": reward_weight, "base": str(base) if base else None}
     layers = list(bpp) if bpp else ["base"]
     data = {}
-    if bpp:  # given per layer, stored cumulatively like taskcodecs.evaluate does
+    if bpp:  # given per layer, stored cumulatively like taskcodecs.evaluation.evaluate does
         per_image = np.cumsum([[bpp[layer] * s for layer in layers] for s in SPREAD], axis=1)
         data["bpp_actual"] = (("image", "layer"), per_image, {"units": "bits/pixel"})
         data["bpp_estimated"] = (("image", "layer"), per_image * 0.99, {"units": "bits/pixel"})

@@ -126,7 +126,7 @@ def test_every_experiment_of_the_table_reads_as_its_family(make_run, tmp_path: P
     """analysis takes its families from taskcodecs' experiment table: every experiment name
     reads back as that row's family, method and role, with the family's task and dataset."""
     from analysis.runs import TASK_METRIC
-    from taskcodecs.experiment_table import EXPERIMENTS, FAMILIES
+    from taskcodecs.experiments.table import EXPERIMENTS, FAMILIES
 
     for name, exp in EXPERIMENTS.items():
         task = FAMILIES[exp.family].task

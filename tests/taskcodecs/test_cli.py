@@ -1,8 +1,8 @@
-"""The one CLI error policy (taskcodecs.cli), table-driven over every command line.
+"""The one CLI error policy (infra.cli), table-driven over every command line.
 
 Each case runs a CLI's ``main`` in this process on one bad input and asserts the exit status,
 that the message is one line naming the bad value or file, that there is no traceback, and
-that nothing that was there is lost. Signals are real (the fault hook of taskcodecs.io).
+that nothing that was there is lost. Signals are real (the fault hook of infra.io).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import torch
 from PIL import Image
 
 from analysis import report
-from taskcodecs import codec, demo, evaluate, sweep, train
-from taskcodecs.cli import describe_os_error, run
+from infra.cli import describe_os_error, run
+from taskcodecs import codec, evaluate, sweep, train
 from taskcodecs.data import synthetic
-from taskcodecs.experiments import checkpoint_path
-from vinfo import estimate as vinfo_cli
+from taskcodecs.runs.links import checkpoint_path
+from taskcompat import demo
+from vinfo import cli as vinfo_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "tiny-depth-base-proposed"
@@ -298,7 +299,7 @@ def test_a_second_writer_is_refused_naming_the_first(world, tmp_path, capsys):
     run_dir, r = world["run"], world["root"]
     held = [str(run_dir), str(run_dir / "eval.nc"), str(tmp_path / "v")]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import contextlib, sys\nfrom taskcodecs.io import exclusive_lock\n"
+        [sys.executable, "-c", "import contextlib, sys\nfrom infra.io import exclusive_lock\n"
          "with contextlib.ExitStack() as stack:\n"
          f"    for path in {held!r}: stack.enter_context(exclusive_lock(path, 'x'))\n"
          "    print('held', flush=True); sys.stdin.read()"],

@@ -15,7 +15,8 @@ from PIL import Image
 from taskcodecs.codec import TRAIN_TO_LABEL, main
 from taskcodecs.data.labels import LABEL_TO_TRAIN
 from taskcodecs.data.scene import render_scene, sample_scene
-from taskcodecs.registry import create_model, save_codec
+from taskcodecs.experiments.registry import create_model
+from taskcodecs.runs.codecs import save_codec
 
 ROOT = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH = 77, 131

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodecs.config import ConfigError
-from taskcodecs.io import atomic_write, atomic_write_text, read_json, write_json
-from taskcodecs.rundir import RunDir
-from taskcodecs.seeding import check_seed, make_rng, seed_everything
+from infra.config import ConfigError
+from infra.io import atomic_write, atomic_write_text, read_json, write_json
+from infra.seeding import check_seed, make_rng, seed_everything
+from taskcodecs.runs.rundir import RunDir
 
 
 @dataclass

@@ -12,11 +12,11 @@ import xarray as xr
 
 from taskcodecs.data.cityscapes import CityscapesDataset
 from taskcodecs.data.synthetic import generate_dataset
-from taskcodecs.registry import load_codec
-from taskcodecs.train import resolve_config, train
+from taskcodecs.runs.codecs import load_codec
+from taskcodecs.training.run import resolve_config, train
 from vinfo import extract_codec_pairs
-from vinfo.data import VinfoInputError
-from vinfo.estimate import main
+from vinfo.cli import main
+from vinfo.errors import VinfoInputError
 
 
 @pytest.fixture(scope="module")

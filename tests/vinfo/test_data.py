@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from vinfo.data import VinfoInputError, check_inputs, load_array, patch_representation
+from vinfo.data import check_inputs, load_array, patch_representation
+from vinfo.errors import VinfoInputError
 
 
 def _ok_pair(n: int = 20) -> tuple[np.ndarray, np.ndarray]:

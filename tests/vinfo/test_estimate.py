@@ -172,13 +172,19 @@ def test_dense_discretized_image_target_in_bits_per_pixel():
     assert float(ds["vinfo_per_value"][0]) == pytest.approx(float(ds["vinfo"][0]) / 3, rel=1e-9)
 
 
-def test_estimate_is_callable_module_and_exports():
-    import vinfo.estimate as module
+def test_estimate_is_the_api_function_and_the_cli_runs_as_a_module():
+    import subprocess
+    import sys
 
-    assert callable(vinfo.estimate) and vinfo.estimate is module
-    assert vinfo.estimate.estimate is module.estimate and vinfo.VinfoConfig is module.VinfoConfig
+    import vinfo.api
+    import vinfo.config
+
+    assert vinfo.estimate is vinfo.api.estimate and vinfo.VinfoConfig is vinfo.config.VinfoConfig
     with pytest.raises(vinfo.VinfoInputError, match="unknown target kind"):
         vinfo.estimate(np.zeros((20, 2)), np.arange(20) % 2, "ordinal")
+    out = subprocess.run([sys.executable, "-m", "vinfo.estimate", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("usage: python -m vinfo.estimate")
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -190,7 +196,7 @@ def test_estimate_is_callable_module_and_exports():
     ({"max_steps": "ten"}, "max_steps: expected an integer"),
 ])
 def test_bad_config_values_raise_config_errors(override, message):
-    from taskcodecs.config import ConfigError
+    from infra.config import ConfigError
 
     with pytest.raises((ConfigError, ValueError), match=message):
         vinfo.estimate(np.zeros((20, 2)), np.arange(20) % 2, "categorical", **override)

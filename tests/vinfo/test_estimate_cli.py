@@ -8,8 +8,9 @@ import importlib.util
 import numpy as np
 import xarray as xr
 
-from taskcodecs.config import load_config
-from vinfo.estimate import VinfoConfig, main
+from infra.config import load_config
+from vinfo.cli import main
+from vinfo.config import VinfoConfig
 
 SCHEMA = {
     "h_null": "bits/sample", "h_cond": "bits/sample", "vinfo": "bits/sample",

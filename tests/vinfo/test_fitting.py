@@ -178,7 +178,7 @@ def test_closed_form_on_a_grid_is_least_squares_with_positional_intercepts(maske
 
 def test_estimate_takes_the_ridge_penalty_and_refuses_a_negative_one():
     import vinfo
-    from taskcodecs.config import ConfigError
+    from infra.config import ConfigError
 
     rng = np.random.default_rng(2)
     z = rng.normal(size=(120, 3))

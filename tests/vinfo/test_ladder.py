@@ -3,7 +3,7 @@
 import xarray as xr
 
 from taskcodecs.data.synthetic import generate_dataset
-from taskcodecs.train import resolve_config, train
+from taskcodecs.training.run import resolve_config, train
 from vinfo.ladder import main
 
 PROBE = ["--families", "linear", "--seeds", "0", "--max-steps", "5", "--bootstrap", "20",

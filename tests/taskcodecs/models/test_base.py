@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodecs.bitstream import BitstreamError, codec_fingerprint
+from taskcodecs.coding.bitstream import BitstreamError, codec_fingerprint
 from taskcodecs.data.scene import render_scene, sample_scene
-from taskcodecs.metrics import rmse255
+from taskcodecs.experiments.registry import create_model
 from taskcodecs.models.base import BaseCodec
-from taskcodecs.registry import create_model
+from taskcodecs.models.losses import rmse255
 
 
 def scene_images(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

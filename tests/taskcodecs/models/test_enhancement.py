@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from taskcodecs.bitstream import BitstreamError, codec_fingerprint, pack, unpack
+from taskcodecs.coding.bitstream import BitstreamError, codec_fingerprint, pack, unpack
 from taskcodecs.data.scene import render_scene, sample_scene
 from taskcodecs.data.synthetic import generate_dataset
 from taskcodecs.data.transforms import open_image, rgb_to_tensor
-from taskcodecs.metrics import rmse255
-from taskcodecs.models.common import codec_id_from_config, identify_codec
-from taskcodecs.registry import create_model, model_config
+from taskcodecs.experiments.registry import (
+    codec_id_from_config,
+    create_model,
+    identify_codec,
+    model_config,
+)
+from taskcodecs.models.losses import rmse255
 
 
 def scene_images(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -298,7 +302,7 @@ def test_low_rate_point_excess_is_header_framing_and_a_small_coding_gap(syntheti
     synthetic scenes, coded at 128 x 256 (held-out scenes).
 
     Container overhead of a two-layer stream at 128 x 256: a 29-30 byte header (232-240
-    bits; format version 2, taskcodecs.bitstream) plus, per payload, a flag byte, a 16-bit
+    bits; format version 2, taskcodecs.coding.bitstream) plus, per payload, a flag byte, a 16-bit
     end check and the 64-bit rANS flush (88 bits), so 408-416 bits in all. The 3 % bound
     on actual vs estimated bpp can hold only above 408 / (0.03 x 32768) = 0.415 bpp
     (0.236-0.244 bpp for the header alone). This codec codes ~0.28 bpp, below that: measured
@@ -361,3 +365,12 @@ def test_actual_bpp_within_3_percent_of_the_estimate_at_a_high_rate_point(synthe
         print(f"high-rate: est {estimated:.0f} bit ({estimated / PIXELS:.4f} bpp), actual "
               f"{bits['actual']} bit ({bits['actual'] / PIXELS:.4f} bpp, "
               f"{100 * (bits['actual'] / estimated - 1):+.2f} %), header {bits['header']}")
+
+
+def test_an_enhancement_is_given_its_base_and_the_registry_builds_it_by_name():
+    from taskcodecs.models.enhancement import EnhancementCodec, EnhancementCodecConfig
+
+    with pytest.raises(TypeError, match="an enhancement is given its base"):
+        EnhancementCodec(EnhancementCodecConfig())
+    model = create_model("tiny-cityscapes-reconstruction-scalable")  # base built from base_model
+    assert model.base.registry_name == "tiny-depth-base" and model.identify is identify_codec

@@ -11,15 +11,9 @@ import torch.nn.functional as F
 from torchvision.models import mobilenet_v3_large
 
 from taskcodecs.models import tasks
-from taskcodecs.models.tasks import (
-    build_task_model,
-    depth_loss,
-    detection_loss,
-    masked_rmse,
-    pretrained_weight_files,
-    segmentation_loss,
-    set_detector_resolution,
-)
+from taskcodecs.models.losses import depth_loss, detection_loss, masked_rmse, segmentation_loss
+from taskcodecs.models.pretrained import pretrained_weight_files
+from taskcodecs.models.tasks import build_task_model, set_detector_resolution
 
 
 def _detection_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

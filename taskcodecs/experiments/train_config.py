@@ -1,0 +1,147 @@
+"""The training config: :class:`TrainConfig`, every field a ``key=value`` override.
+
+Each experiment of :mod:`taskcodecs.experiments.table` is a YAML file holding one of these;
+:func:`taskcodecs.experiments.table.load_experiment` reads it. Invalid values raise
+:class:`~infra.config.ConfigError` naming the field and what was expected, when the
+config is built (before anything runs): counts and step budgets >= 1, every float finite
+(NaN and inf are refused), seeds in [0, 2**63).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from infra.config import ConfigError
+
+
+@dataclass
+class SyntheticData:
+    """The synthetic scenes a tiny preset generates when ``data_root`` holds no data."""
+
+    train: int = 16
+    val: int = 4
+    height: int = 64
+    width: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val", "height", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"synthetic.{name} must be >= 1, got {getattr(self, name)}")
+        check_seed_value(self.seed, "synthetic.seed")
+
+
+def check_seed_value(seed: int, name: str = "seed") -> None:
+    """A seed is an integer in [0, 2**63); 0 is a seed like any other."""
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"{name} must be an integer in [0, 2**63) (0 is a seed), got {seed}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; every field is a ``key=value`` override.
+
+    Loss weights: ``rate_weight`` multiplies bits per pixel in the loss, ``reward_weight``
+    the base's reconstruction reward (0 = baseline). Both are passed to the model; None
+    means "not used by this kind of run" (references; ``reward_weight`` for enhancements).
+    """
+
+    experiment: str = ""  # the table entry this config belongs to (role, family, method)
+    model: str | None = None  # registry name (taskcodecs.experiments.registry); None for references
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    task: Literal["depth", "detection", "segmentation"] | None = None  # references only
+    rate_weight: float | None = None
+    reward_weight: float | None = None
+    # rate targeting (taskcodecs.training.rate_control): adapt rate_weight so the run lands on this
+    # estimated rate, bits per original-image pixel (base: bpp_base, enhancement: bpp_total)
+    rate_target_bpp: float | None = None
+    rate_tolerance: float = 0.1  # relative: on target when |R_val / R* - 1| <= this
+    rate_gain: float = 0.02  # dual-ascent step on ln(rate_weight) per unit of ln(R / R*)
+    # data ------------------------------------------------------------------------------
+    dataset: Literal["cityscapes", "coco"] = "cityscapes"
+    data_root: str | None = None  # None or a folder without data: synthetic scenes
+    train_split: str = "train"
+    val_split: str = "val"
+    scale: float = 1.0  # Cityscapes resize factor (1.0 = full resolution)
+    targets: list[str] = field(default_factory=list)  # Cityscapes targets to load
+    augment: bool = True  # the paper's augmentation on the training split
+    paper_filter: bool = True  # COCO: the paper's image filter
+    voc_only: bool = False  # COCO: keep images with a VOC class (reconstruction runs)
+    synthetic: SyntheticData | None = None  # tiny presets: scenes to generate if no data
+    synthetic_cache: str | None = None  # default: <parent of out>/synthetic-cache
+    # optimisation -----------------------------------------------------------------------
+    batch_size: int = 8  # per process
+    val_batch_size: int = 1
+    lr: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # taskcodecs.training.lr_schedule
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps
+    lr_min_ratio: float = 0.05  # cosine: the final lr as a fraction of lr
+    clip: float = 1.0  # max gradient norm; 0 disables clipping
+    max_steps: int = 100_000
+    val_every: int = 1000
+    val_limit: int | None = None  # validation images per round (None: the whole split)
+    patience: int | None = 10  # validation rounds without improvement before stopping
+    log_every: int = 50
+    seed: int = 0
+    # runs ---------------------------------------------------------------------------------
+    out: str | None = None  # run directory (default: runs/EXPERIMENT)
+    base: str | None = None  # enhancements: the frozen base's run directory
+    base_checkpoint: Literal["best", "last"] = "best"
+    init_from: str | None = None  # start from this run's best weights (standalone-refit)
+    resume: str | None = None  # continue this run directory from its last checkpoint
+    # hardware -----------------------------------------------------------------------------
+    device: str = "auto"  # auto | cpu | cuda | cuda:K
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast (fp16: + grad scaler); taskcodecs.training.precision
+    compile: bool = False  # torch.compile the transforms (entropy model and task nets stay eager)
+    compile_backend: str = "inductor"  # torch.compile backend, e.g. inductor, aot_eager
+    channels_last: bool = False  # CUDA memory format; a no-op (with a warning) on CPU
+    num_workers: int = 2
+    find_unused_parameters: bool = False  # DDP option, for models with unused branches
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "clip", "scale", "rate_weight", "reward_weight"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
+        check_seed_value(self.seed)
+        for name in ("batch_size", "val_batch_size", "max_steps", "val_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "scale"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.clip < 0:
+            raise ConfigError(f"clip must be >= 0 (0: no clipping), got {self.clip}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 or null (never stop early), got {self.patience}")
+        if self.val_limit is not None and self.val_limit < 1:
+            raise ConfigError(f"val_limit must be >= 1 or null (whole split), got {self.val_limit}")
+        for name in ("rate_weight", "reward_weight"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+            if name in self.model_overrides:  # one way in: the top-level field reaches the loss
+                raise ConfigError(f"model_overrides.{name}: set the top-level {name}= instead "
+                                  "(it is the one the loss uses)")
+        if self.warmup_steps < 0 or not 0 <= self.lr_min_ratio <= 1:
+            raise ConfigError(f"warmup_steps must be >= 0 and lr_min_ratio in [0, 1], got "
+                              f"{self.warmup_steps} and {self.lr_min_ratio}")
+        if self.rate_target_bpp is not None:
+            if not self.rate_target_bpp > 0:
+                raise ConfigError(f"rate_target_bpp must be > 0 bits per pixel (or null), got "
+                                  f"{self.rate_target_bpp}")
+            if not self.rate_weight:
+                raise ConfigError("rate_target_bpp adapts rate_weight, starting from it: give a "
+                                  f"rate_weight > 0 (got {self.rate_weight})")
+        if not 0 < self.rate_tolerance < 1 or not self.rate_gain > 0:
+            raise ConfigError(f"rate_tolerance must be in (0, 1) and rate_gain > 0, got "
+                              f"{self.rate_tolerance} and {self.rate_gain}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / (self.experiment or "run")

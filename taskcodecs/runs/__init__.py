@@ -1,0 +1,2 @@
+"""A run on disk: run directories (rundir), checkpoints (checkpoint) and codec checkpoints
+(codecs), resume, the runs a run names (links), its data (data) and its model (models)."""

@@ -1,0 +1,224 @@
+"""Rate-targeted training: the rate weight λ adapted so that a run lands on a chosen bpp.
+
+    cfg = load_experiment("tiny-depth-base-proposed", {"rate_target_bpp": 0.1})
+    python -m taskcodecs.train --config tiny-depth-base-baseline rate_target_bpp=0.1 out=runs/b
+    python -m taskcodecs.sweep --config ... --rate-targets 0.05,0.1,0.2 ...
+    python -m taskcodecs.training.rate_control RUN_DIR        # the final rate weight of a finished run
+
+Instead of guessing ``rate_weight`` (the weight of bits per pixel in the loss ``d + λ·R``),
+give ``rate_target_bpp`` = R*. The trainer then treats λ as a Lagrange multiplier of the
+constraint R = R* and updates it by dual ascent after every optimizer step, in log space
+(λ stays positive and the step is relative):
+
+    R̄_t   = β·R̄_{t-1} + (1 − β)·R_t                  running estimated rate (bias-corrected EMA)
+    e_t   = clip(ln(R̄_t / (c·R*)), −E, E)            the error, E = 1 (a factor e)
+    I    ← I + gain · max(lr_t / lr, 0.3) · e_t        the integral (dual ascent)
+    ln λ  = I + P · e_t                                a proportional part, P = 1
+    λ     = 0 while e_t < −0.5                         cut off: the rate collapsed
+
+R_t is the step's *estimated* rate (−log2 likelihoods, bits per pixel of the original
+image, averaged over the batch and, under DDP, over ranks): ``bpp_base`` for base codecs,
+``bpp_total`` = base + enhancement for enhancement codecs (the x-axis of their RD curves).
+Too much rate raises λ, too little lowers it. The proportional part matters for bases whose
+task needs few bits (the baseline depth base on synthetic scenes): their rate does not settle
+at an equilibrium of λ but keeps falling while λ > 0, and collapses to ~0 once it starts; the
+proportional part lowers λ by up to a factor e as soon as the rate crosses the target
+(Stooke et al. 2020, "PID Lagrangian methods", make the same point for constrained RL), and
+λ is *cut off* (set to 0, the projection λ ≥ 0 of dual ascent, which log space cannot
+reach) while the running rate is far below the target, ln(R̄/(c·R*)) < −0.5 (a collapse, not
+noise: within the tolerance band λ stays positive):
+the rate term then pulls no more (the integral keeps lowering the operating point, which
+was too high). The final rate weight reported is
+exp(I), the operating point (never the 0 of a cut-off step).
+The rate follows λ with a lag of tens of steps,
+and early in training it falls by itself as the model learns; so the update (i) waits for the
+lr warm-up to end (``hold`` steps), (ii) clips the error, so that a far-off start moves λ by
+at most ``gain · E`` per step, and (iii) follows the learning rate of the step down to 30 % of
+its peak, so that λ does not run away late in a decaying schedule, when the model can no
+longer follow it, yet still corrects a late drift.
+
+Calibration c. Training batches are augmented (colour jitter lowers contrast), so their rate
+is systematically below that of the validation images on which the target is checked (10-15 %
+on the tiny presets). At every validation round c is updated from R̄ / R_val (clipped to
+[0.5, 2]; set by the first round, then averaged half-and-half with each new round, as one
+round's validation rate is noisy): the controller steers the training rate to c·R*, i.e.
+the validation rate to R*.
+
+Tolerance and selection. A run is *on target* when its validation estimated rate R_val is
+within ``rate_tolerance`` (relative, default 0.1 = ±10 %) of R*. The trainer's selection rule
+becomes: among validation rounds on target, the lowest validation objective (the run's loss
+at that round's λ); a round on target always beats one off target; among rounds off target,
+the lowest objective too (a target the run cannot reach then gives its best checkpoint,
+reported as off target). Early stopping counts only rounds on target (a run still
+converging to its rate is not stopped for it). The result -- target, tolerance, final λ, R_val of
+the selected checkpoint and whether it is on target -- is written to the checkpoint metadata
+(``rate_control``; the controller state, so that resume is exact), to the run's
+``meta.json`` and, by :mod:`taskcodecs.evaluation.evaluate`, to ``eval.nc`` attrs. ``config.yaml``
+keeps the target and the *initial* weight, so that it still reproduces the run.
+
+The *actual* rate of a real bitstream adds the container header and the entropy coder's
+flush bytes (about 30-40 bytes per image): on 64x128 images that is 0.03-0.04 bpp above the
+estimate. The target is an estimated rate by design (the loss can only see the estimate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+WEIGHT_MIN, WEIGHT_MAX = 1e-8, 1e8
+OFF_TARGET = 1e12  # selection value offset of a validation round off target (any loss is below)
+MAX_ERROR = 1.0  # |ln(R / target)| counted per step at most
+P_GAIN = 1.0  # proportional part: ln λ = integral + P_GAIN · e (a factor e at most)
+CUT_OFF = -0.5  # λ = 0 while ln(R̄ / target) is below this (the rate under 61 % of it)
+LR_FLOOR = 0.3  # the gain follows the lr schedule down to this fraction
+CALIBRATION = (0.5, 2.0)  # bounds of the train/validation rate ratio c
+
+
+class RateController:
+    """Dual ascent on λ for the constraint "estimated rate = target" (module docstring)."""
+
+    def __init__(self, target_bpp: float, initial_weight: float, tolerance: float = 0.1,
+                 gain: float = 0.02, smoothing: float = 0.9, hold: int = 0) -> None:
+        if not target_bpp > 0:
+            raise ValueError(f"rate target must be > 0 bits per pixel, got {target_bpp}")
+        if not initial_weight > 0:
+            raise ValueError(f"a rate-targeted run needs an initial rate_weight > 0, got "
+                             f"{initial_weight}")
+        self.target, self.tolerance, self.gain = float(target_bpp), float(tolerance), float(gain)
+        self.smoothing, self.hold = float(smoothing), int(hold)
+        self.log_weight = math.log(min(max(initial_weight, WEIGHT_MIN), WEIGHT_MAX))
+        self.ema = 0.0  # biased EMA of the rate; running() corrects it
+        self.updates = 0
+        self.calibration = 1.0  # c: training rate / validation rate at the last validation
+        self.error = 0.0  # the last clipped error e_t (the proportional part)
+        self.rounds = 0  # validation rounds seen by calibrate()
+
+    @property
+    def cut_off(self) -> bool:
+        """The running rate has fallen far below the target: λ = 0 (module docstring)."""
+        return self.error < CUT_OFF
+
+    @property
+    def weight(self) -> float:
+        """λ = exp(integral + P_GAIN · e): the integral holds the operating point, the
+        proportional part reacts at once when the rate crosses the target; 0 while cut off."""
+        if self.cut_off:
+            return 0.0
+        return self.operating_weight * math.exp(P_GAIN * self.error)
+
+    @property
+    def operating_weight(self) -> float:
+        """exp(integral): the λ the run settles at (reported as its final rate weight)."""
+        return math.exp(min(max(self.log_weight, math.log(WEIGHT_MIN)), math.log(WEIGHT_MAX)))
+
+    def running(self) -> float:
+        """The bias-corrected running rate R̄ (NaN before the first update)."""
+        if self.updates == 0:
+            return math.nan
+        return self.ema / (1.0 - self.smoothing ** self.updates)
+
+    def update(self, bpp: float, lr_ratio: float = 1.0) -> float:
+        """One dual-ascent step after an optimizer step whose estimated rate was ``bpp``, at
+        ``lr_ratio`` = that step's learning rate / the base learning rate; returns λ."""
+        if not (math.isfinite(bpp) and bpp > 0):
+            return self.weight  # e.g. an all-padding batch: no information about the rate
+        self.updates += 1
+        self.ema = self.smoothing * self.ema + (1.0 - self.smoothing) * bpp
+        if self.updates <= self.hold:
+            return self.weight
+        error = math.log(self.running() / (self.calibration * self.target))
+        self.error = min(max(error, -MAX_ERROR), MAX_ERROR)
+        step = self.gain * max(lr_ratio, LR_FLOOR) * self.error
+        self.log_weight = min(max(self.log_weight + step, math.log(WEIGHT_MIN)),
+                              math.log(WEIGHT_MAX))
+        return self.weight
+
+    def calibrate(self, val_bpp: float) -> None:
+        """After a validation round: c ← R̄ / R_val (module docstring)."""
+        if self.updates and math.isfinite(val_bpp) and val_bpp > 0:
+            ratio = min(max(self.running() / val_bpp, CALIBRATION[0]), CALIBRATION[1])
+            # the first round sets c, later ones average in (a validation rate is noisy)
+            self.calibration = ratio if self.rounds == 0 else 0.5 * (self.calibration + ratio)
+            self.rounds += 1
+
+    def on_target(self, bpp: float) -> bool:
+        return math.isfinite(bpp) and abs(bpp / self.target - 1.0) <= self.tolerance
+
+    def selection_value(self, objective: float, bpp: float) -> float:
+        """Lower is better: the objective, plus OFF_TARGET when ``bpp`` is off target (so any
+        round on target beats every round off target)."""
+        return float(objective) + (0.0 if self.on_target(bpp) else OFF_TARGET)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (JSON: floats round-trip exactly)."""
+        return {"log_weight": self.log_weight, "ema": self.ema, "updates": self.updates,
+                "calibration": self.calibration, "error": self.error, "rounds": self.rounds}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.log_weight = float(state["log_weight"])
+        self.ema, self.updates = float(state["ema"]), int(state["updates"])
+        self.calibration = float(state.get("calibration", 1.0))
+        self.error = float(state.get("error", 0.0))
+        self.rounds = int(state.get("rounds", 0))
+
+    def summary(self, selected_bpp: float) -> dict[str, Any]:
+        """The outcome written beside the run: target, tolerance, final λ, the selected
+        checkpoint's validation rate and whether it is on target."""
+        def plain(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        return {"target_bpp": self.target, "tolerance": self.tolerance,
+                "final_rate_weight": self.operating_weight,
+                "running_bpp": plain(self.running()),
+                "selected_val_bpp": plain(selected_bpp),
+                "on_target": self.on_target(selected_bpp),
+                "updates": self.updates, "gain": self.gain, "calibration": self.calibration}
+
+
+def rate_key(terms: Mapping[str, Any]) -> str:
+    """The loss term the target refers to: ``bpp_total`` (enhancements) else ``bpp_base``."""
+    for key in ("bpp_total", "bpp_base"):
+        if key in terms:
+            return key
+    raise KeyError(f"rate-targeted training needs a 'bpp_total' or 'bpp_base' loss term; the "
+                   f"model's loss has {sorted(terms)}")
+
+
+def final_weight(run_dir: str | Path, which: str = "best") -> float:
+    """The rate weight a run ended with: the controller's final λ for a rate-targeted run,
+    else its config's ``rate_weight`` (both read from the ``which`` checkpoint)."""
+    from taskcodecs.runs.checkpoint import read_metadata
+    from taskcodecs.runs.links import checkpoint_path
+
+    meta = read_metadata(checkpoint_path(run_dir, which))
+    control = meta.get("rate_control")
+    if control:
+        return float(control["final_rate_weight"])
+    weight = meta.get("config", {}).get("rate_weight")
+    if weight is None:
+        raise ValueError(f"run {run_dir}: its checkpoint records no rate weight")
+    return float(weight)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taskcodecs.training.rate_control",
+                                     description="Print the final rate weight of a run (for "
+                                                 "scripts, e.g. a standalone refit's weight).")
+    parser.add_argument("run_dir")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    args = parser.parse_args(argv)
+    try:
+        print(repr(final_weight(args.run_dir, args.checkpoint)))
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

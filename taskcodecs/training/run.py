@@ -1,0 +1,136 @@
+"""Train one experiment: ``python -m taskcodecs.train --config NAME [key=value ...]``.
+
+    python -m taskcodecs.train --config tiny-depth-base-proposed out=runs/depth max_steps=200
+    python -m taskcodecs.train --config tiny-cityscapes-reconstruction-scalable \\
+        base=runs/depth out=runs/recon rate_weight=0.01
+    python -m taskcodecs.train resume=runs/recon max_steps=400      # continue a run
+    torchrun --standalone --nproc_per_node=2 -m taskcodecs.train --config ...   # DDP
+
+NAME is an experiment of :mod:`taskcodecs.experiments` (or a YAML path); every
+:class:`~taskcodecs.experiments.train_config.TrainConfig` field is a ``key=value`` override. Multi-node
+launch flags are in :mod:`taskcodecs.training.distributed`.
+
+The loop, the selection rule (``checkpoints/best`` = the lowest validation objective, the
+run's own training loss; early stopping after ``patience`` rounds) and exact resume are
+described and implemented in :mod:`taskcodecs.training.trainer`. What a run writes -- run directory
+(``out``) with config, provenance, train.log, log.csv, tensorboard/ and
+checkpoints/{best,last}; rank 0 alone writes -- is in :mod:`taskcodecs.training.outputs`, as is
+the debug output (``TASKCODECS_DEBUG_WEIGHT_HASH=DIR``: each rank's final weight hash).
+
+Synthetic data: a config with a ``synthetic`` section (the tiny presets) whose
+``data_root`` is unset or holds no dataset generates the scenes (rank 0, once) into
+``data_root`` if given, else ``synthetic_cache`` if given, else
+``<parent of out>/synthetic-cache/<H>x<W>-train<N>-val<M>-seed<S>`` (shared by sibling runs);
+it says so in the log.
+
+Errors (a bad value, an unwritable ``out``, a run directory another process is training
+in) print one line and exit 2; Ctrl-C exits 130 saying what was kept (:mod:`infra.cli`).
+A resume continues from the newest checkpoint that verifies (:mod:`taskcodecs.runs.resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from infra import cli
+from infra.config import ConfigError, apply_overrides, parse_overrides
+from taskcodecs.experiments.table import list_experiments, load_experiment
+from taskcodecs.experiments.train_config import TrainConfig
+from taskcodecs.runs.checkpoint import read_metadata_or_none
+from taskcodecs.runs.links import checkpoint_path, read_run, resolve_links
+from taskcodecs.training import distributed as D
+from taskcodecs.training.outputs import (
+    DEBUG_HASH_ENV,
+    CsvLog,
+    TermMeans,
+    log,
+    weights_sha256,
+)
+from taskcodecs.training.trainer import (
+    SELECTION_RULE,
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    Trainer,
+    loss_mode,
+)
+
+__all__ = [
+    "DEBUG_HASH_ENV", "SELECTION_RULE", "TRAIN_STREAM", "VALIDATION_STREAM", "CsvLog",
+    "TermMeans", "Trainer", "log", "loss_mode", "main", "resolve_config", "train",
+    "weights_sha256",
+]
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train ``cfg`` in this process (joining the torchrun group if launched by torchrun);
+    returns the run directory."""
+    info = D.setup(cfg.device)
+    try:
+        return Trainer(cfg, info).run()
+    finally:
+        D.teardown()
+
+
+def resolve_config(config: str | None, overrides: list[str] | Mapping[str, Any]) -> TrainConfig:
+    """The config a command line asks for: ``--config NAME`` + overrides, or the config of
+    ``resume=RUN_DIR`` + overrides; a refit's base filled in, ``out`` made explicit."""
+    flat = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    resume = flat.pop("resume", None)
+    if resume:
+        cfg, exp = read_run(resume)
+        if config and config not in (exp.name, str(Path(resume) / "config.yaml")):
+            raise ConfigError(f"--config {config} differs from the experiment of resume={resume} "
+                              f"({exp.name}); leave --config out when resuming")
+        if "out" in flat and Path(str(flat["out"])).resolve() != Path(resume).resolve():
+            raise ConfigError(f"out={flat['out']} differs from resume={resume}: a resumed run "
+                              "continues in its own directory")
+        cfg = apply_overrides(cfg, flat, resume=str(resume), out=str(resume))
+    else:
+        if not config:
+            raise ConfigError("give --config NAME (an experiment or YAML file) or resume=RUN_DIR")
+        cfg = load_experiment(config, flat)
+        cfg = apply_overrides(cfg, {"out": str(cfg.run_dir)})
+    return resolve_links(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m taskcodecs.train",
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog="experiments: " + ", ".join(list_experiments()),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment name (taskcodecs.experiments) or YAML path")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. data_root=DIR out=DIR max_steps=N seed=N "
+                             "rate_weight=X reward_weight=X base=RUN_DIR resume=RUN_DIR")
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    cfg = resolve_config(args.config, args.overrides)
+    cli.on_interrupt(lambda: _kept(cfg.run_dir))
+    train(cfg)
+    return 0
+
+
+def _kept(run_dir: Path) -> str:
+    """What an interrupted training run leaves: its checkpoints, and how to continue."""
+    last = read_metadata_or_none(checkpoint_path(run_dir, "last"))
+    if last is None:
+        return f"no checkpoint was written to {run_dir} yet"
+    return (f"{run_dir} keeps its checkpoints (last at step {last.get('step')}); continue with "
+            f"resume={run_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

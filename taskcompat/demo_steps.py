@@ -1,0 +1,319 @@
+"""The stages of ``make demo`` (:mod:`taskcompat.demo`), one function each, each one cached.
+
+    s = DemoSettings()                       # .study() for make study, .quick() the smoke test
+    root = make_data(out, s)                 # OUT/data: synthetic scenes, Cityscapes layout
+    bases = train_bases(out, s, root, seed)  # OUT/sweeps/depth-base/runs/*  (+ sweep.nc)
+    reference = train_reference(out, s, root)   # OUT/sweeps/depth-uncompressed (no codec)
+    enh = train_enhancements(out, s, root, enhancement_bases(bases, s), seed)
+    seg = train_enhancements(out, s, root, enhancement_bases(bases, s), seed, "segmentation")
+    nc, reused = run_vinfo(out, s, root, "proposed", base_run, "reconstruction")
+
+With several training seeds (the study) each seed's sweeps live in OUT/sweeps/seed<k>/.
+Every rate point is *rate-targeted* (:mod:`taskcodecs.training.rate_control`): baseline and proposed
+bases land on the same estimated base rate, and the enhancement points on the same spread
+of total rates, so the curves compared overlap by construction.
+
+Every run is trained and evaluated through real bitstreams by :mod:`taskcodecs.sweeps.sweep`
+(a run whose ``eval.nc`` exists is reused, one with a last checkpoint is resumed), so a
+rerun of the demo only does what is missing. A vinfo estimate is reused when its
+``vinfo.nc`` was made from the same base checkpoint (SHA-256 of its weights file) with the
+same settings.
+
+The V-information inputs come from the codec adapter (:mod:`vinfo.adapter.codec`): Z = the base
+latent Ŷ_b of each validation image as *decoded from its real bitstream* ([N, C, h, w]);
+Y = the image as 8-bit integers ([N, 3, H, W], ``discretized`` likelihood: bits per pixel,
+3 sub-pixels summed, directly comparable with a codec's bpp) or the Cityscapes train ids
+([N, H, W], ``categorical``, 19 = ignore).
+
+This module (the demo) is the one place in ``taskcodecs`` that imports :mod:`vinfo`; it
+does so inside :func:`run_vinfo` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from infra.io import read_json
+from taskcodecs.data.synthetic import generate_dataset
+from taskcodecs.runs.links import checkpoint_path
+from taskcodecs.sweeps.sweep import Point, gather, plan, run_point
+
+log = logging.getLogger("taskcompat.demo")
+detail = logging.getLogger("taskcompat.demo.detail")  # per-probe lines, shown with --verbose
+BASE_CONFIG = "tiny-depth-base-proposed"
+RECON_CONFIG = "tiny-cityscapes-reconstruction-scalable"
+SEG_CONFIG = "tiny-cityscapes-segmentation-scalable"
+REFERENCE_CONFIG = "tiny-depth-uncompressed"
+VINFO_KINDS = {"reconstruction": "discretized", "segmentation": "categorical"}
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs (``make demo``); :meth:`study` is ``make study``, :meth:`quick` the
+    smoke test. Defaults: 10.2 minutes on the 2-core dev CPU (one thread), 4.6 of them the
+    V-information stage (benchmarks/RESULTS.md, "The demo as it stands")."""
+
+    height: int = 64  # synthetic scenes, pixels
+    width: int = 128
+    train_images: int = 192
+    val_images: int = 40  # evaluation uses the first eval_images; vinfo uses them all
+    seed: int = 0  # the synthetic scenes
+    seeds: tuple[int, ...] = (0,)  # training seeds: every run is trained once per seed
+    # depth bases, rate-targeted (estimated bits per pixel); the first carries the
+    # enhancements and the V-information ladders: baseline and proposed at the same rate
+    # (the controller starts at each preset's rate_weight: baseline 0.5, proposed 15)
+    base_rate_targets: tuple[float, ...] = (0.03,)
+    reward_weight: float = 0.1  # proposed bases (the original code's value)
+    base_steps: int = 250
+    reference_steps: int = 150  # the codec-free depth model (the figure's reference line)
+    # scalable reconstruction, rate-targeted (total = base + enhancement, estimated bpp);
+    # the lowest point is trained from scratch for recon_steps, each next (higher) one from
+    # the previous one for warm_steps (sweep --warm-start), as is each standalone refit
+    # (the lowest total target leaves the enhancement >= 0.025 bpp above the base's ~0.035:
+    # at 0.045 the controller wound lambda up to 3e4-6e4 and the from-scratch point collapsed
+    # to 10-15 dB, below the base's own g_a; benchmarks/RESULTS.md, tiny recipe, item 10)
+    recon_rate_targets: tuple[float, ...] = (0.4, 0.28, 0.16, 0.1, 0.06)
+    recon_initial_weights: tuple[float, ...] = (0.01, 0.1, 5.0, 20.0, 100.0)
+    recon_steps: int = 700
+    warm_steps: int = 150
+    standalone: bool = True  # standalone-refit points: the conditional coding gain
+    # scalable segmentation (make study): the same scheme, mIoU instead of PSNR
+    segmentation: bool = False
+    seg_rate_targets: tuple[float, ...] = (0.3, 0.18, 0.11, 0.07)
+    seg_initial_weights: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    seg_steps: int = 500
+    val_every: int = 50  # training: validation rounds (the best-checkpoint rule)
+    val_limit: int | None = None  # training: validation images per round (None: presets')
+    eval_images: int = 32  # evaluation through real bitstreams: first N val images
+    bootstrap: int = 1000  # resamples of every interval of the results table
+    # the image target only (the one the scalable reconstruction codes; autoregressive
+    # segmentation probes cost as much and, at this scale, find the label maps nearly free
+    # given their causal context: about 0.15 bits/pixel, 0 usable from Ŷ_b; make study
+    # runs both)
+    vinfo_targets: tuple[str, ...] = ("reconstruction",)
+    vinfo_families: tuple[str, ...] = ("ar-linear", "ar-mlp-64", "ar-cnn-1x32")
+    vinfo_steps: int = 150  # probes' starting step budget (part of the family V; it grows)
+    vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
+    vinfo_patience: int = 5  # this many evaluations without improvement (after warm-up)
+    vinfo_batch_size: int = 8  # probe minibatch (images)
+    vinfo_lr: float = 1e-2
+    vinfo_seeds: tuple[int, ...] = (0, 1)
+    vinfo_bootstrap: int = 1000
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """The smallest demo that still exercises every stage (the smoke test's)."""
+        return cls(train_images=8, val_images=12, base_steps=6, reference_steps=2,
+                   recon_rate_targets=(0.4, 0.2), recon_initial_weights=(0.1, 10.0),
+                   recon_steps=6, warm_steps=3, seg_rate_targets=(0.4, 0.2),
+                   seg_initial_weights=(0.1, 1.0), seg_steps=4, val_every=3, val_limit=2,
+                   eval_images=4, bootstrap=50, vinfo_families=("ar-linear", "ar-mlp-16"),
+                   vinfo_steps=10, vinfo_eval_every=5, vinfo_seeds=(0,), vinfo_bootstrap=100)
+
+    @classmethod
+    def study(cls) -> DemoSettings:
+        """``make study``: 3 training seeds, more data, the demo's 5 reconstruction points,
+        3 matched base rates (base curves), segmentation included, both V-information
+        targets with 3 refit seeds (64 minutes here, benchmarks/RESULTS.md)."""
+        return cls(train_images=384, val_images=64, seeds=(0, 1, 2),
+                   base_rate_targets=(0.03, 0.05, 0.08),
+                   segmentation=True,
+                   eval_images=48, vinfo_targets=("reconstruction", "segmentation"),
+                   vinfo_seeds=(0, 1, 2))
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
+
+    @property
+    def enhancement_base_target(self) -> float:
+        """The base rate the enhancements and the vinfo ladder sit on (the first target)."""
+        return self.base_rate_targets[0]
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on (e.g. the output folder holds a demo with other settings)."""
+
+
+def check_settings(out: Path, settings: DemoSettings) -> None:
+    """Refuse an output folder made with other settings (its runs would not match)."""
+    path = out / "demo.json"
+    if path.is_file():
+        stored = read_json(path).get("settings", {})
+        changed = sorted(k for k in set(stored) | set(settings.as_dict())
+                         if stored.get(k) != settings.as_dict().get(k))
+        if changed:
+            raise DemoError(f"{out} holds a demo made with other settings (differing: "
+                            f"{', '.join(changed)}); choose another --out or delete {out}")
+
+
+def make_data(out: Path, s: DemoSettings) -> Path:
+    """OUT/data: ``train_images`` + ``val_images`` synthetic scenes (reused if identical)."""
+    root = out / "data"
+    summary = root / "dataset.json"
+    if summary.is_file():
+        found = read_json(summary)
+        counts = [found.get("splits", {}).get(k, {}).get("images") for k in ("train", "val")]
+        if ([found.get(k) for k in ("seed", "height", "width")] == [s.seed, s.height, s.width]
+                and counts == [s.train_images, s.val_images]):
+            log.info("data: reusing %s", root)
+            return root
+    start = time.perf_counter()
+    generate_dataset(root, train=s.train_images, val=s.val_images, height=s.height,
+                     width=s.width, seed=s.seed, overwrite=True)
+    log.info("data: rendered %d + %d scenes of %dx%d px into %s (%.1f s)", s.train_images,
+             s.val_images, s.height, s.width, root, time.perf_counter() - start)
+    return root
+
+
+def _overrides(s: DemoSettings, root: Path, steps: int, seed: int) -> dict[str, Any]:
+    """What the demo sets on top of the tiny presets (which hold the recipe)."""
+    out = {"data_root": str(root), "max_steps": steps, "val_every": min(s.val_every, steps),
+           "num_workers": 0, "log_every": max(1, min(25, steps)), "seed": seed}
+    if s.val_limit is not None:
+        out["val_limit"] = s.val_limit
+    return out
+
+
+def sweeps_dir(out: Path, s: DemoSettings, seed: int) -> Path:
+    """OUT/sweeps (one training seed) or OUT/sweeps/seed<k> (several)."""
+    return out / "sweeps" if len(s.seeds) == 1 else out / "sweeps" / f"seed{seed}"
+
+
+def _run_points(title: str, points: list[Point], overrides: dict[str, Any], s: DemoSettings,
+                folder: Path, config: str) -> list[Point]:
+    """Train (or reuse) and evaluate every point, then gather OUT/.../sweep.nc."""
+    bar = tqdm(points, desc=title, unit="run", disable=None, dynamic_ncols=True)
+    for i, point in enumerate(bar, 1):
+        name = Path(point.run_dir).name
+        bar.set_postfix_str(name)
+        reused = (Path(point.run_dir) / "eval.nc").is_file()
+        start = time.perf_counter()
+        run_point(point, overrides, "val", s.eval_images)
+        log.info("%s %d/%d: %s %s (%.1f s)", title, i, len(points), name,
+                 "reused" if reused else "trained and evaluated", time.perf_counter() - start)
+    gather(points, folder, config)
+    return points
+
+
+def train_bases(out: Path, s: DemoSettings, root: Path, seed: int = 0) -> list[Point]:
+    """Baseline and proposed depth bases at every base rate target (OUT/sweeps/depth-base)."""
+    folder = sweeps_dir(out, s, seed) / "depth-base"
+    points = plan(BASE_CONFIG, [], [s.reward_weight],
+                  ["baseline", "proposed"], {}, folder, rate_targets=list(s.base_rate_targets))
+    return _run_points(f"depth bases (seed {seed})", points,
+                       _overrides(s, root, s.base_steps, seed), s, folder, BASE_CONFIG)
+
+
+def train_reference(out: Path, s: DemoSettings, root: Path) -> Path:
+    """The depth model on uncompressed images, no codec (the depth figure's reference line):
+    OUT/sweeps/depth-uncompressed, reused if evaluated, resumed if interrupted."""
+    from taskcodecs.evaluation.evaluate import evaluate_run
+    from taskcodecs.training.run import resolve_config, train
+
+    run_dir = out / "sweeps" / "depth-uncompressed"
+    if (run_dir / "eval.nc").is_file():
+        log.info("reference: %s reused", run_dir)
+        return run_dir
+    start = time.perf_counter()
+    overrides = {**_overrides(s, root, s.reference_steps, s.seeds[0]), "out": str(run_dir)}
+    if checkpoint_path(run_dir, "last").with_suffix(".json").is_file():
+        cfg = resolve_config(None, {**overrides, "resume": str(run_dir)})
+    else:
+        cfg = resolve_config(REFERENCE_CONFIG, overrides)
+    train(cfg)
+    evaluate_run(run_dir, split="val", checkpoint="best", limit=s.eval_images)
+    log.info("reference: %s trained and evaluated (%.1f s)", run_dir, time.perf_counter() - start)
+    return run_dir
+
+
+def enhancement_bases(bases: list[Point], s: DemoSettings) -> dict[str, str]:
+    """{"baseline": run dir, "proposed": run dir} at the enhancement base rate target."""
+    return {p.method: p.run_dir for p in bases if p.rate_target == s.enhancement_base_target}
+
+
+def train_enhancements(out: Path, s: DemoSettings, root: Path, bases: dict[str, str],
+                       seed: int = 0, target: str = "reconstruction") -> list[Point]:
+    """Scalable reconstruction (or segmentation) and its standalone refits on each base, the
+    points of each curve warm-started from the lowest rate up (OUT/sweeps/cityscapes-*)."""
+    config = RECON_CONFIG if target == "reconstruction" else SEG_CONFIG
+    targets, weights, steps = ((s.recon_rate_targets, s.recon_initial_weights, s.recon_steps)
+                               if target == "reconstruction" else
+                               (s.seg_rate_targets, s.seg_initial_weights, s.seg_steps))
+    folder = sweeps_dir(out, s, seed) / f"cityscapes-{target}"
+    methods = ["scalable", "standalone-refit"] if s.standalone else ["scalable"]
+    points = plan(config, list(weights), [], methods, bases, folder,
+                  rate_targets=list(targets), warm_start=s.warm_steps)
+    return _run_points(f"{target} (seed {seed})", points, _overrides(s, root, steps, seed), s,
+                       folder, config)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
+              target: str, null_bank: Any = None) -> tuple[Path, bool]:
+    """I_V(Ŷ_b -> target) for the probe ladder on every val image -> OUT/vinfo/LABEL/TARGET/
+    (vinfo.nc, vinfo.csv, config.yaml, report). Returns (vinfo.nc path, reused?).
+    ``null_bank`` (a ``vinfo.nulls.NullBank``) lets the bases share the nulls of factorized
+    families: both are estimated on the same target images, and a null never sees Ŷ_b
+    (autoregressive families train each null with its conditional)."""
+    import xarray as xr
+
+    from vinfo.adapter.codec import extract_codec_pairs
+    from vinfo.api import estimate, write_outputs
+    from vinfo.config import resolve_config
+
+    folder = out / "vinfo" / label / target
+    weights = checkpoint_path(base_run, "best").with_suffix(".safetensors")
+    stamp = {"base_checkpoint_sha256": file_sha256(weights),
+             "demo_settings": json.dumps(s.as_dict(), sort_keys=True)}
+    nc = folder / "vinfo.nc"
+    if nc.is_file():
+        with xr.open_dataset(nc, engine="h5netcdf") as ds:
+            if all(ds.attrs.get(k) == v for k, v in stamp.items()):
+                return nc, True
+    pairs = extract_codec_pairs(base_run, root, target, split="val", log=detail.info)
+    cfg = resolve_config(target_kind=pairs.target_kind, families=list(s.vinfo_families),
+                         seeds=list(s.vinfo_seeds), seed=s.seed, max_steps=s.vinfo_steps,
+                         eval_every=s.vinfo_eval_every, patience=s.vinfo_patience,
+                         batch_size=s.vinfo_batch_size, lr=s.vinfo_lr,
+                         bootstrap=s.vinfo_bootstrap, curves=False, out=str(folder),
+                         source=pairs.source, ignore_value=pairs.ignore_value,
+                         num_classes=pairs.num_classes)
+    ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
+                  representation_bits=pairs.bytes_per_image * 8.0,
+                  attrs={**pairs.attrs(), **stamp, "base_label": label, "target": target},
+                  log=detail.info, null_bank=null_bank)
+    write_outputs(ds, cfg, folder, detail.info)
+    return nc, False
+
+
+def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -> dict[str, Path]:
+    """Every (base, target) ladder on the bases of the first training seed (both at the
+    matched base rate); returns {label: OUT/vinfo/LABEL} for the analysis report."""
+    from vinfo.nulls import NullBank
+
+    jobs = [(label, run, target) for target in s.vinfo_targets for label, run in bases.items()]
+    bar = tqdm(jobs, desc="vinfo ladders", unit="ladder", disable=None, dynamic_ncols=True)
+    bank = NullBank()  # factorized families: the bases share their nulls
+    for i, (label, run, target) in enumerate(bar, 1):
+        bar.set_postfix_str(f"{label} -> {target}")
+        start = time.perf_counter()
+        nc, reused = run_vinfo(out, s, root, label, run, target, bank)
+        log.info("vinfo %d/%d: I_V(Y_b -> %s), %s base: %s %s (%.1f s)", i, len(jobs), target,
+                 label, nc, "reused" if reused else "estimated", time.perf_counter() - start)
+    return {label: out / "vinfo" / label for label in bases}
+
+
+__all__ = ["DemoError", "DemoSettings", "check_settings", "enhancement_bases", "make_data",
+           "run_vinfo", "sweeps_dir", "train_bases", "train_enhancements", "train_reference",
+           "vinfo_stage"]

@@ -1,0 +1,159 @@
+"""Rate-targeted training (taskcodecs.training.rate_control) and the lr schedule (taskcodecs.training.lr_schedule):
+the controller on a simulated codec, then on real tiny training runs (target reached, exact
+resume with the controller's state, the outcome recorded in meta.json and eval.nc)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from infra.config import ConfigError
+from infra.io import read_json
+from taskcodecs.evaluation.evaluate import evaluate_run
+from taskcodecs.experiments.table import load_experiment
+from taskcodecs.runs.checkpoint import read_metadata
+from taskcodecs.runs.links import checkpoint_path
+from taskcodecs.training.lr_schedule import learning_rate
+from taskcodecs.training.rate_control import OFF_TARGET, RateController, final_weight, main
+from taskcodecs.training.run import resolve_config, train
+
+
+def test_controller_reaches_the_target_of_a_lagging_simulated_codec():
+    # A codec whose rate follows R(λ) = 0.3 (1 + λ)^-0.4 with a first-order lag of ~30 steps
+    # and 10 % per-batch noise: the dual ascent must bring the running rate within its 10 % tolerance of 0.05.
+    generator = torch.Generator().manual_seed(0)
+    for start in (1e-4, 1.0, 1e4):  # far below, near and far above the right weight
+        control = RateController(0.05, start, tolerance=0.1, gain=0.05)
+        rate = 0.3 * (1 + start) ** -0.4
+        for _ in range(1500):
+            rate += (0.3 * (1 + control.weight) ** -0.4 - rate) / 30.0
+            noisy = rate * float(1 + 0.1 * torch.randn((), generator=generator))
+            control.update(noisy)
+        assert control.running() == pytest.approx(0.05, rel=0.1), start  # the tolerance
+        assert control.operating_weight == pytest.approx((0.3 / 0.05) ** 2.5 - 1, rel=0.3)
+
+
+def test_controller_direction_selection_and_state():
+    control = RateController(0.1, 1.0, tolerance=0.1, gain=0.1)
+    control.update(0.2)  # too many bits: the weight goes up
+    assert control.weight > 1.0
+    up = control.weight
+    for _ in range(50):
+        control.update(0.01)  # too few: down
+    assert control.weight < up
+    assert control.on_target(0.105) and not control.on_target(0.12)
+    assert control.selection_value(3.0, 0.105) == 3.0
+    assert control.selection_value(1.0, 0.2) > OFF_TARGET  # off target loses to any on target
+    assert control.selection_value(1.0, 0.2) < control.selection_value(2.0, 0.13)  # by loss
+    # calibration: training batches at 0.9x the validation rate -> steer them to 0.9 target
+    calibrated = RateController(0.1, 1.0, gain=0.1)
+    for _ in range(20):
+        calibrated.update(0.09)
+    calibrated.calibrate(0.1)
+    assert calibrated.calibration == pytest.approx(0.9, rel=1e-3)
+    calibrated.update(0.09)
+    held = calibrated.weight
+    for _ in range(20):
+        calibrated.update(0.09)  # = 0.9 x target: on target after calibration, no drift
+    assert calibrated.weight == pytest.approx(held, rel=0.01)
+    cut = RateController(0.1, 2.0, tolerance=0.2)
+    cut.update(0.05)  # collapsed (0.05 < 0.61 x 0.1): no rate pressure, integral falls
+    assert cut.weight == 0.0 and cut.operating_weight < 2.0 and cut.cut_off
+    cut.update(0.5)
+    cut.update(0.5)
+    assert cut.weight > 0.0
+    slow = RateController(0.1, 1.0, gain=0.1, hold=5)
+    for _ in range(5):
+        slow.update(1.0)
+    assert slow.weight == 1.0  # held during the warm-up
+    slow.update(1.0, lr_ratio=0.5)  # error ln 10, clipped at 1: integral + proportional
+    assert slow.weight == pytest.approx(math.exp(0.1 * 0.5 * 1.0 + 1.0))
+    slow.update(1.0, lr_ratio=0.01)
+    assert slow.weight == pytest.approx(math.exp(0.1 * 0.5 + 0.1 * 0.3 + 1.0))  # lr floor 0.3
+    copy = RateController(0.1, 5.0)
+    copy.load_state_dict(json.loads(json.dumps(control.state_dict())))
+    assert (copy.weight, copy.running(), copy.updates) == (control.weight, control.running(),
+                                                           control.updates)
+    assert control.update(float("nan")) == control.weight  # no information: no step
+    with pytest.raises(ValueError, match="rate target must be > 0"):
+        RateController(0.0, 1.0)
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="rate_target_bpp must be > 0"):
+        load_experiment("tiny-depth-base-proposed", rate_target_bpp=-1.0)
+    with pytest.raises(ConfigError, match="give a rate_weight > 0"):
+        load_experiment("tiny-depth-base-proposed", rate_target_bpp=0.1, rate_weight=0.0)
+    with pytest.raises(ConfigError, match="rate_tolerance must be in"):
+        load_experiment("tiny-depth-base-proposed", rate_tolerance=1.5)
+
+
+def test_lr_schedule():
+    kw = {"lr": 1.0, "max_steps": 110, "warmup_steps": 10}
+    assert learning_rate(0, schedule="constant", **kw) == pytest.approx(0.1)
+    assert learning_rate(9, schedule="cosine", **kw) == pytest.approx(1.0)
+    assert learning_rate(10, schedule="cosine", min_ratio=0.1, **kw) == pytest.approx(1.0)
+    assert learning_rate(60, schedule="cosine", min_ratio=0.1, **kw) == pytest.approx(0.55)
+    assert learning_rate(110, schedule="cosine", min_ratio=0.1, **kw) == pytest.approx(0.1)
+    assert learning_rate(50, schedule="constant", **kw) == 1.0
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        learning_rate(0, lr=1.0, max_steps=1, schedule="step")
+
+
+SMALL = {"synthetic.train": 8, "synthetic.val": 4, "num_workers": 0, "log_every": 5,
+         "batch_size": 4, "val_batch_size": 4, "val_every": 20, "patience": None,
+         "lr": 3e-3, "lr_schedule": "cosine", "warmup_steps": 10}
+
+
+def _rows(run_dir):
+    with (run_dir / "log.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_a_tiny_run_lands_on_its_rate_target_and_records_it(tmp_path):
+    # The weight starts about 6x too low for this target: only the controller gets there.
+    run = tmp_path / "targeted"
+    target = 0.1
+    train(resolve_config("tiny-depth-base-proposed", {
+        **SMALL, "synthetic_cache": str(tmp_path / "cache"), "out": str(run), "max_steps": 160,
+        "rate_weight": 0.3, "rate_target_bpp": target, "rate_gain": 0.05}))
+    meta = read_metadata(checkpoint_path(run, "best"))["rate_control"]
+    tolerance = load_experiment("tiny-depth-base-proposed").rate_tolerance
+    assert meta["on_target"] and abs(meta["selected_val_bpp"] / target - 1) <= tolerance, meta
+    assert meta["final_rate_weight"] > 3 * 0.3  # moved far from where it started
+    assert read_json(run / "meta.json")["rate_control"] == meta
+    assert final_weight(run) == meta["final_rate_weight"]
+    first = next(r for r in _rows(run) if r["phase"] == "val")
+    assert float(first["bpp_base"]) > 2 * target  # the first validation: far above the target
+    rows = [r for r in _rows(run) if r["phase"] == "train"]
+    assert float(rows[0]["rate_weight"]) < float(rows[-1]["rate_weight"])  # logged per row
+    assert float(rows[0]["lr"]) < float(rows[2]["lr"]) and float(rows[-1]["lr"]) < 3e-3 / 2
+    ds = evaluate_run(run, limit=2)
+    assert ds.attrs["rate_target_bpp"] == target and ds.attrs["rate_on_target"] == 1
+    assert ds.attrs["rate_weight_final"] == meta["final_rate_weight"]
+
+
+@pytest.mark.slow
+def test_resume_is_exact_with_the_controller(tmp_path, capsys):
+    common = {**SMALL, "synthetic_cache": str(tmp_path / "cache"), "val_every": 10,
+              "rate_weight": 0.01, "rate_target_bpp": 0.05}
+    a, b = tmp_path / "A", tmp_path / "B"
+    train(resolve_config("tiny-depth-base-proposed", {**common, "out": str(a), "max_steps": 20}))
+    train(resolve_config("tiny-depth-base-proposed", {**common, "out": str(b), "max_steps": 10}))
+    train(resolve_config(None, {"resume": str(b), "max_steps": 20}))
+    ta = load_file(str(checkpoint_path(a, "last").with_suffix(".safetensors")))
+    tb = load_file(str(checkpoint_path(b, "last").with_suffix(".safetensors")))
+    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
+    ma, mb = (read_metadata(checkpoint_path(r, "last")) for r in (a, b))
+    assert ma["trainer"]["rate_control"] == mb["trainer"]["rate_control"]
+    assert ma["rate_control"]["final_rate_weight"] == mb["rate_control"]["final_rate_weight"]
+    strip = [{k: v for k, v in row.items() if k != "elapsed_s"} for row in _rows(a)]
+    assert strip == [{k: v for k, v in row.items() if k != "elapsed_s"} for row in _rows(b)]
+    assert main([str(b)]) == 0
+    assert math.isclose(float(capsys.readouterr().out), mb["rate_control"]["final_rate_weight"])

@@ -1,0 +1,98 @@
+"""``make demo`` (taskcompat.demo): the whole pipeline at the smallest sizes, then a rerun
+that reuses every stage; and the refusal of an output folder made with other settings."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import xarray as xr
+
+from taskcompat.demo import main
+from taskcompat.demo_steps import DemoError, DemoSettings, check_settings
+
+
+def test_an_output_folder_with_other_settings_is_refused(tmp_path, capsys):
+    quick = DemoSettings.quick()
+    check_settings(tmp_path, quick)  # nothing there yet: fine
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": DemoSettings().as_dict()}))
+    with pytest.raises(DemoError, match=r"other settings \(differing: .*base_steps"):
+        check_settings(tmp_path, quick)
+    assert main(["--quick", "--out", str(tmp_path)]) == 2
+    assert "choose another --out" in capsys.readouterr().err
+
+
+def test_defaults_cover_what_the_demo_promises():
+    s = DemoSettings()
+    assert len(s.base_rate_targets) >= 1 and len(s.recon_rate_targets) >= 4
+    assert len(s.recon_initial_weights) == len(s.recon_rate_targets)
+    assert s.reward_weight > 0 and s.standalone and s.seeds == (0,)
+    assert "reconstruction" in s.vinfo_targets and len(s.vinfo_seeds) >= 2
+    assert len(s.vinfo_families) >= 3 and s.val_images >= s.eval_images
+    study = DemoSettings.study()  # make study: 3 seeds, more data, 4-5 points, segmentation
+    assert len(study.seeds) == 3 and study.segmentation and study.train_images > s.train_images
+    assert 4 <= len(study.recon_rate_targets) <= 5 and 4 <= len(study.seg_rate_targets) <= 5
+    assert len(study.base_rate_targets) >= 2  # base curves, not only the matched point
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, caplog):
+    out = tmp_path / "demo"
+    assert main(["--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    runs = sorted(out.glob("sweeps/*/runs/*/eval.nc"))
+    assert len(runs) == 10  # 2 bases at the matched rate; 2 methods x 2 bases x 2 recon targets
+    assert (out / "sweeps" / "depth-uncompressed" / "eval.nc").is_file()  # no-codec reference
+    for label in ("baseline", "proposed"):
+        for target in DemoSettings.quick().vinfo_targets:
+            with xr.open_dataset(out / "vinfo" / label / target / "vinfo.nc") as ds:
+                assert list(ds["family"].values) == ["ar-linear", "ar-mlp-16"]
+                assert ds["vinfo"].attrs["units"] == "bits/pixel"
+                assert ds.attrs["representation_bpp"] > 0
+                # the capped I_V never exceeds the base's actual rate (the two-part code)
+                assert float(ds["rate_per_unit"]) > 0
+                assert (ds["vinfo_capped"] <= ds["rate_per_unit"] + 1e-9).all()
+            assert (out / "vinfo" / label / target / "report.html").is_file()
+    page = (out / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3  # every figure embedded: opens offline
+    assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
+    # the summary leads with the results table, every difference with its interval
+    table = printed.split("== demo finished", 1)[1]
+    assert table.splitlines()[1].startswith("Results: proposed (reward_weight=0.1) vs baseline")
+    assert re.search(r"CS recon\.: scalable BD-rate, proposed vs baseline base \(%\) +\| 2 points"
+                     r" +\| 2 points +\| [+-]\d", printed), printed
+    assert "I_V(Ŷ_b → reconstruction), ar-linear" in printed and "Compared pairs" in printed
+    assert re.search(r"Rate targeting: \d+ of 6 runs on target", printed)
+    with xr.open_dataset(next(p for p in runs if "scalable" in str(p)), engine="h5netcdf") as ds:
+        assert ds.attrs["rate_target_bpp"] > 0 and ds.attrs["rate_weight_final"] > 0
+    assert "depth | uncompressed: the task model without a codec | no bitstream" in printed
+    assert re.search(r"BD-rates .*\n(  .*: [+-]\d+\.\d\d% \(akima)", printed), printed
+    assert re.search(r"Ŷ_b -> reconstruction, in bits/pixel", printed)
+    assert re.search(r"proposed base: R\(Ŷ_b\) = \d\.\d+ bits/pixel", printed)
+    assert re.search(r"ar-linear: H_V\(Y\|Ŷ_b\) \d+\.\d{3} \[\d+\.\d{3}, \d+\.\d{3}\]; I_V "
+                     r"-?\d+\.\d{4} \[", printed)
+
+    caplog.clear()
+    assert main(["--quick", "--out", str(out)]) == 0  # everything cached
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("reused" in m for m in messages) == 10 + 1 + 2 * len(
+        DemoSettings.quick().vinfo_targets)
+    assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)
+
+
+def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measured_zero():
+    import numpy as np
+
+    from taskcompat.demo import _collapse_verdict
+
+    def ladder(collapsed):
+        return xr.Dataset({"collapsed": ("family", np.array(collapsed)),
+                           "h_cond_low": ("family", np.array([13.0, 14.0])),
+                           "h_cond_high": ("family", np.array([15.0, 15.0]))},
+                          attrs={"n_samples": 40})
+
+    line, = _collapse_verdict(ladder([True, True]), 0.05, "bits/pixel")
+    assert "not a measured zero" in line and "R(Ŷ_b) = 0.05 bits/pixel" in line
+    assert "±0.75 bits/pixel" in line and "40 images" in line  # median half-width of H_V
+    assert _collapse_verdict(ladder([True, False]), 0.05, "bits/pixel") == []

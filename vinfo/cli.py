@@ -1,0 +1,162 @@
+"""The command line ``python -m vinfo.estimate`` (:mod:`vinfo.estimate` runs :func:`main`).
+
+The predictive V-information estimator: Python API and command line.
+
+    python -m vinfo.estimate --representations Z.npy --targets Y.npy --target-kind categorical \\
+        [--families linear,mlp-64] [--seeds 0,1,2] [--bootstrap 1000] [--folds K] \\
+        [--max-steps 400] --out DIR [key=value ...]
+    python -m vinfo.estimate --codec RUN_DIR --dataset DIR \\
+        --target {reconstruction,segmentation,depth} [--split val] [--limit N] \\
+        [--checkpoint best|last] [--families ...] --out DIR    # Z = a base codec's ŷ_b
+    python -m vinfo.estimate        # the embedded default (placeholder inputs, vinfo.data)
+
+Outputs in ``--out``: those of :func:`vinfo.api.write_outputs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import xarray as xr
+
+from infra.config import ConfigError, apply_overrides, load_config, parse_overrides
+from vinfo.api import estimate, write_outputs
+from vinfo.config import DEFAULT_RUN, VinfoConfig
+from vinfo.data import VinfoInputError, default_inputs
+from vinfo.targets import KINDS
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vinfo.estimate",
+        description="Estimate predictive V-information I_V(Z -> Y) in bits for a ladder of probe "
+                    "families. Without --representations/--targets: the embedded default "
+                    "(synthetic scenes, a placeholder representation).")
+    parser.add_argument("--representations", help="Z: .npy/.npz/.nc, [N, D] or [N, C, h, w]")
+    parser.add_argument("--targets", help="Y: .npy/.npz/.nc, [N], [N, D] or [N, C, H, W]")
+    codec = parser.add_argument_group(
+        "codec inputs (instead of --representations/--targets; see vinfo.adapter)")
+    codec.add_argument("--codec", metavar="RUN_DIR", help="a base codec training run directory")
+    codec.add_argument("--dataset", metavar="DIR", help="Cityscapes-layout dataset root")
+    codec.add_argument("--target", choices=["reconstruction", "segmentation", "depth"])
+    codec.add_argument("--split", default="val", help="dataset split (default val)")
+    codec.add_argument("--limit", type=int, help="only the first N images")
+    codec.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--representations-key", help="array name inside a .npz/.nc")
+    parser.add_argument("--targets-key", help="array name inside a .npz/.nc")
+    parser.add_argument("--target-kind", choices=list(KINDS))
+    parser.add_argument("--families", help="comma-separated, e.g. linear,mlp-64,cnn-3x64,synthesis")
+    parser.add_argument("--seeds", type=_int_list, help="refit seeds, e.g. 0,1,2")
+    parser.add_argument("--seed", type=int, help="split and bootstrap seed (0 is a seed)")
+    parser.add_argument("--bootstrap", type=int, help="bootstrap replicates")
+    parser.add_argument("--folds", type=int, help="K-fold cross-fitting (1: one split)")
+    parser.add_argument("--max-steps", type=int,
+                        help="starting optimizer step budget per probe (it doubles while a "
+                             "probe still improves, up to step_limit)")
+    parser.add_argument("--device", help="probes' device: cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--ignore-value", type=float, help="target value that counts for no model")
+    parser.add_argument("--num-classes", type=int, help="categorical: number of classes K")
+    parser.add_argument("--config", help="a YAML file of VinfoConfig keys")
+    parser.add_argument("--out", help="output directory (default runs/vinfo-default)")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. lr=1e-3")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> VinfoConfig:
+    """Defaults < --config (or, with neither inputs nor --config, the embedded-default preset)
+    < flags < key=value overrides."""
+    from_file = load_config(VinfoConfig, args.config) if args.config else VinfoConfig()
+    if not (args.representations or args.targets or getattr(args, "codec", None)
+            or from_file.representations):
+        from_file = apply_overrides(from_file, DEFAULT_RUN) if not args.config else from_file
+    flags = {key: getattr(args, key) for key in (
+        "representations", "targets", "representations_key", "targets_key", "families", "seeds",
+        "seed", "bootstrap", "folds", "max_steps", "num_classes", "ignore_value", "out",
+        "device")}
+    flags["target_kind"] = args.target_kind
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if isinstance(flags.get("families"), str):
+        flags["families"] = [f.strip() for f in flags["families"].split(",") if f.strip()]
+    cfg = apply_overrides(from_file, flags)
+    return apply_overrides(cfg, parse_overrides(args.overrides))
+
+
+def _log(message: str) -> None:
+    print(f"[vinfo {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
+    from infra import cli
+
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    from infra import cli
+    from infra.io import check_writable, exclusive_lock
+
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    if cfg.max_steps < 1:  # 0 would report I_V from untrained probes
+        raise ConfigError(f"max_steps (--max-steps) must be >= 1, got {cfg.max_steps}")
+    check_writable(cfg.out)  # before any fitting
+    cli.on_interrupt(f"nothing was written ({cfg.out} keeps its previous outputs, if any)")
+    with exclusive_lock(cfg.out, f"vinfo output folder {cfg.out}"):  # refuse a 2nd writer now
+        if args.codec or args.dataset or args.target:
+            ds, cfg = _estimate_codec(args, cfg)
+        elif bool(cfg.representations) != bool(cfg.targets):
+            raise VinfoInputError("give both --representations and --targets, or neither "
+                                  "(the embedded default)")
+        elif cfg.representations:
+            ds = estimate(cfg.representations, cfg.targets, config=cfg, log=_log)
+        else:
+            d = cfg.default_data
+            data_dir = d.data_dir or str(Path(cfg.out) / "synthetic-data")
+            _log(f"embedded default: synthetic scenes in {data_dir} (placeholder representation)")
+            z, y, source = default_inputs(data_dir, train=d.train, val=d.val, height=d.height,
+                                          width=d.width, seed=d.seed)
+            cfg = apply_overrides(cfg, {"source": cfg.source or source})
+            ds = estimate(z, y, config=cfg, log=_log)
+        paths = write_outputs(ds, cfg, cfg.out, _log)
+    table = ds[["h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high"]].to_dataframe()
+    print(f"I_V in {ds['vinfo'].attrs['units']}:\n{table.to_string(float_format='%.4f')}")
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _estimate_codec(
+    args: argparse.Namespace, cfg: VinfoConfig
+) -> tuple[xr.Dataset, VinfoConfig]:
+    """``--codec RUN_DIR --dataset DIR --target T``: the estimate on a codec's (ŷ_b, Y) pairs."""
+    from vinfo.adapter.codec import extract_codec_pairs
+
+    if cfg.representations or cfg.targets:
+        raise VinfoInputError("--codec/--dataset/--target replace --representations/--targets; "
+                              "give one or the other")
+    missing = [f"--{name}" for name in ("codec", "dataset", "target") if not getattr(args, name)]
+    if missing:
+        raise VinfoInputError(f"codec inputs need --codec, --dataset and --target; missing "
+                              f"{', '.join(missing)}")
+    pairs = extract_codec_pairs(args.codec, args.dataset, args.target, split=args.split,
+                                limit=args.limit, checkpoint=args.checkpoint,
+                                target_kind=args.target_kind, log=_log)
+    cfg = apply_overrides(cfg, {"target_kind": pairs.target_kind, "source": pairs.source,
+                                "ignore_value": pairs.ignore_value,
+                                "num_classes": pairs.num_classes})
+    ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
+                  representation_bits=pairs.bytes_per_image * 8.0, attrs=pairs.attrs(),
+                  log=_log)
+    return ds, cfg
