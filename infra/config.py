@@ -18,6 +18,7 @@ Rules
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -142,6 +143,20 @@ def _build(cls: type[T], values: Mapping[str, Any], prefix: str = "") -> T:
 
 
 # ---------------------------------------------------------------------------- public API
+
+
+def check_loss_weights(cfg: Any, names: Iterable[str]) -> None:
+    """The one validation of a loss weight (``rate_weight``, ``reward_weight``, ...), wherever
+    it is set (a training config or a model config): a finite number >= 0; None (unset)
+    passes. Raises :class:`ConfigError` naming the field."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from infra.config import ConfigError
+from infra.config import ConfigError, check_loss_weights
 
 
 @dataclass
@@ -102,7 +102,8 @@ class TrainConfig:
     find_unused_parameters: bool = False  # DDP option, for models with unused branches
 
     def __post_init__(self) -> None:
-        for name in ("lr", "clip", "scale", "rate_weight", "reward_weight"):
+        check_loss_weights(self, ("rate_weight", "reward_weight"))
+        for name in ("lr", "clip", "scale"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value}")
@@ -122,9 +123,6 @@ class TrainConfig:
         if self.val_limit is not None and self.val_limit < 1:
             raise ConfigError(f"val_limit must be >= 1 or null (whole split), got {self.val_limit}")
         for name in ("rate_weight", "reward_weight"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
             if name in self.model_overrides:  # one way in: the top-level field reaches the loss
                 raise ConfigError(f"model_overrides.{name}: set the top-level {name}= instead "
                                   "(it is the one the loss uses)")

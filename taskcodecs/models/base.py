@@ -58,7 +58,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from infra.config import ConfigError
+from infra.config import ConfigError, check_loss_weights
 from taskcodecs.coding.bitstream import Bitstream
 from taskcodecs.coding.entropy import CONTEXTS, AutoregressiveGaussianModel
 from taskcodecs.models.common import (
@@ -122,9 +122,7 @@ class BaseCodecConfig:
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ConfigError(f"context must be one of {list(CONTEXTS)}, got {self.context!r}")
-        for name in ("rate_weight", "reward_weight", "depth_loss_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_loss_weights(self, ("rate_weight", "reward_weight", "depth_loss_scale"))
         if self.task == "detection" and self.half_resolution:
             raise ConfigError(
                 "half_resolution is for the depth base; the detection base codes X as is"

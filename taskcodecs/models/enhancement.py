@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infra.config import ConfigError, config_to_dict
+from infra.config import ConfigError, check_loss_weights, config_to_dict
 from taskcodecs.coding.entropy import CONTEXTS, ConditionalAutoregressiveGaussianModel
 from taskcodecs.data.labels import IGNORE_INDEX
 from taskcodecs.models.base import BaseCodec, Encoded
@@ -106,8 +106,7 @@ class EnhancementCodecConfig:
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ConfigError(f"context must be one of {list(CONTEXTS)}, got {self.context!r}")
-        if self.rate_weight < 0:
-            raise ConfigError(f"rate_weight must be >= 0, got {self.rate_weight}")
+        check_loss_weights(self, ("rate_weight",))
         if self.segmentation_loss_weight <= 0:
             raise ConfigError(
                 f"segmentation_loss_weight must be positive, got {self.segmentation_loss_weight}"

@@ -24,8 +24,8 @@ from taskcodecs.coding.context import (
 from taskcodecs.coding.entropy import (
     AutoregressiveGaussianModel,
     ConditionalAutoregressiveGaussianModel,
-    bits,
 )
+from taskcodecs.coding.gaussian import bits
 from taskcodecs.data.scene import render_scene, sample_scene
 from taskcodecs.experiments.registry import create_model
 from taskcodecs.models.base import BaseCodecConfig

@@ -12,13 +12,10 @@ import torch
 from taskcodecs.coding.bitstream import BitstreamError
 from taskcodecs.coding.context import MaskedConv2d, decoding_schedule
 from taskcodecs.coding.entropy import (
-    LIKELIHOOD_BOUND,
-    SCALE_BOUND,
     AutoregressiveGaussianModel,
     ConditionalAutoregressiveGaussianModel,
-    bits,
-    quantize,
 )
+from taskcodecs.coding.gaussian import LIKELIHOOD_BOUND, SCALE_BOUND, bits, quantize
 from taskcodecs.coding.rans import scale_indexes
 
 N, H, W = 8, 5, 9  # neither square nor powers of two

@@ -1,5 +1,6 @@
 """The experiment table: every config constructs, and every tiny preset trains a step."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -151,3 +152,15 @@ def test_a_loss_weight_has_one_way_in(name):
         load_experiment("tiny-depth-base-proposed", [f"model_overrides.{name}=0.5"])
     cfg = load_experiment("tiny-depth-base-proposed", [f"{name}=0.5"])
     assert getattr(cfg, name) == 0.5
+
+
+@pytest.mark.parametrize(("value", "message"), [(-0.1, "must be >= 0"), (math.inf, "must be a finite number")])
+def test_a_loss_weight_has_one_validation_wherever_it_is_set(value, message):
+    """The training config and the model configs run the same check (infra.config)."""
+    cfg = load_experiment("tiny-depth-base-proposed")
+    with pytest.raises(ConfigError, match=f"reward_weight {message}"):
+        dataclasses.replace(cfg, reward_weight=value)  # runs TrainConfig's checks
+    with pytest.raises(ConfigError, match=f"reward_weight {message}"):
+        model_config("tiny-depth-base", reward_weight=value)
+    with pytest.raises(ConfigError, match=f"rate_weight {message}"):
+        model_config("tiny-cityscapes-reconstruction-scalable", rate_weight=value)
