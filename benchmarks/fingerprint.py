@@ -44,19 +44,19 @@ ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?
 WALL = re.compile(r"\b\d+(\.\d+)? ?(s|min|ms)\b")
 
 
-def _scrub_json(value, class_paths: list, where: str):
+def _scrub_json(value, class_paths: set):
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if key in VOLATILE_KEYS:
                 continue
             if key == "config_class":
-                class_paths.append(f"{where}: {item}")
+                class_paths.add(item)
                 continue
-            out[key] = _scrub_json(item, class_paths, where)
+            out[key] = _scrub_json(item, class_paths)
         return out
     if isinstance(value, list):
-        return [_scrub_json(item, class_paths, where) for item in value]
+        return [_scrub_json(item, class_paths) for item in value]
     return value
 
 
@@ -87,9 +87,9 @@ def _hash_netcdf(path: Path, work: str) -> str:
     return digest.hexdigest()
 
 
-def hash_tree(root: Path, work: str) -> tuple[dict[str, str], list[str]]:
+def hash_tree(root: Path, work: str) -> tuple[dict[str, str], set[str]]:
     hashes: dict[str, str] = {}
-    class_paths: list[str] = []
+    class_paths: set[str] = set()
     for path in sorted(root.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
@@ -102,7 +102,7 @@ def hash_tree(root: Path, work: str) -> tuple[dict[str, str], list[str]]:
             continue
         data = path.read_bytes()
         if suffix == ".json":
-            value = _scrub_json(json.loads(data), class_paths, rel)
+            value = _scrub_json(json.loads(data), class_paths)
             data = _scrub_text(json.dumps(value, sort_keys=True), work).encode()
         elif suffix == ".csv" and path.name == "log.csv":
             rows = [line.split(",") for line in data.decode().splitlines()]
@@ -154,13 +154,12 @@ def hash_work(work: Path) -> dict:
     printed = (work / "logs" / "demo.txt").read_text()
     printed = WALL.sub("<t>", _scrub_text(printed, str(work)))
     printed = re.sub(r"load average [0-9.]+", "load average <l>", printed)
-    hashes, class_paths = {}, []
+    hashes, class_paths = {}, set()
     for part in ("quick", "resumed", "straight", "codec"):
         h, c = hash_tree(work / part, str(work))
         hashes.update({f"{part}/{k}": v for k, v in h.items()})
-        class_paths += c
-    return {"demo_printed": printed, "files": hashes, "class_paths": sorted(set(
-        re.sub(r"^[^:]*: ", "", c) for c in class_paths))}
+        class_paths |= c
+    return {"demo_printed": printed, "files": hashes, "class_paths": sorted(class_paths)}
 
 
 def compare(before: dict, after: dict) -> int:

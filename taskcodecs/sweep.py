@@ -18,11 +18,11 @@ from infra.config import ConfigError, parse_overrides
 from infra.io import check_writable, exclusive_lock, write_json
 from taskcodecs.sweeps import launch
 from taskcodecs.sweeps.sweep import (
-    _bases,
-    _floats,
-    _gather_again,
     commands,
     gather,
+    gather_again,
+    parse_bases,
+    parse_floats,
     plan,
     run_point,
 )
@@ -69,7 +69,7 @@ def _main(argv: list[str]) -> int:
     out = Path(args.gather or args.out)
     if args.gather:
         with exclusive_lock(out, f"sweep folder {out}"):
-            ds = _gather_again(out)
+            ds = gather_again(out)
         print(f"{out / 'sweep.nc'} (dims {dict(ds.sizes)})")
         return 0
     items, slurm = launch.split_cluster_items(args.overrides)
@@ -79,11 +79,11 @@ def _main(argv: list[str]) -> int:
     for key in ("out", "resume", "rate_weight", "reward_weight", "init_from", "rate_target_bpp"):
         if key in overrides:
             raise ConfigError(f"{key}= is set by the sweep for each point; leave it out")
-    points = plan(args.config, _floats(args.rate_weights, "--rate-weights"),
-                  _floats(args.reward_weights, "--reward-weights"),
+    points = plan(args.config, parse_floats(args.rate_weights, "--rate-weights"),
+                  parse_floats(args.reward_weights, "--reward-weights"),
                   [m.strip() for m in (args.methods or "").split(",") if m.strip()],
-                  _bases(args.bases, overrides), out,
-                  _floats(args.rate_targets, "--rate-targets"), args.warm_start)
+                  parse_bases(args.bases, overrides), out,
+                  parse_floats(args.rate_targets, "--rate-targets"), args.warm_start)
     if args.dry_run:
         for point in points:
             print(commands(point, overrides, args.split, args.eval_limit))

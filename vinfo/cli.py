@@ -1,7 +1,5 @@
 """The command line ``python -m vinfo.estimate`` (:mod:`vinfo.estimate` runs :func:`main`).
 
-The predictive V-information estimator: Python API and command line.
-
     python -m vinfo.estimate --representations Z.npy --targets Y.npy --target-kind categorical \\
         [--families linear,mlp-64] [--seeds 0,1,2] [--bootstrap 1000] [--folds K] \\
         [--max-steps 400] --out DIR [key=value ...]

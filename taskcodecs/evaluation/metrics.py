@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from taskcodecs.models.losses import _image_pair, align_dense
+from taskcodecs.models.losses import align_dense, image_pair
 
 __all__ = [
     "MS_SSIM_WEIGHTS",
@@ -57,7 +57,7 @@ def psnr(
     padding: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """PSNR in dB per image, (n,): 10 log10(data_range^2 / MSE); identical images give inf."""
-    x, y = _image_pair(x, y, padding)
+    x, y = image_pair(x, y, padding)
     mse = ((x - y) ** 2).flatten(1).mean(1)
     return 10.0 * torch.log10(data_range**2 / mse)
 
@@ -77,7 +77,7 @@ def ms_ssim(
     (side > (win_size - 1) x 2^(L-1)) with the first L standard weights renormalized to sum
     to 1 (L = 1 is plain SSIM). Sides < win_size raise ValueError.
     """
-    x, y = _image_pair(x, y, padding)
+    x, y = image_pair(x, y, padding)
     side = min(x.shape[-2:])
     if side < win_size:
         raise ValueError(f"MS-SSIM needs image sides >= win_size={win_size}, got {tuple(x.shape[-2:])}")

@@ -1,4 +1,4 @@
-"""The model registry: the single source of codec names, their configs and checkpoints.
+"""The model registry: the single source of codec names, their configs and their builders.
 
     list_models("tiny-*")                                   # names, sorted
     cfg = model_config("tiny-depth-base", reward_weight=0.1)   # typed dataclass, validated
@@ -17,7 +17,7 @@ second.
 
 Experiments (training configs, one per run of the paper, ``{preset}-{family}-{method}``)
 live beside it: :func:`list_experiments` and :func:`load_experiment` (in
-:mod:`taskcodecs.experiments`, which refers to the model names above).
+:mod:`taskcodecs.experiments.table`, which refers to the model names above).
 
 Checkpoints of these codecs (``save_codec``/``load_codec``, rebuilt from their name and
 config through :func:`create_model`) are :mod:`taskcodecs.runs.codecs`.
@@ -116,9 +116,6 @@ def create_model(name: str, *, base: BaseCodec | None = None, **overrides: Any) 
             raise TypeError(f"{name} is not an enhancement codec: it takes no base=")
         return spec.build(config, name=name, base=base)
     return spec.build(config, name=name)
-
-
-# ------------------------------------------------------------------------------ checkpoints
 
 
 # ------------------------------------------------------------------------------ the entries

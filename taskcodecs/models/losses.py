@@ -108,12 +108,12 @@ def rmse255(
     MSE is clamped at 1e-20 before the square root so identical images give a finite (zero)
     gradient.
     """
-    x, y = _image_pair(x, y, padding)
+    x, y = image_pair(x, y, padding)
     mse = ((x - y) ** 2).flatten(1).mean(1)
     return 255.0 * mse.clamp_min(1e-20).sqrt().mean()
 
 
-def _image_pair(
+def image_pair(
     x: torch.Tensor, y: torch.Tensor, padding: Sequence[int] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if x.shape != y.shape or x.dim() != 4:

@@ -107,7 +107,7 @@ class Point:
         return self.rate_target if self.rate_target is not None else self.rate_weight
 
 
-def _floats(text: str | None, what: str) -> list[float]:
+def parse_floats(text: str | None, what: str) -> list[float]:
     if text is None:
         return []
     try:  # NaN and inf are refused here, not as a non-finite loss mid-training
@@ -116,7 +116,7 @@ def _floats(text: str | None, what: str) -> list[float]:
         raise ConfigError(str(err)) from None
 
 
-def _bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
+def parse_bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
     if text:
         pairs = [item.partition("=") for item in text.split(",") if item.strip()]
         if any(not sep or not label or not path for label, sep, path in pairs):
@@ -399,7 +399,7 @@ def load_plan(path: Path) -> SweepPlan:
                      spec.get("split", "val"), spec.get("eval_limit"))
 
 
-def _gather_again(out: Path) -> xr.Dataset:
+def gather_again(out: Path) -> xr.Dataset:
     sweep = load_plan(out / "sweep.json")
     missing = [p.run_dir for p in sweep.points if not (Path(p.run_dir) / "eval.nc").is_file()]
     if missing:

@@ -2,6 +2,6 @@
 ``label=RUN_DIR`` parser, for V-information ladders run like sweeps."""
 
 from taskcodecs.sweeps import launch
-from taskcodecs.sweeps.sweep import _bases as parse_bases
+from taskcodecs.sweeps.sweep import parse_bases
 
 __all__ = ["launch", "parse_bases"]
