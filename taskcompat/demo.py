@@ -239,37 +239,44 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
             rate = float(ds["rate_per_unit"]) if "rate_per_unit" in ds else math.nan
             lines.append(f"  {label} base: R(Ŷ_b) = {_f(rate)} {units} (actual rate); "
                          f"H_V(Y|∅) = {ds['h_null'].values[0]:.3f}")
+            if "stock_jpegxl_bpp" in ds:
+                lines.append(f"    null vs stock lossless on the same images: PNG "
+                             f"{float(ds['stock_png_bpp']):.3f}, WebP "
+                             f"{float(ds['stock_webp_bpp']):.3f}, JPEG-XL "
+                             f"{float(ds['stock_jpegxl_bpp']):.3f} {units}: "
+                             f"{ds.attrs.get('null_note', '')}")
             for i, family in enumerate(ds["family"].values):
-                flags = [text for name, text in (("collapsed", "collapsed to null"),
-                                                 ("cap_binds", "cap binds"))
-                         if name in ds and bool(ds[name].values[i])]
-                if "at_cap" in ds and bool(ds["at_cap"].values[i].any()):
-                    flags.append("NOT CONVERGED: at step limit")
+                flags = [text for name, text in (
+                    ("collapsed", "not detected"),
+                    ("cap_binds", "ABOVE R(Ŷ_b): the null, not Ŷ_b, sets this number"),
+                    ("mde_exceeds_rate", "MDE above R(Ŷ_b)"),
+                    ("unconverged", "NOT CONVERGED: still improving by more than the MDE"))
+                    if name in ds and bool(ds[name].values[i])]
                 capped = ""
                 if "vinfo_capped" in ds:
                     capped = (f"; capped I_V {ds['vinfo_capped'].values[i]:.4f} "
                               f"[{ds['vinfo_capped_low'].values[i]:.4f}, "
                               f"{ds['vinfo_capped_high'].values[i]:.4f}]")
+                mde = (f", MDE {ds['vinfo_mde'].values[i]:.4f}" if "vinfo_mde" in ds else "")
                 lines.append(
                     f"    {family}: H_V(Y|Ŷ_b) {ds['h_cond'].values[i]:.3f} "
                     f"[{ds['h_cond_low'].values[i]:.3f}, {ds['h_cond_high'].values[i]:.3f}]; "
                     f"I_V {ds['vinfo'].values[i]:.4f} [{ds['vinfo_low'].values[i]:.4f}, "
-                    f"{ds['vinfo_high'].values[i]:.4f}]{capped}"
+                    f"{ds['vinfo_high'].values[i]:.4f}]{mde}{capped}"
                     + (f" ({'; '.join(flags)})" if flags else ""))
             lines += _collapse_verdict(ds, rate, units)
     return lines
 
 
 def _collapse_verdict(ds, rate: float, units: str) -> list[str]:
-    """In words, when every family collapsed: what the guard's 0 means."""
+    """In words, when no family detected anything: how small an effect it would have seen."""
     if "collapsed" not in ds or not bool(np.all(ds["collapsed"].values)):
         return []
-    spread = float(np.median((ds["h_cond_high"].values - ds["h_cond_low"].values) / 2))
-    return [f"    -> I_V = 0 is the guard's verdict, not a measured zero: every family collapsed "
-            "to its null (no probe fed Ŷ_b beat the same probe fed zeros on validation). Ŷ_b "
-            f"carries at most R(Ŷ_b) = {_f(rate)} {units} about the target, small beside the "
-            f"spread of H_V over images (±{spread:.2f} {units}); these probes, on "
-            f"{ds.attrs.get('n_samples')} images, found none of it usable."]
+    mde = float(np.nanmin(ds["vinfo_mde"].values)) if "vinfo_mde" in ds else math.nan
+    return [f"    -> not detected: no rung's interval lies above 0. This is not a measured zero: "
+            f"on {ds.attrs.get('n_eval')} held-out images the ladder cannot see effects smaller "
+            f"than {_f(mde)} {units} (its smallest minimum detectable effect), and Ŷ_b carries "
+            f"at most R(Ŷ_b) = {_f(rate)} {units}."]
 
 
 def _missing(markdown: Path) -> list[str]:

@@ -57,8 +57,8 @@ def estimate(
 
     ``Z``/``Y`` are arrays or paths (.npy/.npz/.nc); ``overrides`` are :class:`VinfoConfig`
     fields (``families=[...]``, ``seeds=[0, 1]``, ``max_steps=...``, ``device="cuda"``).
-    The representation's rate: ``representation_bits`` [N], its actual bits per sample (a
-    codec's bytes x 8), or ``representation_bpp`` (bits per original-image pixel, with
+    The representation's rate: ``representation_bits`` [N] (or one number for every sample),
+    its actual bits per sample (a codec's bytes x 8), or ``representation_bpp`` (bits per original-image pixel, with
     ``attrs["image_pixels"]`` per sample); with either, the capped I_V is reported (discrete
     targets). ``attrs`` go to the result's attributes. ``null_bank`` (a
     :class:`vinfo.nulls.NullBank`) shares fitted nulls between estimates on the same targets.
@@ -85,7 +85,8 @@ def estimate(
     n = inputs.z.shape[0]
     bits = None
     if representation_bits is not None:
-        bits = np.asarray(representation_bits, dtype=np.float64).reshape(-1)
+        bits = np.asarray(representation_bits, dtype=np.float64)
+        bits = np.full(n, float(bits)) if bits.ndim == 0 else bits.reshape(-1)
         if bits.shape != (n,) or not np.isfinite(bits).all() or (bits < 0).any():
             raise VinfoInputError(f"representation_bits: expected {n} finite rates >= 0 (bits "
                                   f"per sample), got shape {bits.shape}")

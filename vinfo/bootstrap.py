@@ -15,18 +15,23 @@ PVI already is their difference), and the same seed gives the same resamples for
 family, so differences between families are paired too.
 
 :func:`paired_interval` holds the fitted probes fixed (evaluation variance only).
-:func:`refit_replicates`, which the estimator reports, adds the variance of refitting the
-probes with other seeds (other fit/selection samples and initialisations) to the same image
-bootstrap, for I_V, H_V(Y|∅), H_V(Y|Z) and the capped I_V.
+:func:`refit_replicates`, which the estimator reports, is hierarchical: it resamples the
+refits (other initialisations and minibatch orders) and then the images, for I_V, H_V(Y|∅),
+H_V(Y|Z) and the capped I_V (capped per replicate, so its interval lies in [0, R]).
+:func:`minimum_detectable_effect` turns the replicates' spread into the smallest effect the
+estimate could have detected (80 % power at the interval's level).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from statistics import NormalDist
 
 import numpy as np
 
 from infra.seeding import check_seed
+
+POWER = 0.8  # the minimum detectable effect's power
 
 
 def resample_counts(
@@ -88,47 +93,50 @@ def refit_replicates(
     nll_null: np.ndarray, nll_cond: np.ndarray, counts: np.ndarray, n_boot: int, seed: int,
     rate_bits: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Replicates [n_boot] of h_null, h_cond, vinfo (and ``capped`` with a rate), with both
-    the evaluation images and the refits as sources of variation.
+    """Replicates [n_boot] of h_null, h_cond, vinfo (and ``capped`` with a rate) from a
+    hierarchical bootstrap: refits first, then evaluation images.
 
-    ``nll_null``/``nll_cond`` are per-seed NLL sums [S, n, C] in bits, ``counts`` [n, C] the
+    ``nll_null``/``nll_cond`` are per-refit NLL sums [S, n, C] in bits, ``counts`` [n, C] the
     valid values, ``rate_bits`` [n] the representation's bits per sample (its actual rate).
-    Replicate r draws multinomial image weights w_r (paired: the same for null, conditional,
-    rate and every family, from ``seed``) and one refit j_r::
+    Replicate r draws S refits with replacement (counts c_r [S]) and multinomial image
+    weights w_r (paired: the same images for null, conditional, rate and every family, from
+    ``seed``)::
 
-        Q_r = mean_s Q_s(w_r) + (Q_{j_r} - mean_s Q_s) / sqrt(S - 1)
+        Q_r = sum_s c_rs · Q_s(w_r) / S
 
-    where Q_s(w) is seed s's pooled estimate on the reweighted images and Q_s its value on
-    the evaluation set: the first term is the image bootstrap of the seed-mean estimate, the
-    second adds the refit variance of an S-seed mean (var_s / S, ddof 1; nothing for S = 1).
-    ``capped`` is min(h_null, r + h_cond) - h_cond with r = sum of rate bits / sum of units
-    (units per sample: its valid values averaged over channels), the two-part-code cap of
-    DESIGN §2.
+    where Q_s(w) is refit s's pooled estimate on the reweighted images. With one refit the
+    interval covers the images only. ``capped`` is the two-part-code cap of DESIGN §2 taken
+    per replicate, clip(vinfo_r, 0, R_r) with R_r = w_r·rate / w_r·units (units per sample:
+    its valid values averaged over channels), so its interval lies in [0, R] by construction.
     """
     s = nll_null.shape[0]
     units = counts.mean(axis=1)
-
-    def estimates(w: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Seed-mean estimates [b] and per-seed estimates [S, b] under weights w [b, n]."""
-        null = np.stack([_pooled(w, nll_null[i], counts) for i in range(s)])
-        cond = np.stack([_pooled(w, nll_cond[i], counts) for i in range(s)])
-        per_seed = {"h_null": null, "h_cond": cond, "vinfo": null - cond}
-        h_null, h_cond = null.mean(0), cond.mean(0)
-        mean = {"h_null": h_null, "h_cond": h_cond, "vinfo": h_null - h_cond}
-        if rate_bits is not None:
-            rate = (w @ rate_bits) / np.maximum(w @ units, 1e-300)
-            per_seed["capped"] = np.minimum(null, rate + cond) - cond
-            mean["capped"] = np.minimum(h_null, rate + h_cond) - h_cond
-        return mean, per_seed
-
-    _, full = estimates(np.ones((1, counts.shape[0])))
     rng = np.random.default_rng([check_seed(seed), 1])
-    scale = 1.0 / np.sqrt(s - 1) if s > 1 else 0.0
-    reps: dict[str, list[np.ndarray]] = {k: [] for k in full}
+    reps: dict[str, list[np.ndarray]] = {k: [] for k in ("h_null", "h_cond", "vinfo")}
+    if rate_bits is not None:
+        reps["capped"] = []
     for weights in resample_counts(counts.shape[0], n_boot, seed):
-        picked = rng.integers(0, s, size=weights.shape[0])
-        mean, _ = estimates(weights)
-        for key, value in mean.items():
-            deviation = full[key][picked, 0] - full[key][:, 0].mean()
-            reps[key].append(value + scale * deviation)
+        b = weights.shape[0]
+        drawn = np.stack([np.bincount(row, minlength=s) for row in
+                          rng.integers(0, s, size=(b, s))]).astype(np.float64) / s  # [b, S]
+        null = np.stack([_pooled(weights, nll_null[i], counts) for i in range(s)], 1)
+        cond = np.stack([_pooled(weights, nll_cond[i], counts) for i in range(s)], 1)
+        h_null, h_cond = (drawn * null).sum(1), (drawn * cond).sum(1)
+        reps["h_null"].append(h_null)
+        reps["h_cond"].append(h_cond)
+        reps["vinfo"].append(h_null - h_cond)
+        if rate_bits is not None:
+            rate = (weights @ rate_bits) / np.maximum(weights @ units, 1e-300)
+            reps["capped"].append(np.clip(h_null - h_cond, 0.0, rate))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in reps.items()}
+
+
+def minimum_detectable_effect(replicates: np.ndarray, confidence: float,
+                              power: float = POWER) -> float:
+    """The smallest true effect that a two-sided test at ``1 - confidence`` separates from 0
+    with probability ``power``: (z_{(1+confidence)/2} + z_power) x SE, SE the bootstrap
+    standard deviation of the estimate (same unit as the replicates; NaN without any)."""
+    if replicates.size < 2:
+        return float("nan")
+    z = NormalDist().inv_cdf((1.0 + confidence) / 2.0) + NormalDist().inv_cdf(power)
+    return float(z * replicates.std(ddof=1))

@@ -6,7 +6,7 @@
     python -m vinfo.estimate --codec RUN_DIR --dataset DIR \\
         --target {reconstruction,segmentation,depth} [--split val] [--limit N] \\
         [--checkpoint best|last] [--families ...] --out DIR    # Z = a base codec's ŷ_b
-    python -m vinfo.estimate        # the embedded default (placeholder inputs, vinfo.data)
+    python -m vinfo.estimate        # the embedded default: a planted code (vinfo.data)
 
 Outputs in ``--out``: those of :func:`vinfo.api.write_outputs`.
 """
@@ -18,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from infra.config import ConfigError, apply_overrides, load_config, parse_overrides
 from vinfo.api import estimate, write_outputs
 from vinfo.config import DEFAULT_RUN, VinfoConfig
-from vinfo.data import VinfoInputError, default_inputs
+from vinfo.data import VinfoInputError, default_inputs, load_array
 from vinfo.targets import KINDS
 
 
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="starting optimizer step budget per probe (it doubles while a "
                              "probe still improves, up to step_limit)")
     parser.add_argument("--device", help="probes' device: cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--representation-bits", metavar="N|FILE.npy",
+                        help="the representation's rate, bits per sample: one number for every "
+                             "sample or a .npy of N numbers (gives the capped I_V, the bound "
+                             "check and the MDE-vs-rate flag)")
+    parser.add_argument("--fit-samples", type=int, metavar="N",
+                        help="the probing protocol: the first N samples (the train split) fit "
+                             "every probe, the rest select and evaluate")
+    codec.add_argument("--fit-split", default="train",
+                       help="codec inputs: the split whose images fit the probes (the probing "
+                            "protocol; default train; 'none': fit on shares of --split)")
     parser.add_argument("--ignore-value", type=float, help="target value that counts for no model")
     parser.add_argument("--num-classes", type=int, help="categorical: number of classes K")
     parser.add_argument("--config", help="a YAML file of VinfoConfig keys")
@@ -81,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> VinfoConfig:
     flags = {key: getattr(args, key) for key in (
         "representations", "targets", "representations_key", "targets_key", "families", "seeds",
         "seed", "bootstrap", "folds", "max_steps", "num_classes", "ignore_value", "out",
-        "device")}
+        "device", "fit_samples")}
     flags["target_kind"] = args.target_kind
     flags = {k: v for k, v in flags.items() if v is not None}
     if isinstance(flags.get("families"), str):
@@ -118,21 +129,76 @@ def _main(argv: list[str]) -> int:
             raise VinfoInputError("give both --representations and --targets, or neither "
                                   "(the embedded default)")
         elif cfg.representations:
-            ds = estimate(cfg.representations, cfg.targets, config=cfg, log=_log)
+            ds = estimate(cfg.representations, cfg.targets, config=cfg, log=_log,
+                          representation_bits=representation_bits(args.representation_bits))
         else:
             d = cfg.default_data
             data_dir = d.data_dir or str(Path(cfg.out) / "synthetic-data")
-            _log(f"embedded default: synthetic scenes in {data_dir} (placeholder representation)")
-            z, y, source = default_inputs(data_dir, train=d.train, val=d.val, height=d.height,
-                                          width=d.width, seed=d.seed)
-            cfg = apply_overrides(cfg, {"source": cfg.source or source})
-            ds = estimate(z, y, config=cfg, log=_log)
+            _log(f"embedded default: synthetic scenes in {data_dir}, Z = a planted code")
+            inputs = default_inputs(data_dir, train=d.train, val=d.val, height=d.height,
+                                    width=d.width, seed=d.seed)
+            cfg = apply_overrides(cfg, {"source": cfg.source or inputs.source,
+                                        "fit_samples": cfg.fit_samples or inputs.fit_samples})
+            ds = estimate(inputs.z, inputs.y, config=cfg, log=_log,
+                          representation_bits=inputs.rate_bits)
         paths = write_outputs(ds, cfg, cfg.out, _log)
-    table = ds[["h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high"]].to_dataframe()
+    columns = [c for c in ("h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high", "vinfo_mde",
+                           "vinfo_capped") if c in ds]
+    table = ds[columns].to_dataframe()
     print(f"I_V in {ds['vinfo'].attrs['units']}:\n{table.to_string(float_format='%.4f')}")
+    for line in summary_lines(ds):
+        print(line)
     for name, path in paths.items():
         print(f"wrote {name}: {path}")
     return 0
+
+
+def representation_bits(value: str | None) -> float | np.ndarray | None:
+    """``--representation-bits``: a number (bits per sample, every sample) or a .npy file of
+    one number per sample; VinfoInputError names the value otherwise."""
+    if value is None:
+        return None
+    try:
+        bits = float(value)
+    except ValueError:
+        if not value.endswith(".npy"):
+            raise VinfoInputError(f"--representation-bits {value!r}: expected a number of bits "
+                                  "per sample or a .npy file of them") from None
+        return load_array(value, role="representation bits")
+    if not (np.isfinite(bits) and bits >= 0):
+        raise VinfoInputError(f"--representation-bits {value!r}: expected a finite number "
+                              ">= 0 of bits per sample")
+    return bits
+
+
+def summary_lines(ds: xr.Dataset) -> list[str]:
+    """Plain-language lines under the table: the null against stock codecs, each rung's
+    minimum detectable effect against the rate, the flags."""
+    unit = ds["vinfo"].attrs["units"]
+    lines = []
+    if "stock_jpegxl_bpp" in ds:
+        stock = ", ".join(f"{name} {float(ds[f'stock_{key}_bpp']):.3f}" for key, name in (
+            ("png", "PNG"), ("webp", "WebP"), ("jpegxl", "JPEG-XL")) if f"stock_{key}_bpp" in ds)
+        lines.append(f"null H_V(Y|∅) {float(ds['h_null'].values[0]):.3f} {unit}; stock lossless "
+                     f"on the same images: {stock} -- {ds.attrs['null_note']}")
+    rate = float(ds["rate_per_unit"]) if "rate_per_unit" in ds else None
+    for i, family in enumerate(ds["family"].values):
+        low, high = float(ds["vinfo_low"].values[i]), float(ds["vinfo_high"].values[i])
+        mde = float(ds["vinfo_mde"].values[i])
+        verdict = ("detected (interval above 0)" if not bool(ds["collapsed"].values[i]) else
+                   f"not detected: cannot see effects smaller than {mde:.4f} {unit}")
+        text = f"{family}: I_V {float(ds['vinfo'].values[i]):+.4f} [{low:+.4f}, {high:+.4f}] "
+        text += f"{unit}, MDE {mde:.4f}: {verdict}"
+        if rate is not None:
+            if bool(ds["cap_binds"].values[i]):
+                text += (f"; ABOVE the rate R = {rate:.4f}: the null, not Z, sets this number "
+                         f"(capped: {float(ds['vinfo_capped'].values[i]):.4f})")
+            if bool(ds["mde_exceeds_rate"].values[i]):
+                text += f"; MDE above R = {rate:.4f}"
+        if bool(ds["unconverged"].values[i]):
+            text += "; NOT CONVERGED (still improving by more than the MDE at the step limit)"
+        lines.append(text)
+    return lines
 
 
 def _estimate_codec(
@@ -150,10 +216,12 @@ def _estimate_codec(
                               f"{', '.join(missing)}")
     pairs = extract_codec_pairs(args.codec, args.dataset, args.target, split=args.split,
                                 limit=args.limit, checkpoint=args.checkpoint,
-                                target_kind=args.target_kind, log=_log)
+                                target_kind=args.target_kind, log=_log,
+                                fit_split=None if args.fit_split == "none" else args.fit_split)
     cfg = apply_overrides(cfg, {"target_kind": pairs.target_kind, "source": pairs.source,
                                 "ignore_value": pairs.ignore_value,
-                                "num_classes": pairs.num_classes})
+                                "num_classes": pairs.num_classes,
+                                "fit_samples": cfg.fit_samples or pairs.fit_samples})
     ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
                   representation_bits=pairs.bytes_per_image * 8.0, attrs=pairs.attrs(),
                   log=_log)

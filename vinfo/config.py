@@ -25,7 +25,7 @@ class DefaultData(SyntheticData):
     fields, smaller by default) and where they go."""
 
     train: int = 64
-    val: int = 32
+    val: int = 40
     height: int = 32
     width: int = 64
     data_dir: str = ""  # "" = <out>/synthetic-data
@@ -43,6 +43,10 @@ class VinfoConfig:
     val_fraction: float = 0.2  # evaluation: the rest
     guard_fraction: float = 0.5  # of the validation samples: the guard's (not selection's)
     folds: int = 1  # > 1: K-fold cross-fitting, every sample gets an out-of-fold PVI
+    fit_samples: int = 0  # > 0: the probing protocol, the first N samples (the train split)
+    #                       fit every probe; the rest select/guard (select_fraction) and evaluate
+    select_fraction: float = 0.4  # the protocol: share of the non-fit samples that select
+    stock_references: bool = True  # 8-bit image targets: PNG/WebP/JPEG-XL lossless beside the null
     bootstrap: int = 1000
     confidence: float = 0.95
     device: str = "cpu"  # probes and data ("cuda", "cuda:1"); closed forms run in float64
@@ -62,6 +66,10 @@ class VinfoConfig:
     ridge_alpha: float = FitSettings.ridge_alpha  # linear-Gaussian closed form: L2 penalty
     context_width: int = FitSettings.context_width  # autoregressive families (vinfo.autoregressive)
     context_kernel: int = FitSettings.context_kernel
+    context_layers: int = FitSettings.context_layers
+    z_features: int = FitSettings.z_features
+    null_steps: int = FitSettings.null_steps  # the shared autoregressive null's budget
+    null_lr: float = FitSettings.null_lr
     mixtures: int = FitSettings.mixtures
     label_embedding: int = FitSettings.label_embedding
     warmup_steps: int = FitSettings.warmup_steps  # -1: max_steps // 5
@@ -81,11 +89,11 @@ class VinfoConfig:
     default_data: DefaultData = field(default_factory=DefaultData)
 
 
-# The embedded default (no inputs given): small, so it runs in minutes on a 2-core CPU.
-DEFAULT_RUN = {"target_kind": "categorical", "ignore_value": 19, "batch_size": 8,
-               "max_steps": 50, "eval_every": 10, "patience": 3, "lr": 1e-2,
-               "seeds": [0, 1], "eval_batch_size": 16, "synthesis_widths": [32, 16, 16],
-               "curve_points": 3, "curve_min_size": 8}
+# The embedded default (no inputs given, vinfo.data.default_inputs): a planted code of known
+# information, small so that it runs in about a minute on one CPU thread.
+DEFAULT_RUN = {"target_kind": "discretized", "seeds": [0],
+               "families": ["ar-linear", "ar-mlp-64", "ar-cnn-1x32"], "null_steps": 300,
+               "max_steps": 200, "curves": False, "map_examples": 2}
 
 
 def resolve_config(config: VinfoConfig | None = None, **overrides: Any) -> VinfoConfig:
@@ -113,6 +121,14 @@ def check_config(cfg: VinfoConfig) -> None:
                           f"samples, got {cfg.guard_fraction}")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
         raise ConfigError(f"seeds: expected distinct non-negative integers, got {cfg.seeds}")
+    if cfg.fit_samples < 0:
+        raise ConfigError(f"fit_samples: expected 0 (off) or the number of leading train "
+                          f"samples, got {cfg.fit_samples}")
+    if cfg.fit_samples and cfg.folds > 1:
+        raise ConfigError("fit_samples (the probing protocol) and folds > 1 exclude each other")
+    if not 0 < cfg.select_fraction < 1:
+        raise ConfigError(f"select_fraction: expected a share in (0, 1), got "
+                          f"{cfg.select_fraction}")
     if cfg.seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer (0 is a seed), got {cfg.seed}")
     if len(set(cfg.families)) != len(cfg.families):
@@ -123,7 +139,9 @@ def check_config(cfg: VinfoConfig) -> None:
                      ("batch_size", 0), ("eval_every", 1), ("patience", 1),
                      ("eval_batch_size", 1), ("curve_points", 1), ("curve_min_size", 2),
                      ("map_examples", 0), ("synthesis_blocks", 0), ("context_width", 1),
-                     ("mixtures", 1), ("label_embedding", 1), ("warmup_steps", -1)):
+                     ("mixtures", 1), ("label_embedding", 1), ("warmup_steps", -1),
+                     ("context_layers", 0), ("null_steps", 1),
+                     ("z_features", 1)):
         if getattr(cfg, key) < low:
             raise ConfigError(f"{key}: expected an integer >= {low}, got {getattr(cfg, key)}")
     if 0 < cfg.step_limit < cfg.max_steps:
@@ -131,7 +149,9 @@ def check_config(cfg: VinfoConfig) -> None:
                           f"max_steps) or at least max_steps ({cfg.max_steps})")
     if cfg.context_kernel < 3 or cfg.context_kernel % 2 == 0:
         raise ConfigError(f"context_kernel: expected an odd size >= 3, got {cfg.context_kernel}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"lr: expected a positive learning rate, got {cfg.lr}")
+    for key in ("lr", "null_lr"):
+        if not (math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0):
+            raise ConfigError(f"{key}: expected a positive learning rate, got "
+                              f"{getattr(cfg, key)}")
     if not (math.isfinite(cfg.ridge_alpha) and cfg.ridge_alpha >= 0):
         raise ConfigError(f"ridge_alpha: expected a finite number >= 0, got {cfg.ridge_alpha}")

@@ -15,10 +15,10 @@ kind's checks. Files: ``.npy``; ``.npz`` (its one array, or the one named by ``k
 (its one data variable, or ``key``). Every problem raises :class:`VinfoInputError` naming the
 file or array and what was expected.
 
-The embedded default (:func:`default_inputs`) is a *placeholder* until the codec adapter
-lands: synthetic street scenes, Z = a fixed, non-learned representation of the image (4x4
-average pooling then 4x4 space-to-depth: [N, 48, H/16, W/16], the shape of a 16x downsampling
-codec latent) and Y = the Cityscapes train ids (19 = ignore).
+The embedded default (:func:`default_inputs`) is a case with known information: synthetic
+street scenes as 8-bit targets and Z = a planted code of them (:func:`planted_block_code`,
+I(Y;Z) <= 3/64 bits per pixel), so the first run of ``python -m vinfo.estimate`` shows the
+ladder detecting information whose bound it is told.
 """
 
 from __future__ import annotations
@@ -181,19 +181,46 @@ def patch_representation(images: np.ndarray, pool: int = 4, block: int = 4) -> n
     return np.ascontiguousarray(x.reshape(n, c * block * block, h2, w2))
 
 
+def planted_block_code(images: np.ndarray, n_train: int, block: int = 8) -> np.ndarray:
+    """A code with known information: one bit per ``block`` x ``block`` block and channel of
+    uint8 images [N, C, H, W], "the block's mean is above the median of that block over the
+    first ``n_train`` images" -> Z [N, C, H/block, W/block] in {0, 1}. Z is a function of Y,
+    so I(Y;Z) = H(Z) <= C·(H/block)·(W/block) bits per image (C/block² bits per pixel)."""
+    n, c, h, w = images.shape
+    if h % block or w % block:
+        raise VinfoInputError(f"planted code: image size {h}x{w} is not a multiple of the "
+                              f"block {block}")
+    means = images.reshape(n, c, h // block, block, w // block, block).mean(axis=(3, 5))
+    median = np.median(means[:n_train], axis=0, keepdims=True)
+    return (means > median).astype(np.float32)
+
+
+@dataclass
+class DefaultInputs:
+    """The embedded default's inputs: ``z``, ``y``, the leading ``fit_samples`` (the train
+    scenes), ``rate_bits`` per sample (the planted code's bound) and a ``source`` line."""
+
+    z: np.ndarray
+    y: np.ndarray
+    fit_samples: int
+    rate_bits: np.ndarray
+    source: str
+
+
 def default_inputs(
     data_dir: str | os.PathLike, *, train: int, val: int, height: int, width: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """The embedded default: synthetic scenes -> (Z [N, 48, H/16, W/16], Y [N, 1, H, W], source).
+) -> DefaultInputs:
+    """The embedded default, a case with known information: synthetic street scenes (Y: the
+    8-bit RGB images [N, 3, H, W], ``discretized``) and Z = :func:`planted_block_code` of them
+    (one bit per 8 x 8 block and channel, [N, 3, H/8, W/8]). I(Y;Z) <= R = 3/64 bits per
+    pixel, given as the representation's rate; the train scenes fit the probes (the probing
+    protocol), the val scenes select and evaluate.
 
     The scenes live in ``data_dir/scenes-<train>+<val>-<H>x<W>-seed<seed>`` (Cityscapes
     layout), generated unless ``dataset.json`` there says they already are; one folder per
-    setting, so files of another setting never mix in. Y holds train ids 0..18 with
-    19 = ignore. Placeholder until the codec adapter lands.
+    setting, so files of another setting never mix in.
     """
     from PIL import Image
-
-    from vinfo.adapter.scenes import label_ids_to_train_ids
 
     if height % 16 or width % 16:
         raise VinfoInputError(f"default dataset: height {height} and width {width} must be "
@@ -206,23 +233,17 @@ def default_inputs(
                          overwrite=True)
     images = [p for split in ("train", "val")
               for p in sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))]
-    pixels, labels = [], []
-    for path in images:
-        split, city = path.parent.parent.name, path.parent.name
-        stem = path.name[: -len("_leftImg8bit.png")]
-        label_path = root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
-        if not label_path.is_file():
-            raise VinfoInputError(f"default dataset: {label_path} missing for {path}")
-        pixels.append(np.asarray(Image.open(path).convert("RGB")).transpose(2, 0, 1))
-        labels.append(label_ids_to_train_ids(np.asarray(Image.open(label_path))))
-    if not pixels:
+    if not images:
         raise VinfoInputError(f"default dataset: no images under {root / 'leftImg8bit'}")
-    z = patch_representation(np.stack(pixels))
-    y = np.stack(labels)[:, None].astype(np.int64)
-    source = (f"placeholder: synthetic scenes {height}x{width} ({len(images)} images); "
-              "Z = 4x4 average pooling + 4x4 space-to-depth of the image (fixed, not learned), "
-              "Y = Cityscapes train ids (19 = ignore)")
-    return z, y, source
+    y = np.stack([np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1)
+                  for p in images]).astype(np.int64)
+    z = planted_block_code(y, train)
+    bits = float(z[0].size)
+    source = (f"embedded default: synthetic scenes 3x{height}x{width} ({train} train + {val} "
+              f"val); Z = one bit per 8x8 block and channel (block mean above the train "
+              f"median), a function of Y: I(Y;Z) <= {bits:g} bits/image = "
+              f"{bits / (height * width):.4f} bits/pixel")
+    return DefaultInputs(z, y, train, np.full(len(y), bits), source)
 
 
 def _generated_with(root: Path, *, train: int, val: int, height: int, width: int,

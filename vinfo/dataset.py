@@ -47,7 +47,7 @@ from vinfo.curves import CurveResult
 from vinfo.data import Inputs
 from vinfo.pvi import FamilyEstimate, FamilyRun
 
-VINFO_VERSION = "0.2.0"
+VINFO_VERSION = "0.3.0"
 LN2 = math.log(2.0)
 INTERVAL_METHOD = ("percentile interval of replicates that resample the evaluation images "
                    "(paired across families, null and conditional) and add one refit's "
@@ -69,6 +69,7 @@ class FamilyResult:
 def to_dataset(
     cfg: VinfoConfig, inputs: Inputs, results: list[FamilyResult], h_marginal: float,
     uniform_bits: float, info: dict[str, int], attrs: dict[str, Any], rate: float | None,
+    stock: dict[str, float] | None = None,
 ) -> xr.Dataset:
     """Assemble the result Dataset (variables, units and attributes of the module docstring).
 
@@ -108,8 +109,13 @@ def to_dataset(
         "vinfo_seed": var(fam_seed, seed_values, per_unit),
         "vinfo_seed_std": var(fam, seed_std, per_unit, long_name="std over refit seeds (ddof 1)"),
         "collapsed": var(fam, [e.collapsed for e in estimates], "1",
-                         long_name="the conditional probes did not beat their nulls on the "
-                                   "guard split (one-sided t test, 5%)"),
+                         long_name="the interval of I_V does not lie above 0 (guarded I_V = 0)"),
+        "vinfo_mde": var(fam, [e.mde for e in estimates], per_unit,
+                         long_name="minimum detectable effect: the smallest I_V the interval "
+                                   "would separate from 0 (80% power at its level)"),
+        "unconverged": var(fam, [e.unconverged for e in estimates], "1",
+                           long_name="a fit stopped at its step limit still improving by more "
+                                     "than the MDE"),
         "guard_t": var(fam, [e.guard_t for e in estimates], "1",
                        long_name="t statistic of the mean guard-split PVI"),
         "negative": var(fam, vinfo < 0, "1", long_name="raw estimate below 0"),
@@ -139,18 +145,25 @@ def to_dataset(
                                long_name="I_V per target value (sub-pixel), all channels pooled"),
     }
     if rate is not None and cfg.target_kind in CAP_TARGETS:
-        capped = np.minimum(np.array([e.h_null for e in estimates]),
-                            rate + np.array([e.h_cond for e in estimates])) - np.array(
-                                [e.h_cond for e in estimates])
+        capped = np.clip(vinfo, 0.0, rate)
+        above = [bool(vinfo[i] > rate or (e.vinfo_seed > rate).any())
+                 for i, e in enumerate(estimates)]
         variables.update({
             "rate_per_unit": var((), rate, per_unit, long_name="R(Z): the representation's "
                                  "actual rate per target unit on the evaluation samples"),
-            "vinfo_capped": var(fam, capped, per_unit, long_name="min(h_null, R + h_cond) - "
-                                "h_cond: usable information within the two-part code, <= R"),
+            "vinfo_capped": var(fam, capped, per_unit, long_name="clip(I_V, 0, R): usable "
+                                "information within the two-part code, in [0, R]"),
             **bounds("vinfo_capped", "capped", "the capped I_V"),
-            "cap_binds": var(fam, capped < vinfo - 1e-12, "1",
-                             long_name="R + h_cond < h_null: the null, not Z, limits vinfo"),
+            "cap_binds": var(fam, above, "1", long_name="I_V or a refit's I_V above R: the "
+                             "null (the reference), not Z, limits the estimate"),
+            "mde_exceeds_rate": var(fam, [e.mde > rate for e in estimates], "1",
+                                    long_name="the MDE is above R: this experiment cannot "
+                                              "see effects smaller than its MDE"),
         })
+    if stock:
+        for name, bpp in stock.items():
+            variables[f"stock_{name}_bpp"] = var((), bpp, per_unit, long_name=(
+                f"{STOCK_NAMES[name]} on the evaluation images: bytes x 8 / pixels"))
     if inputs.dense:
         variables["vinfo_per_image"] = var(
             fam, [float(e.pvi_sums.sum()) / len(r.idx) for e, r in zip(estimates, runs)],
@@ -204,12 +217,14 @@ def to_dataset(
         "interval_method": INTERVAL_METHOD, "device": cfg.device,
         "null_shared": ("factorized families: one fitted null per (refit seed, fold) serves "
                         "every factorized family (their null families coincide) and the "
-                        "conditionals start from it; autoregressive families: null and "
-                        "conditional are one member trained with Z dropout (vinfo.joint)"),
-        "guard": ("collapsed = the conditional probes did not beat their nulls on the guard "
-                  "split in a one-sided t test at 5% on the per-sample PVI "
-                  f"({info.get('n_guard', 0)} samples per seed that selected neither checkpoint"
-                  f"{'' if info.get('n_guard', 0) else ': none, the selection split reused'})"),
+                        "conditionals start from it; autoregressive families: one null per "
+                        "target set and fold, frozen, and every rung is that null plus a Z "
+                        "pathway (vinfo.nested)"),
+        "guard": ("collapsed = the interval of I_V does not lie above 0; guard_t (a one-sided "
+                  "t test of the per-sample PVI on "
+                  f"{info.get('n_guard', 0)} samples per seed that selected neither checkpoint"
+                  f"{'' if info.get('n_guard', 0) else ': none, the selection split reused'}"
+                  ") is a diagnostic"),
         "scale_note": ("gaussian/laplace scales: learned while fitting, profiled (MLE on the "
                        "scored split) when scoring; MDL uses the learned scale"),
     }
@@ -225,8 +240,27 @@ def to_dataset(
         ds_attrs["cap_note"] = (f"no capped I_V: {cfg.target_kind} losses are differential "
                                 "(densities), not codelengths, so the two-part bound does not "
                                 "apply")
+    if stock and "jpegxl" in stock and stock["jpegxl"] > 0:
+        ratio = float(estimates[0].h_null / stock["jpegxl"])
+        ds_attrs["null_vs_jpegxl"] = ratio
+        ds_attrs["null_note"] = null_note(ratio)
     ds_attrs.update(attrs)
     return xr.Dataset(variables, coords=coords, attrs=ds_attrs)
+
+
+STOCK_NAMES = {"png": "PNG (level 9)", "webp": "WebP lossless (level 100)",
+               "jpegxl": "JPEG-XL lossless (effort 9)"}
+
+
+def null_note(ratio: float) -> str:
+    """What the null's codelength over JPEG-XL lossless's implies for the rungs."""
+    if ratio <= 1.0:
+        return (f"the null codes the evaluation images at {ratio:.2f}x JPEG-XL lossless: a "
+                "strong reference")
+    return (f"the null codes the evaluation images at {ratio:.2f}x JPEG-XL lossless: "
+            f"{ratio - 1:.0%} above a stock codec, so part of what the rungs gain may be the "
+            "null's deficit (a conditional can learn from Z what a better null would know "
+            "without it)")
 
 
 CSV_COLUMNS = ("h_null", "h_null_low", "h_null_high", "h_cond", "h_cond_low", "h_cond_high",

@@ -221,7 +221,8 @@ class FactorizedCore(nn.Module):
 
 def build_core(
     spec: FamilySpec, target: Target, y: torch.Tensor, mask: torch.Tensor, dense: bool,
-    context_width: int = 16, context_kernel: int = 5, mixtures: int = 3, embedding: int = 4,
+    context_width: int = 32, context_kernel: int = 5, mixtures: int = 2, embedding: int = 4,
+    layers: int = 2,
 ) -> nn.Module:
     """The core of ``spec``'s likelihood, at the marginal solution of (``y``, ``mask``)."""
     shape = tuple(y.shape[2:]) if dense else None
@@ -231,7 +232,8 @@ def build_core(
         raise ValueError(f"probe family {spec.name!r} (autoregressive) needs a dense "
                          f"categorical or discretized target, not a "
                          f"{'dense' if dense else 'per-sample'} {target.kind} one")
-    return ARCore(target, shape, context_width, context_kernel, mixtures, embedding, y, mask)
+    return ARCore(target, shape, context_width, context_kernel, mixtures, embedding, y, mask,
+                  layers)
 
 
 def _trunk(spec: FamilySpec, in_ch: int, grid: bool) -> tuple[nn.Module, int]:

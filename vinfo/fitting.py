@@ -68,7 +68,7 @@ class FitSettings:
     max_steps: int = 400  # the starting budget; it doubles while a probe still improves
     step_limit: int = 0  # the budget's hard limit (0: 8 x max_steps)
     lr: float = 3e-3
-    batch_size: int = 0  # 0: full batch
+    batch_size: int = 16  # samples per optimizer step (0: full batch)
     eval_every: int = 20
     patience: int = 5
     closed_form_linear: bool = True
@@ -77,9 +77,13 @@ class FitSettings:
     synthesis_blocks: int = 1
     batched: bool = True  # fit a family's probes together as one network (vinfo.batched)
     ridge_alpha: float = 0.0  # closed form: L2 penalty on the standardized head weights
-    context_width: int = 16  # autoregressive families: causal-context features per pixel
+    context_width: int = 32  # autoregressive families: causal-context features per pixel
     context_kernel: int = 5  # its masked (type A) convolution, k x k
-    mixtures: int = 3  # discretized autoregressive likelihood: logistic components
+    mixtures: int = 2  # discretized autoregressive likelihood: logistic components
+    context_layers: int = 2  # autoregressive null: gated masked residual blocks
+    z_features: int = 16  # autoregressive rungs: Z features per target pixel (vinfo.nested)
+    null_steps: int = 600  # autoregressive null: its starting step budget (it grows too)
+    null_lr: float = 5e-3  # autoregressive null: its learning rate
     label_embedding: int = 4  # categorical autoregressive context: dims per label
     warmup_steps: int = -1  # linear learning-rate warm-up (-1: max_steps // 5)
 
@@ -123,10 +127,14 @@ class Split:
     eval_idx: np.ndarray
     pool: np.ndarray
     fold: int = 0
+    fixed: bool = False  # the probing protocol: the pool is [fit..., selection...] as given
 
     def partition(self, split_seed: int, refit_seed: int, val_share: float) -> np.ndarray:
         """The pool in the order of ``refit_seed``: fit = head, validation = the last
-        ``val_share`` of it (use :func:`head_tail`, then :func:`select_guard`)."""
+        ``val_share`` of it (use :func:`head_tail`, then :func:`select_guard`); a fixed
+        split's pool as it is (every refit fits on the same samples)."""
+        if self.fixed:
+            return self.pool
         rng = np.random.default_rng([check_seed(split_seed), check_seed(refit_seed), self.fold])
         return self.pool[rng.permutation(self.pool.size)]
 
@@ -161,6 +169,19 @@ def make_splits(
         Split(np.sort(part), np.concatenate([p for j, p in enumerate(parts) if j != k]), k)
         for k, part in enumerate(parts)
     ]
+
+
+def protocol_split(n: int, n_fit: int, seed: int, select_fraction: float) -> Split:
+    """The probing protocol (DESIGN §7): samples [0, n_fit) fit every probe (the train split);
+    of the rest, a seeded ``select_fraction`` selects and guards, the others are evaluated."""
+    n_rest = n - n_fit
+    if n_fit < 2 or n_rest < 4:
+        raise ValueError(f"fit_samples {n_fit} of {n}: need at least 2 fit samples and 4 "
+                         "others (selection and evaluation)")
+    perm = n_fit + np.random.default_rng(check_seed(seed)).permutation(n_rest)
+    n_select = min(max(2, int(round(n_rest * select_fraction))), n_rest - 2)
+    return Split(np.sort(perm[n_select:]), np.concatenate([np.arange(n_fit), perm[:n_select]]),
+                 0, fixed=True)
 
 
 class Probe(nn.Module):
@@ -210,6 +231,9 @@ class FitResult:
     note: str = ""
     at_cap: bool = False  # reached step_limit still improving
     budget: int = 0  # the budget it ended with (steps)
+    recent_gain: float = 0.0  # at_cap fits: selection-loss fall over the fit's second half
+    #                           (nats/unit; compared with the minimum detectable effect)
+    data: ProbeData | None = None  # the inputs it is scored on (None: the estimate's own)
 
 
 @dataclass
@@ -268,7 +292,8 @@ def new_probe(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(check_seed(seed))
         core = build_core(spec, target, y.cpu(), mask.cpu(), data.dense, settings.context_width,
-                          settings.context_kernel, settings.mixtures, settings.label_embedding)
+                          settings.context_kernel, settings.mixtures, settings.label_embedding,
+                          settings.context_layers)
         zpath, note = None, ""
         if not null:
             out_ch = settings.context_width if spec.autoregressive else target.out_channels
@@ -300,7 +325,7 @@ def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> tor
         return None
     generator = torch.Generator().manual_seed(check_seed(seed))
     order, cursor, steps = fit[torch.randperm(len(fit), generator=generator)], 0, []
-    for _ in range(settings.limit if settings.max_steps > 0 else 0):
+    for _ in range(settings.limit if settings.max_steps > 0 else 1):
         if cursor + batch > len(order):
             order, cursor = fit[torch.randperm(len(fit), generator=generator)], 0
         steps.append(order[cursor : cursor + batch])
@@ -378,6 +403,7 @@ def fit_probe(
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     best_val, best_state = validate(), copy.deepcopy(probe.state_dict())
     best_step, bad, step, budget = 0, 0, 0, settings.max_steps
+    curve = [(0, best_val)]
     batches = Minibatches(data, fit_idx, settings, seed)
     while step < budget:
         step += 1
@@ -386,6 +412,7 @@ def fit_probe(
             break
         if step % settings.eval_every == 0 or step == budget:
             val = validate()
+            curve.append((step, val))
             if val < best_val - 1e-7 * max(1.0, abs(best_val)):
                 best_val, best_step, bad = val, step, 0
                 best_state = copy.deepcopy(probe.state_dict())
@@ -398,7 +425,18 @@ def fit_probe(
     probe.load_state_dict(best_state)
     at_cap = (step >= settings.limit and settings.max_steps > 0
               and still_improving(best_step, settings.limit))
-    return FitResult(probe, best_val, best_step, step, "adam", note, at_cap, budget)
+    return FitResult(probe, best_val, best_step, step, "adam", note, at_cap, budget,
+                     recent_gain(curve) if at_cap else 0.0)
+
+
+def recent_gain(curve: list[tuple[int, float]]) -> float:
+    """How much a selection loss (nats/unit) fell over the second half of a fit: the value
+    at the evaluation nearest half the last step minus the best value (>= 0)."""
+    if len(curve) < 2:
+        return 0.0
+    last = curve[-1][0]
+    half = min(curve, key=lambda point: abs(point[0] - last / 2))[1]
+    return max(0.0, half - min(v for _, v in curve))
 
 
 def _least_squares(

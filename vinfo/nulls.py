@@ -1,5 +1,11 @@
 """The null bank: one fitted null per (likelihood, refit seed, fold), shared by every rung.
 
+Autoregressive likelihoods (DESIGN §7, "one null, nested rungs"): one null per target set and
+fold, *not* per refit seed: the strongest causal model the budget allows (``null_steps`` at
+``null_lr``, :class:`vinfo.autoregressive.ARCore`), fitted once on the fit samples, selected
+on the selection samples, and frozen; every rung and every refit is that null plus a Z
+pathway (:mod:`vinfo.nested`). Its hidden states are computed once (``NullFit.features``).
+
 Every family of one likelihood has the same null family: the core alone (a bias and a
 learned positional map for factorized families, the causal context with its positional
 map for autoregressive ones; :mod:`vinfo.families` states why). So a ladder needs one null
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -39,13 +45,17 @@ from vinfo.families import null_spec
 from vinfo.fitting import FitResult, FitSettings, ProbeData, closed_form
 from vinfo.targets import Target
 
+NULL_SEED = 0  # the shared autoregressive null's initialisation and minibatch order
+
 
 @dataclass
 class NullFit:
-    """One null: ``start`` (where conditionals start) and ``final`` (the scored null)."""
+    """One null: ``start`` (where conditionals start) and ``final`` (the scored null);
+    autoregressive: one fit (both), and the cached hidden states of its samples."""
 
     start: FitResult
     final: FitResult
+    features: object = None  # vinfo.nested.NullFeatures, made on first use
 
 
 class NullBank:
@@ -71,11 +81,25 @@ class NullBank:
     def fits(self, likelihood: str, data_key: str, target: Target, data: ProbeData,
              jobs: Sequence[ProbeJob], settings: FitSettings) -> list[NullFit]:
         """The null of every job (fitted together where missing, reused otherwise)."""
-        keys = [(likelihood, data_key, j.seed, np.asarray(j.fit_idx).tobytes(),
-                 np.asarray(j.val_idx).tobytes()) for j in jobs]
+        shared = likelihood == "autoregressive"  # one null for every refit seed
+        keys = [(likelihood, data_key, None if shared else j.seed,
+                 np.asarray(j.fit_idx).tobytes(), np.asarray(j.val_idx).tobytes())
+                for j in jobs]
         missing = [i for i, k in enumerate(keys) if k not in self._fits]
+        missing = [i for n, i in enumerate(missing) if keys[i] not in
+                   [keys[m] for m in missing[:n]]]  # a shared null once
         self.hits += len(jobs) - len(missing)
         spec = null_spec(likelihood)
+        if shared:
+            null_settings = replace(settings, max_steps=settings.null_steps,
+                                    lr=settings.null_lr,
+                                    step_limit=max(settings.step_limit,
+                                                   2 * settings.null_steps))
+            for i in missing:
+                fit = fit_probes(spec, target, data, [ProbeJob(
+                    jobs[i].fit_idx, jobs[i].val_idx, NULL_SEED, True)], null_settings)[0]
+                self._fits[keys[i]] = NullFit(fit, fit)
+            return [self._fits[k] for k in keys]
         first = fit_probes(spec, target, data, [
             ProbeJob(jobs[i].fit_idx, jobs[i].val_idx, jobs[i].seed, True) for i in missing],
             settings)

@@ -28,17 +28,25 @@ import torch
 import xarray as xr
 
 from infra.config import ConfigError
-from vinfo.bootstrap import percentile_interval, refit_replicates
+from vinfo.bootstrap import minimum_detectable_effect, percentile_interval, refit_replicates
 from vinfo.config import VinfoConfig, check_config, fit_settings
 from vinfo.curves import curves_and_mdl, train_sizes
 from vinfo.data import Inputs
 from vinfo.dataset import FamilyResult, to_dataset
 from vinfo.errors import VinfoInputError
 from vinfo.families import AR_KINDS, default_ladder, parse_family
-from vinfo.fitting import ProbeData, Split, head_tail, make_splits, select_guard
+from vinfo.fitting import (
+    ProbeData,
+    Split,
+    head_tail,
+    make_splits,
+    protocol_split,
+    select_guard,
+)
 from vinfo.mdl import reference_codelength
 from vinfo.nulls import NullBank
 from vinfo.pvi import LN2, run_family, summarize
+from vinfo.stock import stock_applicable, stock_bits_per_pixel
 from vinfo.targets import Target, make_target
 
 
@@ -101,8 +109,12 @@ def estimate_inputs(
                      torch.from_numpy(inputs.mask).to(device), inputs.stride)
     target = make_target(cfg.target_kind, data.y.cpu(), data.mask.cpu(), inputs.num_classes,
                          cfg.discretized_dist)
-    splits = make_splits(n, cfg.seed, cfg.fit_fraction, cfg.val_fraction, cfg.folds)
-    val_share = cfg.val_fraction / (cfg.fit_fraction + cfg.val_fraction)
+    if cfg.fit_samples:
+        splits = [protocol_split(n, cfg.fit_samples, cfg.seed, cfg.select_fraction)]
+        val_share = 1.0 - cfg.fit_samples / len(splits[0].pool)
+    else:
+        splits = make_splits(n, cfg.seed, cfg.fit_fraction, cfg.val_fraction, cfg.folds)
+        val_share = cfg.val_fraction / (cfg.fit_fraction + cfg.val_fraction)
     settings = fit_settings(cfg)
     bank = null_bank if null_bank is not None else NullBank()
     data_key = bank.data_key(target, data, settings)
@@ -120,11 +132,12 @@ def estimate_inputs(
 
         run = run_family(spec, target, data, splits, cfg.seed, cfg.seeds, val_share, settings,
                          nulls, examples, cfg.guard_fraction, log)
-        est = summarize(run)
         bits = None if rate_bits is None else np.asarray(rate_bits, np.float64)[run.idx]
         reps = refit_replicates(run.nll_null.numpy() / LN2, run.nll_cond.numpy() / LN2,
                                 run.count.numpy(), cfg.bootstrap, cfg.seed, bits)
         intervals = {k: percentile_interval(v, cfg.confidence) for k, v in reps.items()}
+        mde = minimum_detectable_effect(reps["vinfo"], cfg.confidence)
+        est = summarize(run, interval=intervals["vinfo"], mde=mde)
         curve = None
         if cfg.curves:
             curve = curves_and_mdl(run, target, data, splits[0], sizes, val_share, settings,
@@ -133,23 +146,32 @@ def estimate_inputs(
                                     - start))
         if log is not None:
             low, high = intervals["vinfo"]
-            cap = " (AT THE STEP LIMIT: not converged)" if run.at_cap.any() else ""
-            log(f"{spec.name}: H_V(Y|Z) = {est.h_cond:.4f}, I_V = {est.vinfo:.4f} "
-                f"[{low:.4f}, {high:.4f}] bits/{unit}{cap} "
-                f"({time.perf_counter() - start:.1f} s)")
+            cap = " (STILL IMPROVING BY MORE THAN THE MDE: not converged)" if \
+                est.unconverged else ""
+            log(f"{spec.name}: H_V(Y|∅) = {est.h_null:.4f}, H_V(Y|Z) = {est.h_cond:.4f}, "
+                f"I_V = {est.vinfo:.4f} [{low:.4f}, {high:.4f}] bits/{unit}, MDE {mde:.4f}"
+                f"{cap} ({time.perf_counter() - start:.1f} s)")
     h_marginal = _marginal_bits(target, data, splits)
     uniform_bits = reference_codelength(target, data, np.arange(n)).bits
     fit_idx, val_idx = head_tail(splits[0].partition(cfg.seed, cfg.seeds[0], val_share),
                                  len(splits[0].pool), val_share)
     select, guard = select_guard(val_idx, cfg.guard_fraction)
     info = {"n_samples": n, "n_fit": len(fit_idx), "n_val": len(select),
+            "probing_protocol": ("fit on the first fit_samples samples (the train split), "
+                                 "select/guard/evaluate on the rest" if cfg.fit_samples else
+                                 "fit, select, guard and evaluate on seeded shares of all "
+                                 "samples"),
             "n_guard": len(guard) if not np.array_equal(select, guard) else 0,
             "n_eval": len(eval_idx), "null_fits_reused": bank.hits - hits_before}
     rate = None
     if rate_bits is not None:
         units = results[0].run.count.numpy().mean(axis=1)
         rate = float(np.asarray(rate_bits, np.float64)[results[0].run.idx].sum() / units.sum())
-    return to_dataset(cfg, inputs, results, h_marginal, uniform_bits, info, attrs or {}, rate)
+    stock = None
+    if cfg.stock_references and stock_applicable(cfg.target_kind, inputs.y):
+        stock = stock_bits_per_pixel(inputs.y[eval_idx])
+    return to_dataset(cfg, inputs, results, h_marginal, uniform_bits, info, attrs or {}, rate,
+                      stock)
 
 
 def _marginal_bits(target: Target, data: ProbeData, splits: list[Split]) -> float:

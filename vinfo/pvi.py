@@ -15,20 +15,21 @@ count, then summed over channels. The per-sample PVI of a dense target is the me
 sample's valid pixels (summed over channels); a per-pixel PVI map is kept for a few samples.
 
 :func:`run_family` fits the family's null and conditional probe for every (fold, refit seed)
-(:func:`fit_family`: factorized families take their null from the shared null bank,
-:mod:`vinfo.nulls`, one null for every rung, and fit the conditionals from it in one batched
-call, :mod:`vinfo.batched`; autoregressive families train null and conditional as one
-member with Z dropout, :mod:`vinfo.joint`), scores the evaluation samples and the guard
+(:func:`fit_family`: every family takes its null from the shared null bank,
+:mod:`vinfo.nulls`, one null for every rung; factorized families fit the conditionals from it
+in one batched call, :mod:`vinfo.batched`; autoregressive families add a Z pathway to the
+frozen shared null, :mod:`vinfo.nested`), scores the evaluation samples and the guard
 split, and returns per-seed NLL sums
 [seed, sample, channel] in nats (gaussian/laplace scales profiled per seed on all
 evaluation values, see vinfo.targets).
 
-The guard (:func:`guard_test`): the family *collapsed to its null* unless its conditional
-probes beat their nulls on the guard split — samples that selected neither checkpoint
-(:func:`vinfo.fitting.select_guard`) — significantly: the mean per-sample PVI there must be
-positive in a one-sided t test at ``guard_level`` (5 %; an improvement that noise explains
-does not count). The guarded estimate is then 0, and it is never below 0 (max(I_V, 0)
-otherwise). The raw I_V is reported beside it, never clipped.
+*Collapsed* (:func:`summarize`): the family's interval on the evaluation samples (the
+hierarchical bootstrap over refits and images, :mod:`vinfo.bootstrap`) does not lie above 0;
+the guarded estimate is then 0, and it is never below 0 (max(I_V, 0) otherwise). The raw I_V
+and its interval are reported beside it, never clipped, with the minimum detectable effect.
+The guard split's one-sided t test (:func:`guard_test`: the mean per-sample PVI on samples
+that selected neither checkpoint, :func:`vinfo.fitting.select_guard`) is kept as a
+diagnostic (``guard_t``) and decides only where no interval exists (no bootstrap).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from vinfo.fitting import (
     select_guard,
     split_stats,
 )
-from vinfo.joint import fit_joint
+from vinfo.nested import NullFeatures, fit_nested, shuffled
 from vinfo.targets import Target
 
 LN2 = math.log(2.0)
@@ -92,6 +93,8 @@ class FamilyRun:
     first_order: np.ndarray | None = None  # fold 0's pool in seed 0's order
     guard_separate: bool = True  # False: the guard reused the selection samples
     guard_pvi: np.ndarray | None = None  # per-sample PVI on the guard splits, nats/unit
+    recent_gain: np.ndarray | None = None  # [S] bits/unit: the largest selection-loss fall
+    #                        over the second half of a fit stopped at the step limit
 
 
 def per_unit(nll: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -137,11 +140,31 @@ def fit_family(
     started from its null's first phase (all conditionals in one batched call); a
     conditional that scores worse than its null on the selection samples is replaced by
     the null (a member of the family: optional ignorance).
-    Autoregressive families: null and conditional as one member trained with Z dropout
-    (:func:`vinfo.joint.fit_joint`), one per job."""
+    Autoregressive families: the one shared null of the fold (fitted once, frozen) and, per
+    refit seed, the nested member that adds the rung's Z pathway (:mod:`vinfo.nested`), and
+    the same member fitted on shuffled Z (:func:`vinfo.nested.shuffled`); the family's null of
+    that refit is the better on the selection samples of the shared null and the shuffled
+    member (both ignore the sample's own Z)."""
     if spec.autoregressive:
-        fitted = [fit_joint(spec, target, data, f, sel, settings, seed) for seed, f, sel in jobs]
-        return [n for n, _ in fitted], [c for _, c in fitted]
+        null_fits = nulls([ProbeJob(f, sel, seed, null=True) for seed, f, sel in jobs])
+        blinds, conds = [], []
+        for (seed, f, sel), null in zip(jobs, null_fits):
+            if null.features is None:
+                null.features = NullFeatures(null.final.probe.core, data,
+                                             np.concatenate([f, sel]), settings.eval_batch_size)
+            core = null.final.probe.core
+            conds.append(fit_nested(spec, core, target, data, f, sel, settings, seed,
+                                    null.features))
+            blind_data = shuffled(data, seed)
+            blind = fit_nested(spec, core, target, blind_data, f, sel, settings, seed,
+                               null.features)
+            blind.data = blind_data
+            if blind.val_nats < null.final.val_nats:
+                blind.method += "; the null: this member fed shuffled Z (it won on selection)"
+                blinds.append(blind)
+            else:
+                blinds.append(null.final)
+        return blinds, conds
     null_fits = nulls([ProbeJob(f, sel, seed, null=True) for seed, f, sel in jobs])
     cond_fits = fit_probes(spec, target, data, [
         ProbeJob(f, sel, seed, init=null.start.probe) for (seed, f, sel), null
@@ -179,23 +202,24 @@ def run_family(
     results: dict[str, list] = {k: [] for k in (
         "nll_null", "nll_cond", "scale_null", "scale_cond", "maps_null", "maps_cond",
         "val_null", "val_cond", "guard_null", "guard_cond", "best_step", "steps_run",
-        "at_cap", "guard_pvi")}
+        "at_cap", "guard_pvi", "recent_gain")}
     first_fits, first_order, count, map_mask = None, None, None, None
     note, method, n_parameters = "", "", 0
     job = iter(range(len(parts)))
     for s_i, seed in enumerate(seeds):
         stats: dict[str, list[SplitStats]] = {"null": [], "cond": []}
         vals: dict[str, list[float]] = {k: [] for k in ("null", "cond", "gnull", "gcond")}
-        steps, caps = [], []
+        steps, caps, gains = [], [], []
         for split in splits:
             j = next(job)
             guard, guard_nll = parts[j][3], {}
             fits = {"null": null_fits[j], "cond": cond_fits[j]}
             for key, fit in fits.items():
-                stats[key].append(split_stats(fit.probe, target, data, split.eval_idx,
+                inputs = data if fit.data is None else fit.data
+                stats[key].append(split_stats(fit.probe, target, inputs, split.eval_idx,
                                               settings.eval_batch_size, examples))
                 vals[key].append(fit.val_nats)
-                guard_stats = split_stats(fit.probe, target, data, guard,
+                guard_stats = split_stats(fit.probe, target, inputs, guard,
                                           settings.eval_batch_size)
                 vals[f"g{key}"].append(heldout_nats(target, guard_stats))
                 scale = target.profile(guard_stats.stat.sum(0), guard_stats.count.sum(0))
@@ -205,6 +229,7 @@ def run_family(
             results["guard_pvi"].append(pvi[np.isfinite(pvi)])
             steps.append(fits["cond"].steps_run)
             caps.append(fits["cond"].at_cap or fits["null"].at_cap)
+            gains.append(max(fits["cond"].recent_gain, fits["null"].recent_gain) / LN2)
             if split.fold == 0:
                 results["best_step"].append(fits["cond"].best_step)
                 if s_i == 0:
@@ -225,6 +250,7 @@ def run_family(
             results[f"guard_{key}"].append(float(np.mean(vals[f"g{key}"])))
         results["steps_run"].append(max(steps))
         results["at_cap"].append(any(caps))
+        results["recent_gain"].append(max(gains))
         if count is None:
             count = torch.cat([p.count for p in stats["cond"]])[order]
             if examples:
@@ -248,6 +274,7 @@ def run_family(
         examples=tuple(examples), first_fits=first_fits, first_order=first_order,
         guard_separate=len(parts[0][3]) > 0 and not np.array_equal(parts[0][2], parts[0][3]),
         guard_pvi=np.concatenate(results["guard_pvi"]),
+        recent_gain=np.asarray(results["recent_gain"]),
     )
 
 
@@ -259,12 +286,14 @@ class FamilyEstimate:
     h_cond: float
     vinfo: float
     vinfo_seed: np.ndarray  # [S]
-    collapsed: bool  # the guard: the conditional did not beat the null on the guard split
+    collapsed: bool  # the interval does not exclude 0 (or, without one, the guard split's t test)
     guarded: float  # 0 if collapsed, else max(vinfo, 0)
     guard_t: float  # t statistic of the mean guard-split PVI (NaN below 2 guard samples)
     pvi_sums: torch.Tensor  # [n, C] seed-mean PVI summed over each sample's values (bits)
     pvi: np.ndarray  # [n] per-sample PVI, bits per unit
     pvi_map: np.ndarray | None  # [E, H, W] bits per pixel (summed over channels), NaN masked
+    mde: float = math.nan  # minimum detectable effect, bits per unit
+    unconverged: bool = False  # a fit stopped at its limit still improving by more than the MDE
 
 
 def guard_test(run: FamilyRun, level: float = 0.05) -> tuple[bool, float]:
@@ -280,8 +309,15 @@ def guard_test(run: FamilyRun, level: float = 0.05) -> tuple[bool, float]:
     return bool(t <= student_t.ppf(1.0 - level, pvi.size - 1)), t
 
 
-def summarize(run: FamilyRun, guard_level: float = 0.05) -> FamilyEstimate:
-    """Bits-per-unit estimates of a :class:`FamilyRun` (see the module docstring)."""
+def summarize(run: FamilyRun, guard_level: float = 0.05,
+              interval: tuple[float, float] | None = None, mde: float = math.nan
+              ) -> FamilyEstimate:
+    """Bits-per-unit estimates of a :class:`FamilyRun` (see the module docstring).
+
+    With the estimate's ``interval`` the verdict and the interval agree: *collapsed* means the
+    interval does not lie above 0 (the raw estimate and its interval are still reported);
+    without one (no bootstrap), the guard split's t test decides. ``mde`` (bits/unit) flags a
+    fit that stopped at its step limit still improving by more than it (``unconverged``)."""
     h_null_seed = per_unit(run.nll_null, run.count) / LN2
     h_cond_seed = per_unit(run.nll_cond, run.count) / LN2
     vinfo_seed = (h_null_seed - h_cond_seed).numpy()
@@ -293,10 +329,15 @@ def summarize(run: FamilyRun, guard_level: float = 0.05) -> FamilyEstimate:
         summed = torch.where(valid, diff, torch.zeros_like(diff)).sum(1)
         pvi_map = torch.where(valid.any(1), summed, torch.full_like(summed, math.nan)).numpy()
     collapsed, t = guard_test(run, guard_level)
+    if interval is not None and np.isfinite(interval[0]):
+        collapsed = bool(interval[0] <= 0.0)
     vinfo = float(vinfo_seed.mean())
+    gains = run.recent_gain if run.recent_gain is not None else np.zeros(1)
+    unconverged = bool(run.at_cap.any() and (not np.isfinite(mde) or gains.max() > mde))
     return FamilyEstimate(
         h_null=float(h_null_seed.mean()), h_cond=float(h_cond_seed.mean()),
         vinfo=vinfo, vinfo_seed=vinfo_seed, collapsed=collapsed,
         guarded=0.0 if collapsed else max(vinfo, 0.0), guard_t=t,
         pvi_sums=pvi_sums, pvi=per_sample(pvi_sums, run.count).numpy(), pvi_map=pvi_map,
+        mde=float(mde), unconverged=unconverged,
     )

@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
         "num_workers": 0, "out": str(root / "base"), "synthetic_cache": str(root / "cache")}))
     # 12 scenes of 70x100: the codec's coding unit is 32 pixels, so the adapter crops to 64x96
     data = root / "scenes"
-    generate_dataset(data, train=1, val=12, height=70, width=100, seed=3, workers=1)
+    generate_dataset(data, train=4, val=12, height=70, width=100, seed=3, workers=1)
     return {"root": root, "base": base, "data": data}
 
 
@@ -82,7 +82,10 @@ def test_cli_codec_writes_rate_attrs_and_usable_bits_line(setup, capsys):
     assert ds.attrs["representation_bpp"] == pytest.approx(pairs.representation_bpp)
     assert ds.attrs["image_pixels"] == ds.attrs["target_pixels"] == 64 * 96
     assert ds.attrs["codec_id"] == pairs.codec_id and ds.attrs["target_kind"] == "discretized"
-    assert ds.attrs["n_samples"] == 12 and list(ds.attrs["representation_shape"]) == [12, 32, 4, 6]
+    # the probing protocol: the 4 train images (coded first) fit, the 12 val images select
+    # and evaluate
+    assert ds.attrs["n_samples"] == 16 and list(ds.attrs["representation_shape"]) == [16, 32, 4, 6]
+    assert ds.attrs["n_fit"] == 4 and "probes fit on split 'train' (4 images" in ds.attrs["source"]
     assert ds.attrs["source"].startswith("codec run") and list(ds.family.values) == ["linear"]
     report = (out / "report.md").read_text()
     assert "Usable bits per transmitted bit" in report

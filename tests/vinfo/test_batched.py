@@ -24,7 +24,7 @@ from vinfo.fitting import (
 from vinfo.targets import make_target
 
 # a fixed budget (no growth): over a longer run Adam's amplified rounding separates the two
-SETTINGS = FitSettings(max_steps=40, step_limit=40, lr=1e-2, eval_every=5, patience=3,
+SETTINGS = FitSettings(batch_size=0, max_steps=40, step_limit=40, lr=1e-2, eval_every=5, patience=3,
                        eval_batch_size=32, closed_form_linear=False, synthesis_widths=(8, 8, 8))
 
 

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from infra.config import load_config
@@ -74,15 +75,19 @@ def test_cli_bad_input_exits_2_naming_the_file(tmp_path, capsys):
 
 
 def test_no_inputs_runs_the_embedded_default(tmp_path):
-    """The no-argument path (here shrunk by overrides): synthetic scenes -> dense estimate."""
+    """The no-argument path (here shrunk by overrides): synthetic scenes with a planted code
+    of known information -> a dense estimate with its rate, cap and MDE."""
     out = tmp_path / "default"
-    code = main(["--out", str(out), "default_data.train=6", "default_data.val=4",
-                 "families=[linear,cnn-1x8]", "max_steps=4", "bootstrap=20", "curve_points=2"])
+    code = main(["--out", str(out), "default_data.train=6", "default_data.val=6",
+                 "families=[ar-linear]", "max_steps=4", "null_steps=4", "bootstrap=20"])
     assert code == 0
     with xr.open_dataset(out / "vinfo.nc", engine="h5netcdf") as ds:
-        assert ds.attrs["source"].startswith("placeholder")
-        assert ds.attrs["unit"] == "pixel" and ds.attrs["ignore_value"] == 19
-        assert ds.attrs["representation_shape"].tolist() == [10, 48, 2, 4]
-        assert ds.attrs["target_shape"].tolist() == [10, 1, 32, 64]
+        assert ds.attrs["source"].startswith("embedded default")
+        assert ds.attrs["unit"] == "pixel" and ds.attrs["target_kind"] == "discretized"
+        assert ds.attrs["representation_shape"].tolist() == [12, 3, 4, 8]
+        assert ds.attrs["target_shape"].tolist() == [12, 3, 32, 64]
+        assert ds.attrs["n_fit"] == 6  # the train scenes fit (the probing protocol)
+        assert float(ds["rate_per_unit"]) == pytest.approx(3 / 64)  # the planted code's bound
+        assert "vinfo_mde" in ds and "stock_jpegxl_bpp" in ds
         assert ds["pvi_map"].shape[1:] == (2, 32, 64)
-    assert (out / "synthetic-data" / "scenes-6+4-32x64-seed0" / "dataset.json").is_file()
+    assert (out / "synthetic-data" / "scenes-6+6-32x64-seed0" / "dataset.json").is_file()

@@ -15,7 +15,7 @@ def test_ladder_runs_each_pair_once_locally_then_as_a_submitit_job(tmp_path, cap
         "synthetic.train": 4, "synthetic.val": 2, "max_steps": 1, "val_every": 1,
         "num_workers": 0, "out": str(tmp_path / "base"), "synthetic_cache": str(tmp_path / "c")}))
     data = tmp_path / "scenes"
-    generate_dataset(data, train=1, val=10, height=64, width=96, seed=3, workers=1)
+    generate_dataset(data, train=3, val=10, height=64, width=96, seed=3, workers=1)
     common = ["--bases", f"b={base}", "--dataset", str(data), "--out", str(tmp_path / "v"), *PROBE]
 
     assert main([*common, "--targets", "reconstruction"]) == 0  # --launcher local

@@ -79,6 +79,7 @@ class CodecPairs:
     num_classes: int | None = None
     bytes_per_image: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     names: list[str] = field(default_factory=list)
+    fit_samples: int = 0  # the probing protocol: the leading samples from the fit split
 
     def attrs(self) -> dict[str, Any]:
         """The attributes the estimate and its report need (rate conversion, provenance)."""
@@ -88,8 +89,9 @@ class CodecPairs:
     def estimate_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vinfo.estimate(Z, Y, **kwargs)``."""
         return {"target_kind": self.target_kind, "representation_bpp": self.representation_bpp,
-                "representation_bits": self.bytes_per_image * 8.0, "attrs": self.attrs(), "ignore_value": self.ignore_value,
-                "num_classes": self.num_classes}
+                "representation_bits": self.bytes_per_image * 8.0, "attrs": self.attrs(),
+                "ignore_value": self.ignore_value, "num_classes": self.num_classes,
+                "fit_samples": self.fit_samples}
 
 
 def _target_kind(target: str, target_kind: str | None) -> str:
@@ -141,33 +143,12 @@ def _crop(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return t[..., :height, :width]
 
 
-def extract_codec_pairs(
-    run_dir: str | os.PathLike,
-    dataset_root: str | os.PathLike,
-    target: str,
-    split: str = "val",
-    limit: int | None = None,
-    checkpoint: str = "best",
-    scale: float | None = None,
-    *,
-    target_kind: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> CodecPairs:
-    """Code every image of ``dataset_root``/``split`` with the base codec of ``run_dir`` and
-    pair the decoded ŷ_b with the ``target`` (see the module docstring). ``limit``: the first
-    N images; ``scale``: None for the run's training scale; ``target_kind``: for depth,
-    "gaussian" (default) or "laplace"."""
-    kind = _target_kind(target, target_kind)
-    if limit is not None and limit < 1:
-        raise VinfoInputError(f"limit: expected a positive number of images, got {limit}")
-    run_dir, root = Path(run_dir), Path(dataset_root)
-    codec, cfg, exp = _load_base(run_dir, checkpoint)
-    scale = float(cfg.scale if scale is None else scale)
-    dataset = _open_dataset(root, split, target, scale)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
+def _code_split(codec: Any, dataset: CityscapesDataset, count: int, target: str, root: Path,
+                scale: float, size0: tuple[int, int] | None, out: dict[str, list]
+                ) -> tuple[int, int] | None:
+    """Code the first ``count`` images of ``dataset`` into ``out`` (zs, ys, sizes, names);
+    returns the original image size (every image must have the first one's)."""
     multiple = int(codec.padding_multiple)
-    start = time.perf_counter()
-    zs, ys, sizes, names, size0 = [], [], [], [], None
     for index in range(count):
         item = dataset[index]
         height0, width0 = item["image"].shape[-2:]
@@ -185,17 +166,62 @@ def extract_codec_pairs(
         image8 = (_crop(item["image"], height, width).clamp(0, 1) * 255).round().to(torch.uint8)
         data = codec.compress(image8.float() / 255)
         decoded = codec.decompress(data, layers="base")
-        zs.append(decoded["y_hat"]["base"][0].detach().cpu().numpy().astype(np.float32))
-        sizes.append(len(data))
-        names.append(str(item["name"]))
+        out["zs"].append(decoded["y_hat"]["base"][0].detach().cpu().numpy().astype(np.float32))
+        out["sizes"].append(len(data))
+        out["names"].append(str(item["name"]))
         if target == "reconstruction":
-            ys.append(image8.numpy())
+            out["ys"].append(image8.numpy())
         elif target == "segmentation":
-            ys.append(_crop(item["labels"], height, width).numpy().astype(np.int64))
+            out["ys"].append(_crop(item["labels"], height, width).numpy().astype(np.int64))
         else:
             disparity = _crop(item["disparity"], height, width)
             mask = _crop(item["disparity_mask"], height, width)
-            ys.append(torch.where(mask, disparity, DEPTH_IGNORE).numpy().astype(np.float32))
+            out["ys"].append(torch.where(mask, disparity, DEPTH_IGNORE).numpy()
+                             .astype(np.float32))
+    return size0
+
+
+def extract_codec_pairs(
+    run_dir: str | os.PathLike,
+    dataset_root: str | os.PathLike,
+    target: str,
+    split: str = "val",
+    limit: int | None = None,
+    checkpoint: str = "best",
+    scale: float | None = None,
+    *,
+    target_kind: str | None = None,
+    log: Callable[[str], None] | None = None,
+    fit_split: str | None = None,
+    fit_limit: int | None = None,
+) -> CodecPairs:
+    """Code every image of ``dataset_root``/``split`` with the base codec of ``run_dir`` and
+    pair the decoded ŷ_b with the ``target`` (see the module docstring). ``limit``: the first
+    N images; ``scale``: None for the run's training scale; ``target_kind``: for depth,
+    "gaussian" (default) or "laplace".
+
+    ``fit_split`` (the probing protocol, DESIGN §7): the images of that split (the first
+    ``fit_limit``) are coded too and come *first*; ``fit_samples`` says how many, and
+    ``vinfo.estimate(..., fit_samples=pairs.fit_samples)`` fits every probe on them and
+    selects and evaluates on ``split``."""
+    kind = _target_kind(target, target_kind)
+    if limit is not None and limit < 1:
+        raise VinfoInputError(f"limit: expected a positive number of images, got {limit}")
+    run_dir, root = Path(run_dir), Path(dataset_root)
+    codec, cfg, exp = _load_base(run_dir, checkpoint)
+    scale = float(cfg.scale if scale is None else scale)
+    multiple = int(codec.padding_multiple)
+    start = time.perf_counter()
+    out: dict[str, list] = {"zs": [], "ys": [], "sizes": [], "names": []}
+    size0, n_fit = None, 0
+    if fit_split is not None:
+        fitting = _open_dataset(root, fit_split, target, scale)
+        n_fit = len(fitting) if fit_limit is None else min(fit_limit, len(fitting))
+        size0 = _code_split(codec, fitting, n_fit, target, root, scale, size0, out)
+    dataset = _open_dataset(root, split, target, scale)
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    size0 = _code_split(codec, dataset, count, target, root, scale, size0, out)
+    zs, ys, sizes, names = out["zs"], out["ys"], out["sizes"], out["names"]
     Z, Y = np.stack(zs), np.stack(ys)
     pixels = int(Y.shape[-2] * Y.shape[-1])
     bytes_per_image = np.asarray(sizes, dtype=np.int64)
@@ -207,13 +233,15 @@ def extract_codec_pairs(
     source = (f"codec run {run_dir} ({exp.name}, {checkpoint} checkpoint, codec "
               f"{codec.codec_id}): Z = decoded base latent ŷ_b {list(Z.shape[1:])}, "
               f"{bpp:.4f} bits/pixel actual; Y = {what[target]}; dataset {root} split {split!r}, "
-              f"{count} images of {Y.shape[-2]}x{Y.shape[-1]} at scale {scale:g}{crop}")
+              f"{count} images of {Y.shape[-2]}x{Y.shape[-1]} at scale {scale:g}{crop}"
+              + (f"; probes fit on split {fit_split!r} ({n_fit} images, first)" if n_fit
+                 else ""))
     if log is not None:
-        log(f"coded {count} images with {codec.codec_id} in {time.perf_counter() - start:.1f} s: "
+        log(f"coded {count + n_fit} images with {codec.codec_id} in {time.perf_counter() - start:.1f} s: "
             f"{bpp:.4f} bits/pixel, Z {list(Z.shape)}, Y {list(Y.shape)}")
     return CodecPairs(
         Z=Z, Y=Y, target_kind=kind, representation_bpp=bpp, image_pixels=pixels,
         target_pixels=pixels, source=source, codec_id=str(codec.codec_id), run_dir=str(run_dir),
         ignore_value={"segmentation": float(IGNORE_INDEX), "depth": DEPTH_IGNORE}.get(target),
         num_classes=IGNORE_INDEX if target == "segmentation" else None,
-        bytes_per_image=bytes_per_image, names=names)
+        bytes_per_image=bytes_per_image, names=names, fit_samples=n_fit)
