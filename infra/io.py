@@ -192,9 +192,11 @@ os.register_at_fork(after_in_child=_held.clear)  # POSIX locks are not inherited
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    """The lock file of ``target`` (a file or folder): ``.NAME.lock`` beside it."""
-    target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    """The lock file of ``target`` (a file or folder): ``.NAME.lock`` beside its resolved real
+    path (symlinks and ``..`` resolved, also where ``target`` does not exist yet), so every
+    alias of one folder or file meets the same lock file."""
+    real = Path(os.path.realpath(target))
+    return real.parent / f".{real.name}.lock"
 
 
 @contextlib.contextmanager
@@ -205,7 +207,9 @@ def exclusive_lock(target: str | os.PathLike, what: str) -> Iterator[None]:
     A second process asking for it gets :class:`BusyError` naming the holder (pid, host,
     start time, command). The lock is a POSIX record lock (``lockf``): it dies with its
     process, so a killed writer never leaves a stale lock (its file, if left, is simply taken
-    over), and forked children (DataLoader workers) do not inherit it. Re-entrant within a
+    over), and forked children (DataLoader workers) do not inherit it. The lock is keyed on
+    the real path (:func:`lock_path`): a symlink to the folder, or a path through ``..``, is
+    refused like the folder itself. Re-entrant within a
     process; the file is removed on release. (As with every POSIX lock, the holding process
     must not open and close the lock file itself: that would release it.)
     """
@@ -229,6 +233,9 @@ def exclusive_lock(target: str | os.PathLike, what: str) -> Iterator[None]:
                 raise
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
             os.close(fd)
+            real = lockfile.parent / lockfile.name[1:-len(".lock")]
+            if os.path.abspath(target) != str(real):
+                what = f"{what} (= {real})"
             raise BusyError(f"{what} is being written by another process ({holder}); wait "
                             f"for it to finish or write elsewhere (lock file {lockfile})") from None
         try:  # the file may have been removed by its previous holder after we opened it
