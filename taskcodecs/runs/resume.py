@@ -3,7 +3,8 @@
 ``resume=RUN_DIR`` reads ``checkpoints/last`` and ``checkpoints/best`` (both are complete
 training states: weights, optimizer, RNG and early-stopping state; ``best`` is never newer
 than ``last``). Each is verified whole (:func:`taskcodecs.runs.checkpoint.verify_checkpoint`:
-metadata readable, weights present and matching its manifest); the newest that verifies is
+metadata readable and matching its own checksum, weights present and matching its manifest;
+a record without manifest or checksum does not verify); the newest that verifies is
 resumed from, and every one skipped is named in a warning with the reason. Resuming from
 an older checkpoint redoes the steps after it: the data order and augmentation are
 functions of (seed, step), so the run still ends bit-identical to an uninterrupted one.
@@ -30,7 +31,7 @@ from typing import Any
 
 from infra.config import config_to_dict, save_config
 from infra.io import atomic_write_bytes, read_json, remove_stale_temps, write_json
-from taskcodecs.runs.checkpoint import CheckpointError, verify_checkpoint
+from taskcodecs.runs.checkpoint import CheckpointError, verify_checkpoint, write_record
 from taskcodecs.runs.links import CHECKPOINTS, checkpoint_path
 from taskcodecs.runs.rundir import git_commit
 
@@ -104,7 +105,7 @@ def _copy_checkpoint(point: ResumePoint, source: str, target: str) -> None:
     meta = dict(point.metadata or {})
     meta["weights"] = {**meta["weights"], "file": dst.with_suffix(".safetensors").name}
     atomic_write_bytes(dst.with_suffix(".safetensors"), src.with_suffix(".safetensors").read_bytes())
-    write_json(dst.with_suffix(".json"), meta)
+    write_record(dst.with_suffix(".json"), meta)
     log.warning("resume: rewrote checkpoint %s from %s (step %d)", target, source, point.step)
 
 
