@@ -133,6 +133,22 @@ def build_dataset(cfg: TrainConfig, root: str | os.PathLike, split: str, train: 
                          augment=augment, seed=cfg.seed)
 
 
+CHECK_ALL_ITEMS = 256  # splits up to this size are decoded whole before a run starts
+
+
+def check_items(dataset: CityscapesDataset | CocoDetection, what: str,
+                limit: int = CHECK_ALL_ITEMS) -> None:
+    """Decode the items of ``dataset`` before a run starts (every one for a split of at most
+    ``limit`` images, else the first), so a corrupt file, a size mismatch or a wrong target
+    format fails now, naming the file, not after the run directory was created. A file
+    deeper in a larger split is checked when it is read."""
+    n = len(dataset)
+    if n == 0:
+        raise DatasetError(f"{what}: no images")
+    for index in range(n if n <= limit else 1):
+        dataset[index]
+
+
 def collate_for(kind: str) -> Callable[[list], dict[str, Any]]:
     """The batch collate function of a dataset kind: a dict with ``image`` [B, 3, H, W]."""
     return collate_cityscapes if kind == "cityscapes" else collate_coco
