@@ -33,7 +33,8 @@ Augmentation: horizontal flip of image and boxes with probability 0.5, drawn fro
 The JSON is read and checked here (required keys, types, ids) before a pycocotools index is
 built from it; segmentation polygons are dropped on load (box detection only, and they are
 most of the memory of train2017). Missing ``iscrowd`` defaults to 0, missing ``area`` to the
-box area.
+box area. An image's ``file_name`` must stay inside ``<split>2017/``: an absolute name, or
+one with a ``..`` component, is refused (no file outside the dataset is ever opened).
 """
 
 from __future__ import annotations

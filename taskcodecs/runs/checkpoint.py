@@ -53,6 +53,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the model it is loaded into."""
 
 
+class UnverifiedCheckpointError(CheckpointError):
+    """A checkpoint record without weights manifest or checksum: intact or not, unknowable."""
+
+
 def unwrap_key(key: str) -> str:
     """Strip DDP / torch.compile wrapper prefixes from a state-dict key."""
     changed = True
@@ -178,7 +182,7 @@ def _check_verifiable(path: str | os.PathLike, meta: Mapping[str, Any], unverifi
     message = (f"{meta_path}: unverified checkpoint ({reason}: written before checkpoints "
                "verified themselves, or edited), so its weights cannot be checked")
     if not unverified:
-        raise CheckpointError(f"{message}; load it only if you trust it, with unverified=True "
+        raise UnverifiedCheckpointError(f"{message}; load it only if you trust it, with unverified=True "
                               "(codec CLI: --unverified)")
     _log.warning("%s; loading it anyway (unverified=True)", message)
 

@@ -196,6 +196,27 @@ def test_a_failed_resume_rewrites_nothing(reference, tmp_path):
     assert changed in ([], ["train.log"]), changed  # only log lines appended
 
 
+def test_a_run_whose_checkpoints_cannot_be_verified_is_not_restarted(reference, tmp_path):
+    """Records as older versions wrote them (no checksum): the resume is refused, since
+    starting again from step 0 would overwrite checkpoints that may be intact."""
+    _, ref, _ = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(ref), str(run)))
+    for which in ("last", "best"):
+        meta = checkpoint_path(run, which).with_suffix(".json")
+        record = json.loads(meta.read_text())
+        del record["record_sha256"]
+        meta.write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(Exception, match="no checkpoint verifies, and last and best cannot be "
+                                        "verified.*would overwrite them"):
+        _resume(run)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    changed = sorted(str(p.relative_to(run)) for p in before if after.get(p) != before[p])
+    assert changed in ([], ["train.log"]), changed
+
+
 # ------------------------------------------------------------------------------ vinfo set
 
 
