@@ -182,8 +182,8 @@ def _check_verifiable(path: str | os.PathLike, meta: Mapping[str, Any], unverifi
     message = (f"{meta_path}: unverified checkpoint ({reason}: written before checkpoints "
                "verified themselves, or edited), so its weights cannot be checked")
     if not unverified:
-        raise UnverifiedCheckpointError(f"{message}; load it only if you trust it, with unverified=True "
-                              "(codec CLI: --unverified)")
+        raise UnverifiedCheckpointError(f"{message}; load it only if you trust it, with "
+                                        "unverified=True (codec CLI: --unverified)")
     _log.warning("%s; loading it anyway (unverified=True)", message)
 
 
