@@ -155,6 +155,10 @@ def bad_input_trials(root: Path) -> list[dict]:
     for name, folder in held.items():
         folder.mkdir()
         (root / f"{name}-link").symlink_to(folder, target_is_directory=True)
+    bind = root / "held-run-bind"  # a bind mount of the run being written (needs root)
+    bind.mkdir()
+    bound = shutil.which("mount") is not None and subprocess.run(
+        ["mount", "--bind", str(held["held-run"]), str(bind)], capture_output=True).returncode == 0
     holder = subprocess.Popen(
         [sys.executable, "-c", "import contextlib, sys\nfrom infra.io import exclusive_lock\n"
          "with contextlib.ExitStack() as stack:\n"
@@ -191,6 +195,9 @@ def bad_input_trials(root: Path) -> list[dict]:
         "train out= symlink to a run being written":
             (train.main, ["--config", depth, f"out={root / 'held-run-link'}",
                           f"data_root={scenes}", *small], None),
+        **({"train out= bind mount of a run being written":
+            (train.main, ["--config", depth, f"out={bind}", f"data_root={scenes}", *small],
+             None)} if bound else {}),
         "sweep --gather symlink to a sweep being written":
             (sweep.main, ["--gather", str(root / "held-sweep-link")], None),
         "train mistyped data_root": (train.main, ["--config", depth, f"data_root={root / 'typo'}",
@@ -240,6 +247,8 @@ def bad_input_trials(root: Path) -> list[dict]:
                 "message": lines[-1][:160] if lines else ""})
     finally:
         holder.communicate("", timeout=30)
+        if bound:
+            subprocess.run(["umount", str(bind)], check=True)
     return results
 
 
