@@ -32,6 +32,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -192,9 +193,60 @@ os.register_at_fork(after_in_child=_held.clear)  # POSIX locks are not inherited
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    """The lock file of ``target`` (a file or folder): ``.NAME.lock`` beside it."""
-    target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    """The lock file of ``target`` (a file or folder): ``.NAME.lock`` beside its canonical
+    path (:func:`canonical_path`: symlinks, ``..`` and bind mounts resolved, also where
+    ``target`` does not exist yet), so every alias of one folder or file meets the same lock.
+    Where that place is not writable (another mount of the filesystem, read-only), beside the
+    real path."""
+    lock = None
+    for real in dict.fromkeys((canonical_path(target), Path(os.path.realpath(target)))):
+        lock = real.parent / f".{real.name}.lock"
+        if _can_create_in(lock.parent):
+            break
+    return lock
+
+
+def _can_create_in(folder: Path) -> bool:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def canonical_path(target: str | os.PathLike) -> Path:
+    """One name for every alias of ``target``: its real path (symlinks and ``..`` resolved),
+    then, on Linux, seen through bind mounts: the place it has in the mount of its filesystem
+    whose root is closest to the filesystem's own root (``/proc/self/mountinfo``). Elsewhere,
+    or if the mount table cannot be read, the real path."""
+    real = os.path.realpath(target)
+    mounts = _mounts()
+    under = [m for m in mounts if _is_under(real, m[2])]
+    if not under:
+        return Path(real)
+    dev, root, point = max(under, key=lambda m: len(m[2]))  # the mount holding it (last wins)
+    inside = os.path.normpath(os.path.join(root, os.path.relpath(real, point)))
+    views = [(len(r), p, r) for d, r, p in mounts if d == dev and _is_under(inside, r)]
+    _, point, root = min(views)
+    return Path(os.path.normpath(os.path.join(point, os.path.relpath(inside, root))))
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return folder == "/" or path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    """(device, root inside its filesystem, mount point) of each mount, in mount order."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    return [(f[2], _unescape(f[3]), _unescape(f[4]))
+            for f in (line.split(" ") for line in lines) if len(f) > 4]
+
+
+def _unescape(field: str) -> str:
+    """A path field of mountinfo: ``\\040`` for a space, and so on."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 @contextlib.contextmanager
@@ -205,7 +257,9 @@ def exclusive_lock(target: str | os.PathLike, what: str) -> Iterator[None]:
     A second process asking for it gets :class:`BusyError` naming the holder (pid, host,
     start time, command). The lock is a POSIX record lock (``lockf``): it dies with its
     process, so a killed writer never leaves a stale lock (its file, if left, is simply taken
-    over), and forked children (DataLoader workers) do not inherit it. Re-entrant within a
+    over), and forked children (DataLoader workers) do not inherit it. The lock is keyed on
+    the canonical path (:func:`lock_path`): a symlink to the folder, a path through ``..`` or
+    a bind mount of it is refused like the folder itself. Re-entrant within a
     process; the file is removed on release. (As with every POSIX lock, the holding process
     must not open and close the lock file itself: that would release it.)
     """
@@ -229,6 +283,9 @@ def exclusive_lock(target: str | os.PathLike, what: str) -> Iterator[None]:
                 raise
             holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
             os.close(fd)
+            real = lockfile.parent / lockfile.name[1:-len(".lock")]
+            if os.path.abspath(target) != str(real):
+                what = f"{what} (= {real})"
             raise BusyError(f"{what} is being written by another process ({holder}); wait "
                             f"for it to finish or write elsewhere (lock file {lockfile})") from None
         try:  # the file may have been removed by its previous holder after we opened it

@@ -58,10 +58,10 @@ class CodecCliError(ValueError):
     """A user-facing error of the command line (printed as one line, exit status 2)."""
 
 
-def _load(checkpoint: str) -> Any:
+def _load(checkpoint: str, unverified: bool = False) -> Any:
     from taskcodecs.runs.codecs import load_codec  # heavy (torchvision): only when needed
 
-    return load_codec(checkpoint)
+    return load_codec(checkpoint, unverified=unverified)
 
 
 def _read_file(path: Path, what: str) -> bytes:
@@ -90,10 +90,11 @@ def _layer_lines(values: dict[str, float], unit: str) -> list[str]:
 # --------------------------------------------------------------------------------- encode
 
 
-def encode(checkpoint: str, input_path: str, output: str) -> list[str]:
-    """Encode ``input_path`` into ``output``; returns the lines printed."""
+def encode(checkpoint: str, input_path: str, output: str, unverified: bool = False) -> list[str]:
+    """Encode ``input_path`` into ``output``; returns the lines printed. ``unverified``: load
+    a checkpoint that cannot be verified (:func:`taskcodecs.runs.codecs.load_codec`)."""
     image = rgb_to_tensor(open_rgb_image(Path(input_path), "input image"))
-    model = _load(checkpoint)
+    model = _load(checkpoint, unverified)
     height, width = image.shape[-2:]
     pixels = height * width
     coded = model.compress_latents(image)
@@ -117,10 +118,11 @@ def encode(checkpoint: str, input_path: str, output: str) -> list[str]:
 # --------------------------------------------------------------------------------- decode
 
 
-def decode(checkpoint: str, input_path: str, output: str, layers: str) -> list[str]:
+def decode(checkpoint: str, input_path: str, output: str, layers: str,
+           unverified: bool = False) -> list[str]:
     """Decode ``input_path`` into ``output`` (+ task files next to it); returns the lines."""
     data = _read_file(Path(input_path), "bitstream")
-    model = _load(checkpoint)
+    model = _load(checkpoint, unverified)
     from taskcodecs.models.common import unpack_for  # loaded with the model anyway
 
     try:
@@ -183,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--input", required=True, help="bitstream file")
     dec.add_argument("--layers", choices=("base", "all"), default="all")
     dec.add_argument("--output", required=True, help="reconstruction PNG to write")
+    for sub in (enc, dec):
+        sub.add_argument("--unverified", action="store_true",
+                         help="load a checkpoint that cannot be verified (no weights manifest "
+                              "or record checksum: written by an old version, or edited); "
+                              "refused without it")
     return parser
 
 
@@ -198,9 +205,9 @@ def _main(argv: list[str]) -> int:
     check_writable(args.output, folder=False)
     cli.on_interrupt(f"nothing was written ({args.output} is written whole or not at all)")
     if args.command == "encode":
-        lines = encode(args.checkpoint, args.input, args.output)
+        lines = encode(args.checkpoint, args.input, args.output, args.unverified)
     else:
-        lines = decode(args.checkpoint, args.input, args.output, args.layers)
+        lines = decode(args.checkpoint, args.input, args.output, args.layers, args.unverified)
     print("\n".join(lines))
     return 0
 

@@ -102,6 +102,10 @@ def check_inputs(
     if target_kind not in KINDS:
         raise VinfoInputError(f"unknown target kind {target_kind!r}; expected one of "
                               f"{', '.join(KINDS)}")
+    if num_classes is not None and (isinstance(num_classes, bool) or
+                                    int(num_classes) != num_classes or num_classes < 2):
+        raise VinfoInputError(f"num_classes (--num-classes) must be an integer >= 2, got "
+                              f"{num_classes!r}")
     z, y = np.asarray(z), np.asarray(y)
     for name, a in ((z_name, z), (y_name, y)):
         if a.size == 0:
@@ -165,8 +169,22 @@ def check_inputs(
         what = "class" if target_kind == "categorical" else "value"
         raise VinfoInputError(f"{y_name}: all valid targets are one {what} ({valid.flat[0]!r}); "
                               "there is nothing to predict")
-    y = y if target_kind in ("categorical", "discretized") else y.astype(np.float32)
-    return Inputs(z.astype(np.float32), y, mask, stride, classes, z_shape, y_shape)
+    z = _as_finite_float32(z, z_name)  # checked after the cast: 1e300 is inf in float32
+    y = y if target_kind in ("categorical", "discretized") else _as_finite_float32(y, y_name)
+    return Inputs(z, y, mask, stride, classes, z_shape, y_shape)
+
+
+def _as_finite_float32(a: np.ndarray, name: str) -> np.ndarray:
+    """``a`` as float32, refused if a value is not finite there (overflows beyond ±3.4e38)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise VinfoInputError(f"{name}: {int(bad.sum())} values are not finite in float32 (the "
+                              f"dtype the probes use: |value| <= {np.finfo(np.float32).max:.3g}), "
+                              f"the first at index {first} ({a[first]!r}); rescale the data")
+    return out
 
 
 def patch_representation(images: np.ndarray, pool: int = 4, block: int = 4) -> np.ndarray:

@@ -33,7 +33,8 @@ Augmentation: horizontal flip of image and boxes with probability 0.5, drawn fro
 The JSON is read and checked here (required keys, types, ids) before a pycocotools index is
 built from it; segmentation polygons are dropped on load (box detection only, and they are
 most of the memory of train2017). Missing ``iscrowd`` defaults to 0, missing ``area`` to the
-box area.
+box area. An image's ``file_name`` must stay inside ``<split>2017/``: an absolute name, or
+one with a ``..`` component, is refused (no file outside the dataset is ever opened).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,18 @@ def _is_box(bbox: Any) -> bool:
             and all(isinstance(v, int | float) and math.isfinite(v) for v in bbox))
 
 
+def _check_file_name(name: Any, i: int, path: Path) -> None:
+    """An image's ``file_name`` must stay inside its split folder: relative, without ``..``."""
+    if not isinstance(name, str) or not name.strip():
+        raise DatasetError(f"{path}: images[{i}] file_name must be a non-empty string, "
+                           f"got {name!r}")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or "\0" in name or ":" in parts[0]:
+        raise DatasetError(f"{path}: images[{i}] file_name {name!r} points outside the image "
+                           "folder (absolute, or with '..'); file names are relative to "
+                           "<split>2017/")
+
+
 def load_annotations(path: str | os.PathLike) -> dict:
     """Read an ``instances_*.json`` file and check it; returns the cleaned dataset dict.
 
@@ -109,6 +122,7 @@ def load_annotations(path: str | os.PathLike) -> dict:
         _require(image, _REQUIRED_IMAGE, f"images[{i}]", path)
         if image["id"] in image_ids:
             raise DatasetError(f"{path}: images[{i}] repeats image id {image['id']}")
+        _check_file_name(image["file_name"], i, path)
         image_ids.add(image["id"])
     category_ids = set()
     for i, category in enumerate(data["categories"]):

@@ -72,6 +72,7 @@ class TrainConfig:
     voc_only: bool = False  # COCO: keep images with a VOC class (reconstruction runs)
     synthetic: SyntheticData | None = None  # tiny presets: scenes to generate if no data
     synthetic_cache: str | None = None  # default: <parent of out>/synthetic-cache
+    render_synthetic: bool = False  # render the synthetic scenes into a data_root without data
     # optimisation -----------------------------------------------------------------------
     batch_size: int = 8  # per process
     val_batch_size: int = 1

@@ -5,15 +5,23 @@ A checkpoint ``NAME`` is two files written atomically side by side:
     NAME.safetensors   flat {key: tensor} of every state dict, keys prefixed by group
                        ("model.g_a.0.weight", "optimizer.state.3.exp_avg", ...)
     NAME.json          metadata: format version, codec identifier, step, config, anything
-                       JSON-serializable, plus non-tensor optimizer fields, and the manifest
-                       ``weights`` = {"file", "bytes", "sha256"} of NAME.safetensors
+                       JSON-serializable, plus non-tensor optimizer fields, the manifest
+                       ``weights`` = {"file", "bytes", "sha256"} of NAME.safetensors, and
+                       ``record_sha256``: the SHA-256 of the record's own canonical JSON
+                       (every other field, key-sorted, compact)
 
 Whole or nothing. The weights are written first, the metadata last: NAME.json is the
 commit record of the pair. Every load checks the weights file against the manifest
 (:func:`verify_checkpoint`), so a pair torn by a kill between the two renames (new weights
 under old metadata), a truncated or emptied file or a missing half is a
 :class:`CheckpointError` saying which file and why, never weights of one step read under
-the record of another. Checkpoints written before the manifest existed load unverified.
+the record of another. The record checks itself too: a record whose ``record_sha256`` does
+not match its content (an edited step, a flipped byte) is a :class:`CheckpointError`.
+
+A record without a weights manifest or without its own checksum (written before either
+existed, or with them removed) cannot be verified and is never trusted silently: verifying
+or loading it is a :class:`CheckpointError` that says so, unless the caller passes
+``unverified=True`` (the codec CLI: ``--unverified``), which loads it with a warning.
 
 Weights are stored unwrapped: ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes
 are stripped on save and on load, so a checkpoint loads into a bare model whatever wrapped it.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,11 +44,17 @@ from safetensors.torch import load, save
 from infra.io import atomic_write_bytes, read_json, write_json
 
 FORMAT_VERSION = 1
+RECORD_KEY = "record_sha256"  # the record's checksum of its own content
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the model it is loaded into."""
+
+
+class UnverifiedCheckpointError(CheckpointError):
+    """A checkpoint record without weights manifest or checksum: intact or not, unknowable."""
 
 
 def unwrap_key(key: str) -> str:
@@ -132,8 +147,44 @@ def save_checkpoint(
     meta["weights"] = {"file": weights_path.name, "bytes": len(data),
                        "sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_bytes(weights_path, data)
-    write_json(meta_path, meta)  # last: the commit record of the pair
+    write_record(meta_path, meta)  # last: the commit record of the pair
     return weights_path
+
+
+def record_digest(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``meta`` without its ``record_sha256``: what a record
+    reads back as (JSON round trip), key-sorted and compact."""
+    body = json.loads(json.dumps({k: v for k, v in meta.items() if k != RECORD_KEY}))
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_record(meta_path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
+    """Write the checkpoint record ``meta`` to ``meta_path`` atomically, with its checksum
+    (``record_sha256``) computed afresh."""
+    body = {k: v for k, v in meta.items() if k != RECORD_KEY}
+    return write_json(meta_path, {**body, RECORD_KEY: record_digest(body)})
+
+
+def unverified_reason(meta: Mapping[str, Any]) -> str | None:
+    """Why the record ``meta`` cannot be verified (no weights manifest, no record checksum),
+    or None when it carries both."""
+    missing = [what for key, what in (("weights", "no weights manifest"),
+                                      (RECORD_KEY, "no record checksum")) if key not in meta]
+    return " and ".join(missing) or None
+
+
+def _check_verifiable(path: str | os.PathLike, meta: Mapping[str, Any], unverified: bool) -> None:
+    reason = unverified_reason(meta)
+    if reason is None:
+        return
+    _, meta_path = _paths(path)
+    message = (f"{meta_path}: unverified checkpoint ({reason}: written before checkpoints "
+               "verified themselves, or edited), so its weights cannot be checked")
+    if not unverified:
+        raise UnverifiedCheckpointError(f"{message}; load it only if you trust it, with "
+                                        "unverified=True (codec CLI: --unverified)")
+    _log.warning("%s; loading it anyway (unverified=True)", message)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -148,6 +199,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{meta_path}: not a checkpoint of format version {FORMAT_VERSION} "
             f"(found {meta.get('format_version') if isinstance(meta, dict) else meta!r})"
         )
+    if RECORD_KEY in meta and meta[RECORD_KEY] != record_digest(meta):
+        raise CheckpointError(f"{meta_path}: record does not match its own checksum "
+                              f"({RECORD_KEY}): edited or corrupt since it was written")
     return meta
 
 
@@ -162,7 +216,7 @@ def _read_weights(path: str | os.PathLike, meta: Mapping[str, Any]) -> bytes:
     except OSError as err:
         raise CheckpointError(f"{weights_path}: cannot read ({err.strerror or err})") from err
     manifest = meta.get("weights")
-    if manifest is None:  # written before the manifest existed
+    if manifest is None:  # unverifiable: only with unverified=True (_check_verifiable)
         return data
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{meta_path}: 'weights' must be a manifest "
@@ -177,10 +231,13 @@ def _read_weights(path: str | os.PathLike, meta: Mapping[str, Any]) -> bytes:
     return data
 
 
-def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of checkpoint ``path`` once both files are checked: metadata readable,
-    weights present, matching the manifest and parseable. CheckpointError says what failed."""
+def verify_checkpoint(path: str | os.PathLike, unverified: bool = False) -> dict[str, Any]:
+    """The metadata of checkpoint ``path`` once both files are checked: metadata readable and
+    matching its own checksum, weights present, matching the manifest and parseable.
+    CheckpointError says what failed; a record without manifest or checksum fails unless
+    ``unverified``."""
     meta = read_metadata(path)
+    _check_verifiable(path, meta, unverified)
     _parse_weights(_read_weights(path, meta), path)
     return meta
 
@@ -207,11 +264,14 @@ def load_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
     strict: bool = True,
     map_location: str | torch.device = "cpu",
+    unverified: bool = False,
 ) -> dict[str, Any]:
     """Load weights (into ``model`` if given) and optimizer states; returns a dict with
-    ``metadata``, ``state_dict`` (unwrapped model weights) and ``extra`` tensors."""
+    ``metadata``, ``state_dict`` (unwrapped model weights) and ``extra`` tensors. A checkpoint
+    that cannot be verified is refused unless ``unverified`` (module docstring)."""
     weights_path, _ = _paths(path)
     meta = read_metadata(path)
+    _check_verifiable(path, meta, unverified)
     tensors = _parse_weights(_read_weights(path, meta), path)
     if torch.device(map_location).type != "cpu":
         tensors = {k: v.to(map_location) for k, v in tensors.items()}

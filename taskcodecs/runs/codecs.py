@@ -54,10 +54,13 @@ def load_codec(
     path: str | os.PathLike,
     expect: str | None = None,
     map_location: str | torch.device = "cpu",
+    unverified: bool = False,
 ) -> nn.Module:
     """Rebuild the codec of checkpoint ``path`` from its metadata and load its weights, in
     eval mode. ``expect``: a registry name or codec id the checkpoint must hold. Anything
-    else than a codec checkpoint of a registered architecture raises :class:`CheckpointError`."""
+    else than a codec checkpoint of a registered architecture raises :class:`CheckpointError`,
+    so does a checkpoint that cannot be verified (no weights manifest or record checksum)
+    unless ``unverified`` (then it loads with a warning)."""
     meta = read_metadata(path)
     missing = [k for k in ("model_name", "model_config", "codec_id") if k not in meta]
     if missing:
@@ -77,7 +80,7 @@ def load_codec(
             f"{path}: holds codec {stored_id}, but its config rebuilds {model.codec_id} "
             "(the architecture of this registry entry changed since it was saved)"
         )
-    load_weights(model, path, map_location=map_location)
+    load_weights(model, path, map_location=map_location, unverified=unverified)
     return model.eval()
 
 
@@ -89,9 +92,11 @@ def _without_pretrained(config: Any) -> Any:
     return config
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_weights(model: nn.Module, path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                 unverified: bool = False) -> dict:
     """Load the weights of checkpoint ``path`` into ``model``, checking first that the
-    checkpoint holds the same codec (codec id); returns the checkpoint's metadata."""
+    checkpoint holds the same codec (codec id); returns the checkpoint's metadata.
+    ``unverified``: as in :func:`load_codec`."""
     meta = read_metadata(path)
     stored = meta.get("codec_id")
     ours = getattr(model, "codec_id", None)
@@ -100,7 +105,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, map_location: str | 
             f"{path}: holds codec {stored}, cannot load it into codec {ours} (another architecture)"
         )
     try:
-        load_checkpoint(path, model, map_location=map_location)
+        load_checkpoint(path, model, map_location=map_location, unverified=unverified)
     except RuntimeError as err:
         if isinstance(err, CheckpointError):
             raise

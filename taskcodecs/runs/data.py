@@ -41,18 +41,36 @@ def synthetic_dir(cfg: TrainConfig) -> Path:
 
 
 def ensure_data(cfg: TrainConfig, is_main: bool = True, log: logging.Logger | None = None) -> Path:
-    """The data root of ``cfg``, generating synthetic scenes there first if the config has a
-    ``synthetic`` section and no dataset is found (only where ``is_main``; other ranks must
-    wait on a barrier and call again)."""
+    """The data root of ``cfg``, generating synthetic scenes first where the config asks for
+    them and none are there yet (only where ``is_main``; other ranks must wait on a barrier
+    and call again).
+
+    A ``data_root`` that holds no dataset is refused (:class:`ConfigError` naming it: a
+    mistyped path never trains on scenes rendered in its place) unless ``render_synthetic``
+    asks to render the config's ``synthetic`` scenes there. Without ``data_root``, a config
+    with a ``synthetic`` section (the tiny presets) renders them into :func:`synthetic_dir`
+    (``synthetic_cache`` or the preset's default location). Rendering is logged: where, how
+    many."""
     if cfg.data_root and has_dataset(cfg.data_root, cfg.dataset):
         return Path(cfg.data_root)
+    marker = "leftImg8bit/" if cfg.dataset == "cityscapes" else "annotations/"
+    if cfg.data_root and not (cfg.render_synthetic and cfg.synthetic is not None):
+        given = Path(cfg.data_root)
+        state = "does not exist" if not given.exists() else f"holds no {marker}"
+        hint = ("point data_root at the real dataset (see the README section on training the "
+                "paper experiments)" if cfg.synthetic is None else
+                "point data_root at a dataset, leave it unset for the preset's synthetic "
+                "scenes, or add render_synthetic=true to render them into it")
+        raise ConfigError(f"data_root={given}: no {cfg.dataset} dataset found ({given} "
+                          f"{state}; expected {marker} in it); {hint}")
     if cfg.synthetic is None:
-        where = f"data_root={cfg.data_root}" if cfg.data_root else "data_root is not set"
-        raise ConfigError(f"{where}: no {cfg.dataset} dataset found (expected "
-                          f"{'leftImg8bit/' if cfg.dataset == 'cityscapes' else 'annotations/'} "
-                          "in it); point data_root at the real dataset (see the README section on training the paper experiments)")
+        raise ConfigError(f"data_root is not set: no {cfg.dataset} dataset found; point "
+                          "data_root at the real dataset (see the README section on training "
+                          "the paper experiments)")
     root = synthetic_dir(cfg)
     if has_dataset(root, cfg.dataset) or not is_main:
+        if is_main and log is not None:
+            log.info("data: the synthetic scenes of this config, rendered before, at %s", root)
         return root
     if root.exists() and any(root.iterdir()):
         raise ConfigError(f"data_root={root}: folder is not empty but holds no {cfg.dataset} "
@@ -73,6 +91,9 @@ def ensure_data(cfg: TrainConfig, is_main: bool = True, log: logging.Logger | No
         shutil.rmtree(tmp, ignore_errors=True)
         if not has_dataset(root, cfg.dataset):
             raise
+    if log is not None:
+        log.info("rendered %d synthetic scenes (%d train + %d val, %dx%d, seed %d) into %s",
+                 syn.train + syn.val, syn.train, syn.val, syn.height, syn.width, syn.seed, root)
     return root
 
 
@@ -110,6 +131,22 @@ def build_dataset(cfg: TrainConfig, root: str | os.PathLike, split: str, train: 
                                  targets=tuple(cfg.targets if targets is None else targets))
     return CocoDetection(root, split, paper_filter=cfg.paper_filter, voc_only=cfg.voc_only,
                          augment=augment, seed=cfg.seed)
+
+
+CHECK_ALL_ITEMS = 256  # splits up to this size are decoded whole before a run starts
+
+
+def check_items(dataset: CityscapesDataset | CocoDetection, what: str,
+                limit: int = CHECK_ALL_ITEMS) -> None:
+    """Decode the items of ``dataset`` before a run starts (every one for a split of at most
+    ``limit`` images, else the first), so a corrupt file, a size mismatch or a wrong target
+    format fails now, naming the file, not after the run directory was created. A file
+    deeper in a larger split is checked when it is read."""
+    n = len(dataset)
+    if n == 0:
+        raise DatasetError(f"{what}: no images")
+    for index in range(n if n <= limit else 1):
+        dataset[index]
 
 
 def collate_for(kind: str) -> Callable[[list], dict[str, Any]]:

@@ -3,7 +3,8 @@
 ``resume=RUN_DIR`` reads ``checkpoints/last`` and ``checkpoints/best`` (both are complete
 training states: weights, optimizer, RNG and early-stopping state; ``best`` is never newer
 than ``last``). Each is verified whole (:func:`taskcodecs.runs.checkpoint.verify_checkpoint`:
-metadata readable, weights present and matching its manifest); the newest that verifies is
+metadata readable and matching its own checksum, weights present and matching its manifest;
+a record without manifest or checksum does not verify); the newest that verifies is
 resumed from, and every one skipped is named in a warning with the reason. Resuming from
 an older checkpoint redoes the steps after it: the data order and augmentation are
 functions of (seed, step), so the run still ends bit-identical to an uninterrupted one.
@@ -11,7 +12,9 @@ functions of (seed, step), so the run still ends bit-identical to an uninterrupt
 If no checkpoint verifies -- none was written yet (a run killed before or while writing
 its first one) or all are damaged -- the run restarts from step 0 in its directory, from its
 own config, with a warning (a directory that is not a run, without config.yaml, is refused
-before this).
+before this). If none verifies but one is merely *unverifiable* (a record without weights
+manifest or checksum, as older versions wrote them), the resume is refused instead: starting
+again would overwrite checkpoints that may be intact.
 
 Nothing in the run directory is rewritten here: :func:`commit_resume` records the resume
 (config.yaml, config.json, meta.json) once the trainer has loaded the checkpoint, and
@@ -30,7 +33,12 @@ from typing import Any
 
 from infra.config import config_to_dict, save_config
 from infra.io import atomic_write_bytes, read_json, remove_stale_temps, write_json
-from taskcodecs.runs.checkpoint import CheckpointError, verify_checkpoint
+from taskcodecs.runs.checkpoint import (
+    CheckpointError,
+    UnverifiedCheckpointError,
+    verify_checkpoint,
+    write_record,
+)
 from taskcodecs.runs.links import CHECKPOINTS, checkpoint_path
 from taskcodecs.runs.rundir import git_commit
 
@@ -68,6 +76,7 @@ def choose_resume(run_dir: str | Path) -> ResumePoint:
     run_dir = Path(run_dir)
     point = ResumePoint(run_dir)
     found: list[tuple[int, int, str, dict[str, Any]]] = []
+    unverifiable: list[str] = []
     for rank, which in enumerate(("last", "best")):
         stem = checkpoint_path(run_dir, which)
         if not any(stem.with_suffix(s).exists() for s in (".json", ".safetensors")):
@@ -75,6 +84,10 @@ def choose_resume(run_dir: str | Path) -> ResumePoint:
         try:
             meta = verify_checkpoint(stem)
             _check_training_state(meta, which)
+        except UnverifiedCheckpointError as err:
+            point.skipped.append(f"{which} ({err})")
+            unverifiable.append(which)
+            continue
         except CheckpointError as err:
             point.skipped.append(f"{which} ({err})")
             continue
@@ -84,6 +97,12 @@ def choose_resume(run_dir: str | Path) -> ResumePoint:
         _, _, point.which, point.metadata = max(found)
     for skipped in point.skipped:
         log.warning("resume: skipped checkpoint %s", skipped)
+    if point.which is None and unverifiable:
+        raise CheckpointError(
+            f"resume={run_dir}: no checkpoint verifies, and {' and '.join(unverifiable)} cannot "
+            "be verified (no weights manifest or record checksum: written by an older version, "
+            "or edited); starting again from step 0 would overwrite them. Move them out of "
+            f"{run_dir / CHECKPOINTS} to start the run again")
     if point.skipped or point.which is None:
         where = (f"{point.which} at step {point.step}" if point.which else
                  "step 0: no checkpoint verified (none written yet, or all damaged); the run "
@@ -104,7 +123,7 @@ def _copy_checkpoint(point: ResumePoint, source: str, target: str) -> None:
     meta = dict(point.metadata or {})
     meta["weights"] = {**meta["weights"], "file": dst.with_suffix(".safetensors").name}
     atomic_write_bytes(dst.with_suffix(".safetensors"), src.with_suffix(".safetensors").read_bytes())
-    write_json(dst.with_suffix(".json"), meta)
+    write_record(dst.with_suffix(".json"), meta)
     log.warning("resume: rewrote checkpoint %s from %s (step %d)", target, source, point.step)
 
 

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -116,14 +117,29 @@ def parse_floats(text: str | None, what: str) -> list[float]:
         raise ConfigError(str(err)) from None
 
 
+_SAFE_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_label(label: str, where: str) -> str:
+    """A base label becomes part of a run folder name: letters, digits, '.', '_', '-' only,
+    starting with a letter or digit (no '/', no '..' path), at most 64 characters."""
+    if not _SAFE_LABEL.fullmatch(label) or ".." in label:
+        raise ConfigError(f"{where}: base label {label!r} is not a safe folder name (letters, "
+                          "digits, '.', '_', '-'; starting with a letter or digit; no '..')")
+    return label
+
+
 def parse_bases(text: str | None, overrides: dict[str, Any]) -> dict[str, str]:
     if text:
         pairs = [item.partition("=") for item in text.split(",") if item.strip()]
         if any(not sep or not label or not path for label, sep, path in pairs):
             raise ConfigError(f"--bases: expected label=RUN_DIR,..., got {text!r}")
-        return {label.strip(): path.strip() for label, _, path in pairs}
+        return {check_label(label.strip(), "--bases"): path.strip() for label, _, path in pairs}
     if overrides.get("base"):
-        return {Path(str(overrides["base"])).name: str(overrides["base"])}
+        base = str(overrides["base"])
+        label = Path(base).resolve().name  # "runs/x/.." is labelled by the folder it names
+        return {check_label(label, f"base={base} (labelled by its folder name; give "
+                                   "--bases LABEL=RUN_DIR instead)"): base}
     return {}
 
 

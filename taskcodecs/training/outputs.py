@@ -55,10 +55,12 @@ def _pip_freeze() -> str:
 
 
 def prepare_run_dir(cfg: TrainConfig, exp: Experiment, is_main: bool) -> ResumePoint | None:
-    """A fresh run: rank 0 (``is_main``) creates ``cfg.run_dir``; returns None. A resume:
-    every rank chooses the checkpoint to resume from (:func:`taskcodecs.runs.resume.choose_resume`)
-    and nothing is written (:func:`taskcodecs.runs.resume.commit_resume` does, later). Rank 0
-    attaches train.log and removes what killed writes left, holding the run's lock."""
+    """A fresh run: checks that ``cfg.run_dir`` holds no run yet and writes nothing (rank 0
+    creates the directory later, once config and data are validated: :func:`create_run_dir`);
+    returns None. A resume: every rank chooses the checkpoint to resume from
+    (:func:`taskcodecs.runs.resume.choose_resume`) and nothing is written
+    (:func:`taskcodecs.runs.resume.commit_resume` does, later). Rank 0 attaches train.log and
+    removes what killed writes left, holding the run's lock."""
     run_dir = cfg.run_dir
     if cfg.resume:
         if is_main:
@@ -69,19 +71,39 @@ def prepare_run_dir(cfg: TrainConfig, exp: Experiment, is_main: bool) -> ResumeP
     if last.with_suffix(".json").is_file():
         raise ConfigError(f"out={run_dir} already holds a run ({last}.json); continue "
                           f"it with resume={run_dir} or choose another out=")
-    if is_main:
-        RunDir.create(run_dir, cfg, kind=f"{exp.role}:{exp.name}", freeze=False)
-        atomic_write_text(run_dir / "pip-freeze.txt", _pip_freeze())
-        attach_train_log(run_dir)
-        clean_run_dir(run_dir)
     return None
 
 
-def attach_train_log(run_dir: Path) -> None:
+def create_run_dir(cfg: TrainConfig, exp: Experiment, early: list[logging.LogRecord]) -> None:
+    """Rank 0 of a fresh run, once the config, the data and the model are validated: create
+    ``cfg.run_dir`` (config, meta.json, pip-freeze.txt), attach train.log and write into it
+    the log lines of the run so far (``early``, held by :class:`HeldLines`)."""
+    run_dir = cfg.run_dir
+    RunDir.create(run_dir, cfg, kind=f"{exp.role}:{exp.name}", freeze=False)
+    atomic_write_text(run_dir / "pip-freeze.txt", _pip_freeze())
+    handler = attach_train_log(run_dir)
+    for record in early:
+        handler.handle(record)
+    clean_run_dir(run_dir)
+
+
+class HeldLines(logging.Handler):
+    """Holds the log records of a fresh run until its directory (and train.log) exists."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def attach_train_log(run_dir: Path) -> logging.Handler:
     """Send the "taskcodecs.training.run" logger's lines to ``run_dir/train.log`` too (appending)."""
     handler = logging.FileHandler(run_dir / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
+    return handler
 
 
 def open_logs(run_dir: Path, resume_step: int | None) -> tuple[CsvLog, SummaryWriter]:

@@ -17,11 +17,12 @@ described and implemented in :mod:`taskcodecs.training.trainer`. What a run writ
 checkpoints/{best,last}; rank 0 alone writes -- is in :mod:`taskcodecs.training.outputs`, as is
 the debug output (``TASKCODECS_DEBUG_WEIGHT_HASH=DIR``: each rank's final weight hash).
 
-Synthetic data: a config with a ``synthetic`` section (the tiny presets) whose
-``data_root`` is unset or holds no dataset generates the scenes (rank 0, once) into
-``data_root`` if given, else ``synthetic_cache`` if given, else
+Synthetic data: a config with a ``synthetic`` section (the tiny presets) and no
+``data_root`` generates the scenes (rank 0, once) into ``synthetic_cache`` if given, else
 ``<parent of out>/synthetic-cache/<H>x<W>-train<N>-val<M>-seed<S>`` (shared by sibling runs);
-it says so in the log.
+into a ``data_root`` that holds no dataset only with ``render_synthetic=true``. A
+``data_root`` without a dataset is otherwise refused (exit 2, naming it). The log says where
+the scenes were rendered and how many.
 
 Errors (a bad value, an unwritable ``out``, a run directory another process is training
 in) print one line and exit 2; Ctrl-C exits 130 saying what was kept (:mod:`infra.cli`).

@@ -54,7 +54,13 @@ from infra.seeding import seed_everything
 from taskcodecs.experiments.table import get_experiment
 from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.runs.checkpoint import load_checkpoint, unwrap_model
-from taskcodecs.runs.data import build_dataset, collate_for, ensure_data, move_to_device
+from taskcodecs.runs.data import (
+    build_dataset,
+    check_items,
+    collate_for,
+    ensure_data,
+    move_to_device,
+)
 from taskcodecs.runs.links import check_links, checkpoint_path
 from taskcodecs.runs.models import build_model, save_run_checkpoint
 from taskcodecs.runs.resume import ResumePoint, commit_resume
@@ -62,8 +68,10 @@ from taskcodecs.training import distributed as D
 from taskcodecs.training.lr_schedule import learning_rate
 from taskcodecs.training.outputs import (
     CsvLog,
+    HeldLines,
     TermMeans,
     close_logs,
+    create_run_dir,
     log,
     open_logs,
     prepare_run_dir,
@@ -141,6 +149,8 @@ class Trainer:
                  cfg.train_split, cfg.val_split)
         self.train_set = build_dataset(cfg, root, cfg.train_split, train=True)
         self.val_set = build_dataset(cfg, root, cfg.val_split, train=False)
+        for split, dataset in ((cfg.train_split, self.train_set), (cfg.val_split, self.val_set)):
+            check_items(dataset, f"{cfg.dataset} split {split!r}")  # before the run dir exists
         n_val = min(len(self.val_set), cfg.val_limit or len(self.val_set))
         if n_val < info.world_size:
             raise ConfigError(f"val_limit/val split gives {n_val} validation images for "
@@ -388,15 +398,24 @@ class Trainer:
 
     def _run(self) -> Path:
         cfg = self.cfg
-        root = self._data_root()
+        fresh = not cfg.resume
+        held = HeldLines()  # a fresh run's lines, for its train.log once the directory exists
+        if fresh and self.info.is_main:
+            log.addHandler(held)
         try:
-            resume = prepare_run_dir(cfg, self.exp, self.info.is_main)  # a resume writes nothing
-            D.barrier(self.info)
+            # nothing is written to the run directory before config, data and model are
+            # validated: a run that fails on them leaves no directory behind
+            resume = prepare_run_dir(cfg, self.exp, self.info.is_main)  # writes nothing
+            root = self._data_root()
             self._warn_cuda_options()
             log.info("%s: %s; run dir %s; %d process(es) on %s", self.exp.name,
                      self.exp.description, self.run_dir, self.info.world_size, self.device)
             self._data(root)
             self._model(resume)
+            if fresh and self.info.is_main:
+                log.removeHandler(held)
+                create_run_dir(cfg, self.exp, held.records)
+            D.barrier(self.info)
             if self.info.is_main:  # the resume is going ahead: now record it
                 if resume is not None:
                     commit_resume(cfg, resume)
@@ -417,5 +436,6 @@ class Trainer:
             write_debug_hash(self.model, self.info.rank)
             self._record_rate()
         finally:
+            log.removeHandler(held)
             close_logs(self.tb)
         return self.run_dir

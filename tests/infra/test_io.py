@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -114,3 +116,38 @@ def test_fault_point_fires_at_the_nth_matching_event(tmp_path, monkeypatch):
     assert [e.split(":")[0] for e in events] == ["open", "written", "replaced", "open", "written"]
     fault_point("written", tmp_path / "x.txt")  # the 3rd: no signal
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("alias", ["symlink", "dotdot", "bind"])
+def test_an_alias_of_a_locked_folder_is_refused(tmp_path, alias):
+    target = tmp_path / "run"
+    target.mkdir()
+    (tmp_path / "sub").mkdir()
+    if alias == "symlink":
+        other = tmp_path / "link"
+        other.symlink_to(target, target_is_directory=True)
+    elif alias == "bind":
+        other = tmp_path / "sub" / "mounted"
+        other.mkdir()
+        if shutil.which("mount") is None or subprocess.run(
+                ["mount", "--bind", str(target), str(other)], capture_output=True).returncode:
+            pytest.skip("bind mounts need root (mount --bind)")
+    else:
+        other = tmp_path / "sub" / ".." / "run"
+    try:
+        assert lock_path(other) == lock_path(target)
+        with exclusive_lock(target, "run"):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    with exclusive_lock(other, f"run {other}"):
+                        os._exit(1)
+                except BusyError as err:
+                    ok = f"pid {os.getppid()}" in str(err) and (
+                        alias == "dotdot" or f"(= {os.path.realpath(target)})" in str(err))
+                    os._exit(0 if ok else 2)
+                os._exit(3)
+            assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        if alias == "bind":
+            subprocess.run(["umount", str(other)], check=True)

@@ -128,3 +128,36 @@ def test_module_entry_point_reports_errors_without_traceback(files) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "absent.tcb" in result.stderr and "not found" in result.stderr
+
+
+def test_a_checkpoint_without_manifest_is_refused_unless_unverified(files, capsys) -> None:
+    """Issue 22 (b): "weights" removed from the record and a byte of the weights flipped: an
+    old-format record (no checksum either) is unverified, a new one fails its checksum."""
+    import json
+    import shutil
+
+    root = files["root"]
+    stem = root / "stripped"
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(files["depth"].with_suffix(suffix), stem.with_suffix(suffix))
+    data = bytearray(stem.with_suffix(".safetensors").read_bytes())
+    data[-1] ^= 0x01
+    stem.with_suffix(".safetensors").write_bytes(bytes(data))
+    record = json.loads(stem.with_suffix(".json").read_text())
+    del record["weights"]
+    stem.with_suffix(".json").write_text(json.dumps(record))
+    args = ["encode", "--checkpoint", str(stem), "--input", str(files["image"]),
+            "--output", str(root / "u.tcb")]
+    capsys.readouterr()
+    for flags in ([], ["--unverified"]):
+        assert main([*args, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "does not match its own checksum" in err, err
+    del record["record_sha256"]  # as written before records checked themselves
+    stem.with_suffix(".json").write_text(json.dumps(record))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stripped.json: unverified checkpoint (no weights manifest" in err
+    assert "--unverified" in err and not (root / "u.tcb").exists()
+    assert main([*args, "--unverified"]) == 0
+    assert (root / "u.tcb").is_file()

@@ -266,3 +266,17 @@ def test_image_size_differs_from_json(coco):
     write_json(root, data)
     with pytest.raises(DatasetError, match=r"000000000001.png: image is 64x40.*says 65x40"):
         CocoDetection(root, "val")[0]
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.png", "sub/../../outside.png",
+                                  "..\\outside.png", "C:\\x.png", "", 7])
+def test_file_name_outside_the_image_folder_is_refused(coco, name):
+    """Issue 22 (d): an absolute file_name, or one with '..', is never opened."""
+    root, _ = coco
+    (root / "outside.png").write_bytes((root / "val2017" / "000000000001.png").read_bytes())
+    data = annotation_json()
+    data["images"][0]["file_name"] = name
+    write_json(root, data)
+    with pytest.raises(DatasetError, match=r"images\[0\] file_name .*(outside the image folder|"
+                                           r"non-empty string)"):
+        CocoDetection(root, "val")

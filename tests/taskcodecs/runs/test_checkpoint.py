@@ -10,6 +10,7 @@ from taskcodecs.runs.checkpoint import (
     read_metadata,
     save_checkpoint,
     unwrap_key,
+    verify_checkpoint,
 )
 
 
@@ -62,8 +63,10 @@ def test_not_a_checkpoint(tmp_path):
         read_metadata(tmp_path / "nothing")
     (tmp_path / "fake.json").write_text(json.dumps({"format_version": 1}))
     (tmp_path / "fake.safetensors").write_bytes(b"\x80\x04 this is a pickle, not safetensors")
+    with pytest.raises(CheckpointError, match="fake.json: unverified checkpoint"):
+        load_checkpoint(tmp_path / "fake", _model())  # no manifest, no checksum: refused
     with pytest.raises(CheckpointError, match="fake.safetensors: not a readable safetensors"):
-        load_checkpoint(tmp_path / "fake", _model())
+        load_checkpoint(tmp_path / "fake", _model(), unverified=True)
     (tmp_path / "old.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(CheckpointError, match="format version 1"):
         read_metadata(tmp_path / "old")
@@ -82,3 +85,45 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path):
     assert read_metadata(tmp_path / "ckpt")["step"] == 1
     assert (tmp_path / "ckpt.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.json", "ckpt.safetensors"]
+
+
+def _strip(path, *keys):
+    meta_path = path.with_suffix(".json")
+    record = json.loads(meta_path.read_text())
+    for key in keys:
+        del record[key]
+    meta_path.write_text(json.dumps(record))
+
+
+def test_the_record_checks_itself(tmp_path):
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, _model(), {"step": 10})
+    meta_path = path.with_suffix(".json")
+    assert len(read_metadata(path)["record_sha256"]) == 64
+    assert verify_checkpoint(path)["step"] == 10
+    text = meta_path.read_text()
+    meta_path.write_text(text.replace('"step": 10', '"step": 12'))  # issue 22 (b)
+    for call in (read_metadata, verify_checkpoint, lambda p: load_checkpoint(p, _model())):
+        with pytest.raises(CheckpointError, match="does not match its own checksum"):
+            call(path)
+    meta_path.write_text(text)
+    _strip(path, "weights")  # a manifest removed from a record that checks itself
+    with pytest.raises(CheckpointError, match="does not match its own checksum"):
+        load_checkpoint(path, _model(), unverified=True)
+
+
+@pytest.mark.parametrize("keys, reason", [
+    (("weights", "record_sha256"), "no weights manifest and no record checksum"),
+    (("record_sha256",), "no record checksum")])
+def test_an_unverifiable_checkpoint_is_refused_unless_asked(tmp_path, caplog, keys, reason):
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, _model(1), {"step": 3})
+    _strip(path, *keys)
+    for call in (verify_checkpoint, lambda p: load_checkpoint(p, _model())):
+        with pytest.raises(CheckpointError, match=f"unverified checkpoint \\({reason}.*unverified=True"):
+            call(path)
+    model = _model(0)
+    with caplog.at_level("WARNING"):
+        load_checkpoint(path, model, unverified=True)
+    assert "unverified checkpoint" in caplog.text
+    assert torch.equal(model[0].weight, _model(1)[0].weight)

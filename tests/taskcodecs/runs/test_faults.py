@@ -9,6 +9,7 @@ environment names the event; no timing). Each killed run is a forked child of th
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
@@ -143,6 +144,8 @@ def older_best(reference):
     ("delete-weights", "weights file not found"),
     ("truncate-metadata", "not valid JSON"),
     ("delete-metadata", "JSON file not found"),
+    ("strip-manifest-flip-byte", "no weights manifest"),  # issue 22 (b)
+    ("edit-step", "does not match its own checksum"),
 ])
 def test_corrupt_last_falls_back_to_best_with_a_warning(reference, older_best, tmp_path,
                                                          caplog, damage, reason):
@@ -157,13 +160,25 @@ def test_corrupt_last_falls_back_to_best_with_a_warning(reference, older_best, t
      "empty-weights": lambda: weights.write_bytes(b""),
      "delete-weights": weights.unlink,
      "truncate-metadata": lambda: meta.write_text(meta.read_text()[:200]),
-     "delete-metadata": meta.unlink}[damage]()
+     "delete-metadata": meta.unlink,
+     "strip-manifest-flip-byte": lambda: _strip_manifest_flip_byte(meta, weights),
+     "edit-step": lambda: meta.write_text(meta.read_text().replace('"step": 4', '"step": 5'))
+     }[damage]()
     with caplog.at_level(logging.WARNING, logger="taskcodecs.training.run"):
         _resume(run)
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert "skipped checkpoint last" in warnings and reason in warnings, warnings
     assert "from best at step 2" in warnings
     _assert_same_run(ref, run)  # redid steps 3-4 from best: bit-identical
+
+
+def _strip_manifest_flip_byte(meta: Path, weights: Path) -> None:
+    record = json.loads(meta.read_text())  # a record as written before the manifest
+    del record["weights"], record["record_sha256"]
+    meta.write_text(json.dumps(record))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
 
 
 def test_a_failed_resume_rewrites_nothing(reference, tmp_path):
@@ -179,6 +194,27 @@ def test_a_failed_resume_rewrites_nothing(reference, tmp_path):
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     changed = sorted(str(p.relative_to(run)) for p in before if after.get(p) != before[p])
     assert changed in ([], ["train.log"]), changed  # only log lines appended
+
+
+def test_a_run_whose_checkpoints_cannot_be_verified_is_not_restarted(reference, tmp_path):
+    """Records as older versions wrote them (no checksum): the resume is refused, since
+    starting again from step 0 would overwrite checkpoints that may be intact."""
+    _, ref, _ = reference
+    run = tmp_path / "run"
+    shutil.copytree(ref, run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(ref), str(run)))
+    for which in ("last", "best"):
+        meta = checkpoint_path(run, which).with_suffix(".json")
+        record = json.loads(meta.read_text())
+        del record["record_sha256"]
+        meta.write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(Exception, match="no checkpoint verifies, and last and best cannot be "
+                                        "verified.*would overwrite them"):
+        _resume(run)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    changed = sorted(str(p.relative_to(run)) for p in before if after.get(p) != before[p])
+    assert changed in ([], ["train.log"]), changed
 
 
 # ------------------------------------------------------------------------------ vinfo set

@@ -6,7 +6,7 @@ import xarray as xr
 
 from infra.config import ConfigError
 from taskcodecs.sweep import main
-from taskcodecs.sweeps.sweep import commands, plan
+from taskcodecs.sweeps.sweep import commands, parse_bases, plan
 
 
 def test_plan_of_a_base_family(tmp_path):
@@ -120,3 +120,15 @@ def test_plan_with_rate_targets_and_warm_start(tmp_path):
              warm_start=0)
     assert main(["--config", "tiny-depth-base-proposed", "--rate-targets", "0.1", "--out",
                  str(tmp_path), "rate_target_bpp=0.2"]) == 2
+
+
+@pytest.mark.parametrize("label", ["../../x", "a/b", "..", ".hidden", "-x", "a b", "x" * 65])
+def test_unsafe_base_labels_are_refused(tmp_path, capsys, label):
+    """Issue 22 (d): a --bases label becomes part of a run path; only safe names pass."""
+    out = tmp_path / "sweep"
+    assert main(["--config", "tiny-cityscapes-reconstruction-scalable", "--rate-weights", "1",
+                 f"--bases={label}={tmp_path / 'base'}", "--out", str(out), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a safe folder name" in err, err
+    assert not out.exists() and not (tmp_path / "x").exists()
+    parse_bases("proposed-0.1=runs/a,base_2=runs/b", {})  # ordinary labels pass
