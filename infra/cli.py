@@ -87,12 +87,12 @@ class TqdmLoggingHandler(logging.Handler):
 
 
 def setup_logging(level: int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
-    """Configure the root logger of a command line: one :class:`TqdmLoggingHandler`
-    (replacing earlier handlers of the root logger) at ``level``."""
+    """``logging.basicConfig`` for a command line, through :class:`TqdmLoggingHandler`: the
+    root logger gets that one handler at ``level``. Like basicConfig it does nothing when the
+    root logger already has handlers (an embedding application, pytest's log capture)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if not isinstance(handler, logging.FileHandler):
-            root.removeHandler(handler)
+    if root.handlers:
+        return
     handler = TqdmLoggingHandler()
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)

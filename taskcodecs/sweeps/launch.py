@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -58,6 +57,7 @@ from typing import Any
 
 import submitit
 
+from infra import cli
 from infra.config import ConfigError, parse_overrides
 from infra.io import write_json
 
@@ -139,7 +139,7 @@ def procs_per_job(args: argparse.Namespace) -> tuple[int, int]:
 def _record_start(records: Path, key: str) -> None:
     """``records/KEY.started.json``: where and as which job this attempt runs; INFO logging
     to the job's stderr (train.log gets its lines too), as the CLIs set it up."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cli.setup_logging()
     job_id = None
     try:
         job_id = submitit.JobEnvironment().job_id
