@@ -66,6 +66,7 @@ from taskcodecs.models.common import (
     CodedImage,
     actual_rates,
     architecture_dict,
+    as_batch,
     as_image_batch,
     bits_per_pixel,
     check_batch_image,
@@ -147,10 +148,12 @@ class Encoded:
 class BaseCodec(nn.Module):
     """A base codec for ``config.task`` (see the module docstring for the data flow).
 
-    ``forward(batch)`` returns::
+    ``forward(batch)`` -- or ``forward(x)`` with ``x`` a [B, 3, H, W] tensor in [0, 1], as in
+    CompressAI -- returns::
 
         y_hat        {"base": ŷ_b (B, N, h, w)}
-        likelihoods  {"base": {"y": ...[, "z": ...]}}
+        likelihoods  {"y": ...[, "z": ...]}  flat, as CompressAI's models: a single layer, so
+                     ``compressai.losses.RateDistortionLoss()(out, x)`` works as is
         bpp          {"base": 0-d tensor}, bits per original pixel (estimated)
         x_hat        (B, 3, H, W) g_a's reconstruction, unclamped (baseline: from ŷ_b.detach())
         disparity    (B, 1, H, W) disparity pixels                       (depth)
@@ -237,13 +240,14 @@ class BaseCodec(nn.Module):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def forward(self, batch: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
+        batch = as_batch(batch)
         image = check_batch_image(batch)
         enc = self.encode(image)
         proposed = self.config.reward_weight > 0
         out: dict[str, Any] = {
             "y_hat": {"base": enc.y_hat},
-            "likelihoods": {"base": enc.likelihoods},
+            "likelihoods": dict(enc.likelihoods),
             "bpp": {"base": enc.bpp},
             "x_hat": self.reconstruct(enc.y_hat if proposed else enc.y_hat.detach(), enc.padding),
             "padding": enc.padding,

@@ -116,10 +116,16 @@ class EnhancementCodecConfig:
 class EnhancementCodec(nn.Module):
     """An enhancement codec over a frozen :class:`BaseCodec` (module docstring: data flow).
 
-    ``forward(batch)`` returns ``y_hat``, ``likelihoods`` and ``bpp`` keyed by layer
-    ("base", and "enhancement" unless the mode is ``direct``), ``padding``, and the target:
-    ``x_hat`` (B, 3, H, W) unclamped for reconstruction, ``segmentation`` {"out", "aux"}
-    logits (B, 19, H, W) for segmentation.
+    ``forward(batch)`` (or ``forward(x)``, x a [B, 3, H, W] tensor) returns ``y_hat``,
+    ``likelihoods`` and ``bpp`` keyed by layer ("base", and "enhancement" unless the mode is
+    ``direct``), ``padding``, and the target: ``x_hat`` (B, 3, H, W) unclamped for
+    reconstruction, ``segmentation`` {"out", "aux"} logits (B, 19, H, W) for segmentation.
+
+    Nesting: a layered codec's ``likelihoods`` are ``{"base": {"y"[, "z"]}, "enhancement":
+    {"y"}}`` (the base's carry no gradient). CompressAI's tools want one flat dict: use
+    :func:`taskcodecs.models.common.flat_likelihoods` (keys ``"base.y"``, ``"enhancement.y"``)
+    or :func:`~taskcodecs.models.common.compressai_view` (``{"x_hat", "likelihoods"}``), e.g.
+    ``RateDistortionLoss()(compressai_view(out), x)`` (its rate is base + enhancement).
     """
 
     def __init__(
@@ -256,7 +262,7 @@ class EnhancementCodec(nn.Module):
             seg[key] = crop_padding(value, padding)
         return {"segmentation": seg}
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def forward(self, batch: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
         image = check_batch_image(batch)
         with torch.no_grad():
             base: Encoded = self.base.encode(image)

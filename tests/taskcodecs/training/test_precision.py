@@ -60,7 +60,7 @@ def test_an_amp_step_lowers_the_float32_loss(amp, cache, tmp_path):
         assert skipped < 20
     after = loss32()
     assert amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "autocast on"
-    assert out["likelihoods"]["base"]["y"].dtype == torch.float32, "entropy model in float32"
+    assert out["likelihoods"]["y"].dtype == torch.float32, "entropy model in float32"
     assert all(p.dtype == torch.float32 for p in params), "master weights stay float32"
     assert after < before, (amp, before, after)
     if amp == "fp16":
