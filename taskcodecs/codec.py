@@ -8,7 +8,7 @@
 rate (−log2 likelihoods of the forward pass in eval mode), both in bits per pixel of the
 original W x H image, per layer and in total.
 
-``decode`` writes the reconstruction x̂ as an 8-bit RGB PNG at ``--output`` (the base's g_a
+``decode`` writes the reconstruction x̂ as an 8-bit RGB PNG at ``--output`` (the base's g_s
 for ``--layers base``; g_e's for a reconstruction enhancement with ``--layers all``) and,
 next to it, what the decoded task gives:
 
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--checkpoint", required=True, help="the codec checkpoint used to encode")
     dec.add_argument("--input", required=True, help="bitstream file")
     dec.add_argument("--layers", choices=("base", "all"), default="all",
-                     help="base: the base layer alone (g_a's picture, the base task); all: "
+                     help="base: the base layer alone (g_s's picture, the base task); all: "
                           "every layer (default)")
     dec.add_argument("--output", "--out", dest="output", required=True,
                      help="reconstruction PNG to write; task outputs go next to it (--out is "

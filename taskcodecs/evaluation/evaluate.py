@@ -22,7 +22,7 @@ bpp_actual      image, layer     bits/pixel   bytes x 8 / (H x W) of the *origin
 bpp_estimated   image, layer     bits/pixel   -log2 likelihoods of the codec's forward pass
                                               (eval mode), cumulative in the same way
 psnr            image, layer     dB           decoded reconstruction (clamped, rounded to 8
-                                              bits) vs the image: base = the base's g_a,
+                                              bits) vs the image: base = the base's g_s,
                                               enhancement = the reconstruction target
 rmse            image, layer     pixels       disparity RMSE over the image's valid pixels
                                               (depth task, decoded from the base layer)

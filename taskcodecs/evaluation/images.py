@@ -23,7 +23,7 @@ encoding_time      seconds      wall-clock time of ``model.compress`` (image -> 
 decoding_time      seconds      wall-clock time of ``model.decompress(bytes, "all")``
 =================  ===========  =============================================================
 
-Reconstructions: ``base`` is the base's g_a decoded from the base layer; ``enhancement`` (a
+Reconstructions: ``base`` is the base's g_s decoded from the base layer; ``enhancement`` (a
 reconstruction enhancement) is g_e's from all layers. Enhancements with another target
 (segmentation) have no picture on their top layer: only its rate is reported.
 

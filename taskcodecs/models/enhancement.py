@@ -18,7 +18,7 @@ and ŷ_b have the same spatial size. Modes (``config.mode``):
 
 * ``scalable``                the conditional codec above.
 * ``direct``                  no enhancement layer: the target is decoded from ŷ_b alone.
-                              Reconstruction: the base's own g_a (a thin wrapper, nothing to
+                              Reconstruction: the base's own g_s (a thin wrapper, nothing to
                               train). Segmentation: g_e + DeepLabV3 trained on the frozen ŷ_b.
 * ``standalone-refit``        the conditional architecture with the side input zeroed; trained
                               from a trained ``scalable`` model (:meth:`EnhancementCodec.init_from`)
@@ -244,7 +244,7 @@ class EnhancementCodec(nn.Module):
     def decode_target(self, features: torch.Tensor, padding: Padding) -> dict[str, Any]:
         """ŷ_e (or ŷ_b in direct mode) -> the target (module docstring)."""
         if self.config.target == "reconstruction":
-            if self.g_e is None:  # direct reconstruction: the base's g_a
+            if self.g_e is None:  # direct reconstruction: the base's g_s
                 return {"x_hat": self.base.reconstruct(features, padding)}
             t = self.g_e(features)
             return {"x_hat": crop_padding(self.up(t) if self.up is not None else t, padding)}
@@ -344,7 +344,7 @@ class EnhancementCodec(nn.Module):
 
     def decompress(self, data: bytes, layers: str = "all") -> dict[str, Any]:
         """Decode ``layers`` ("all" or "base"). Always: the base's outputs (``y_hat``
-        {"base"}, the base's ``x_hat`` from g_a, the base task's outputs), ``bpp_actual`` (all
+        {"base"}, the base's ``x_hat`` from g_s, the base task's outputs), ``bpp_actual`` (all
         bytes per original pixel) and ``bpp_actual_decoded`` (a container of the decoded
         layers alone). With "all" also ``y_hat["enhancement"]`` and the target: ``x_hat``
         from g_e (reconstruction; the base's moves to ``x_hat_base``) or ``segmentation``

@@ -112,7 +112,7 @@ def test_baseline_encoder_gets_no_reconstruction_gradient() -> None:
     terms["reward"].backward()  # the reconstruction term alone
     for module in (model.down, model.f_b, model.entropy_model):
         assert all(g is None or not g.any() for g in _grads(module))
-    assert all(g is not None and g.abs().sum() > 0 for g in _grads(model.g_a))
+    assert all(g is not None and g.abs().sum() > 0 for g in _grads(model.g_s))
     torch.testing.assert_close(terms["reward"], terms["rmse255"])  # weight 1 on the detached latent
 
 
