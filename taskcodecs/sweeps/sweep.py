@@ -213,6 +213,12 @@ def plan(config: str, rate_weights: list[float], reward_weights: list[float],
                     points.append(Point(name, method, lam, None, label, base,
                                         str(runs / folder), init,
                                         None if method == "direct" else target))
+        elif exp.role == "standalone":  # a CompressAI reference: rate points only
+            if reward_weights or bases:
+                raise ConfigError(f"{exp.name} is a standalone codec: it takes neither "
+                                  "--reward-weights nor --bases")
+            points += [Point(name, method, lam, None, None, None, str(runs / f"{name}-{tag}"),
+                             None, target) for lam, target, tag in rates]
         else:
             raise ConfigError(f"{exp.name} is a codec-free reference: there is no rate to sweep")
     if warm_start is not None:
