@@ -92,3 +92,9 @@ def test_deep_images_and_empty_folders_are_refused_naming_the_file(run, tmp_path
         evaluate_images(run, deep, out=tmp_path / "o")
     assert main([str(run), "--json", str(tmp_path / "x.json")]) == 2
     assert "--json FILE goes with --images" in capsys.readouterr().err
+
+
+def test_split_evaluation_writes_eval_nc_into_out(run, tmp_path, capsys):
+    assert main([str(run), "--limit", "1", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"-> {tmp_path / 'elsewhere' / 'eval.nc'}")
+    assert (tmp_path / "elsewhere" / "eval.nc").is_file() and not (run / "eval.nc").exists()
