@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# Both depend on `install`, which (re)creates .venv when it is missing or pyproject.toml changed.
+# Both depend on `install`, which (re)creates .venv when it is missing or pyproject.toml changed,
+# with every extra: dev (pytest, ruff), notebooks (Jupyter, nbclient) and cluster (submitit).
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -13,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,notebooks,cluster]'
 	touch $(STAMP)
 
 test: install

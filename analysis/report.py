@@ -365,7 +365,10 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder for report.html/.md")
     parser.add_argument("--vinfo", action="append", type=_vinfo_arg, default=[],
                         metavar="LABEL=PATH", help="vinfo.nc file or folder for one base")
-    parser.add_argument("--bd-method", default="akima", choices=METHODS)
+    parser.add_argument("--bd-method", default="akima", choices=METHODS,
+                        help="BD-rate curve fit (analysis.bdrate): akima or pchip (piecewise "
+                             "interpolants, bjontegaard package) or cubic (VCEG-M33, >= 4 "
+                             "points per curve); default akima")
     args = parser.parse_args(argv)
     check_writable(args.out)
     cli.on_interrupt(f"nothing was written to {args.out} (its files are replaced whole)")

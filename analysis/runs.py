@@ -34,11 +34,11 @@ import pandas as pd
 import xarray as xr
 
 from infra.io import find_files, read_json
-from taskcodecs.experiments.table import BASE_METHODS, REFERENCE_METHODS
+from taskcodecs.experiments.table import BASE_METHODS, COMPRESSAI_METHODS, REFERENCE_METHODS
 from taskcodecs.experiments.table import FAMILIES as _EXPERIMENT_FAMILIES
 from taskcodecs.models.names import MODES, PRESETS
 
-METHODS = (*BASE_METHODS, *MODES, *REFERENCE_METHODS)
+METHODS = (*BASE_METHODS, *MODES, *REFERENCE_METHODS, *COMPRESSAI_METHODS)
 # experiment family → (task, dataset), from the experiment table (the one source of truth)
 FAMILIES = {name: (family.task, family.dataset) for name, family in _EXPERIMENT_FAMILIES.items()}
 TASK_METRIC = {"depth": "rmse", "detection": "map", "reconstruction": "psnr",
@@ -102,6 +102,8 @@ class Run:
     def role(self) -> str:
         if self.method in BASE_METHODS:
             return "base"
+        if self.method in COMPRESSAI_METHODS:
+            return "standalone"  # a CompressAI zoo codec, no base (taskcodecs.experiments.table)
         return "reference" if self.method == "uncompressed" else "enhancement"
 
     @property
@@ -125,7 +127,7 @@ class Run:
         """Which base this point belongs to: "baseline", "proposed (reward_weight=0.1)", ..."""
         if self.role == "base":
             return variant_label(self.method, self.reward_weight)
-        if self.role == "reference":
+        if self.role in ("reference", "standalone"):
             return ""
         return variant_label(self.base_method, self.base_reward_weight)
 
@@ -231,7 +233,7 @@ def curve(runs: list[Run], *, task: str, method: str, dataset: str | None = None
 
 def base_variants(runs: list[Run], dataset: str | None = None) -> list[str]:
     """The base variants present (as bases, or as the base of an enhancement), sorted."""
-    return sorted({r.base_variant for r in runs if r.role != "reference"
+    return sorted({r.base_variant for r in runs if r.role not in ("reference", "standalone")
                    and (dataset is None or r.dataset == dataset)})
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import math
 import os
 import signal
@@ -55,6 +56,47 @@ _REASONS = {
     errno.ENAMETOOLONG: "name too long",
 }
 _interrupt_message: list[Callable[[], str]] = []
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# third-party warnings every entry point hides (message regex, category name): CompressAI's
+# import pulls in torch_geometric, which calls the deprecated torch.jit.script at import
+KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    (r"`torch\.jit\.script(_method)?` is deprecated", FutureWarning),
+)
+
+
+def filter_known_warnings() -> None:
+    """Hide :data:`KNOWN_WARNINGS` (the one place they are filtered). Called when
+    :mod:`infra` is imported, so before any entry point imports CompressAI; idempotent."""
+    import warnings
+
+    for message, category in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+class TqdmLoggingHandler(logging.Handler):
+    """Writes log records through ``tqdm.write`` (to stderr), so a line never lands on, or
+    breaks, a progress bar that is being drawn."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm  # light, but only needed once something logs
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def setup_logging(level: int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
+    """``logging.basicConfig`` for a command line, through :class:`TqdmLoggingHandler`: the
+    root logger gets that one handler at ``level``. Like basicConfig it does nothing when the
+    root logger already has handlers (an embedding application, pytest's log capture)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = TqdmLoggingHandler()
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 class Terminated(BaseException):

@@ -8,7 +8,7 @@
 rate (−log2 likelihoods of the forward pass in eval mode), both in bits per pixel of the
 original W x H image, per layer and in total.
 
-``decode`` writes the reconstruction x̂ as an 8-bit RGB PNG at ``--output`` (the base's g_a
+``decode`` writes the reconstruction x̂ as an 8-bit RGB PNG at ``--output`` (the base's g_s
 for ``--layers base``; g_e's for a reconstruction enhancement with ``--layers all``) and,
 next to it, what the decoded task gives:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     enc = commands.add_parser("encode", help="image -> layered bitstream")
     enc.add_argument("--checkpoint", required=True, help="codec checkpoint (NAME or NAME.safetensors)")
     enc.add_argument("--input", required=True, help="image file (PNG, JPEG, ...)")
-    enc.add_argument("--output", required=True, help="bitstream file to write")
+    enc.add_argument("--output", "--out", dest="output", required=True,
+                     help="bitstream file to write (--out is the same option)")
     dec = commands.add_parser("decode", help="layered bitstream -> PNG (+ task outputs)")
     dec.add_argument("--checkpoint", required=True, help="the codec checkpoint used to encode")
     dec.add_argument("--input", required=True, help="bitstream file")
-    dec.add_argument("--layers", choices=("base", "all"), default="all")
-    dec.add_argument("--output", required=True, help="reconstruction PNG to write")
+    dec.add_argument("--layers", choices=("base", "all"), default="all",
+                     help="base: the base layer alone (g_s's picture, the base task); all: "
+                          "every layer (default)")
+    dec.add_argument("--output", "--out", dest="output", required=True,
+                     help="reconstruction PNG to write; task outputs go next to it (--out is "
+                          "the same option)")
     for sub in (enc, dec):
         sub.add_argument("--unverified", action="store_true",
                          help="load a checkpoint that cannot be verified (no weights manifest "
@@ -200,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    # CompressAI's import warns about torch.jit.script; keep stderr to our one-line messages
-    warnings.filterwarnings("ignore", message="`torch.jit.script", category=FutureWarning)
     check_writable(args.output, folder=False)
     cli.on_interrupt(f"nothing was written ({args.output} is written whole or not at all)")
     if args.command == "encode":

@@ -25,6 +25,7 @@ from taskcodecs.sweeps.sweep import (
     parse_floats,
     plan,
     run_point,
+    validate_overrides,
 )
 
 log = logging.getLogger("taskcodecs.sweeps.sweep")
@@ -51,10 +52,13 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--warm-start", type=int, default=None, metavar="STEPS",
                         help="train each curve's lowest-rate point from scratch and every "
                              "next point from the previous one's weights for STEPS steps")
-    parser.add_argument("--split", default="val", help="split to evaluate")
+    parser.add_argument("--split", default="val", help="split to evaluate (default val)")
     parser.add_argument("--eval-limit", type=cli.positive_int, default=None,
                         help="evaluate the first N images")
-    parser.add_argument("--dry-run", action="store_true", help="print each point's commands")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the overrides and print each point's public commands "
+                             "(python -m taskcodecs.train ... && python -m taskcodecs.evaluate "
+                             "...); nothing runs")
     parser.add_argument("--gather", metavar="OUT", help="only (re)build OUT/sweep.nc from the "
                         "finished points of OUT/sweep.json")
     launch.add_arguments(parser)
@@ -65,7 +69,7 @@ def _main(argv: list[str]) -> int:
                                 and args.out):
         parser.error("--config, --rate-weights or --rate-targets, and --out are required "
                      "(or --gather OUT)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cli.setup_logging()
     out = Path(args.gather or args.out)
     if args.gather:
         with exclusive_lock(out, f"sweep folder {out}"):
@@ -84,6 +88,7 @@ def _main(argv: list[str]) -> int:
                   [m.strip() for m in (args.methods or "").split(",") if m.strip()],
                   parse_bases(args.bases, overrides), out,
                   parse_floats(args.rate_targets, "--rate-targets"), args.warm_start)
+    validate_overrides(points, overrides)
     if args.dry_run:
         for point in points:
             print(commands(point, overrides, args.split, args.eval_limit))

@@ -48,13 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
         "codec inputs (instead of --representations/--targets; see vinfo.adapter)")
     codec.add_argument("--codec", metavar="RUN_DIR", help="a base codec training run directory")
     codec.add_argument("--dataset", metavar="DIR", help="Cityscapes-layout dataset root")
-    codec.add_argument("--target", choices=["reconstruction", "segmentation", "depth"])
+    codec.add_argument("--target", choices=["reconstruction", "segmentation", "depth"],
+                       help="the target Y paired with the decoded base latents")
     codec.add_argument("--split", default="val", help="dataset split (default val)")
     codec.add_argument("--limit", type=int, help="only the first N images")
-    codec.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    codec.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                       help="which checkpoint of the codec run (default best)")
     parser.add_argument("--representations-key", help="array name inside a .npz/.nc")
     parser.add_argument("--targets-key", help="array name inside a .npz/.nc")
-    parser.add_argument("--target-kind", choices=list(KINDS))
+    parser.add_argument("--target-kind", choices=list(KINDS),
+                        help="the likelihood family of the target Y")
     parser.add_argument("--families", help="comma-separated, e.g. linear,mlp-64,cnn-3x64,synthesis")
     parser.add_argument("--seeds", type=_int_list, help="refit seeds, e.g. 0,1,2")
     parser.add_argument("--seed", type=int, help="split and bootstrap seed (0 is a seed)")
@@ -78,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-classes", type=int, help="categorical: number of classes K")
     parser.add_argument("--config", help="a YAML file of VinfoConfig keys")
     parser.add_argument("--out", help="output directory (default runs/vinfo-default)")
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. lr=1e-3")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="VinfoConfig overrides, e.g. lr=1e-3")
     return parser
 
 

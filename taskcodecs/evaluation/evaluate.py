@@ -1,9 +1,15 @@
 """Evaluate a run through real bitstreams: ``python -m taskcodecs.evaluate RUN_DIR``.
 
     python -m taskcodecs.evaluate runs/recon [--split val] [--checkpoint best|last] [--limit N]
+    python -m taskcodecs.evaluate runs/recon --images kodak/ [--json FILE] [--out DIR]
+
+With ``--images DIR`` the run's codec is evaluated on a folder of PNG/JPEG files instead of
+a split, like ``compressai.utils.eval_model`` (bpp, PSNR, MS-SSIM, encode/decode seconds;
+a JSON in CompressAI's layout and an eval.nc): :mod:`taskcodecs.evaluation.images`.
 
 Every image of the split (the first ``--limit``) is compressed to bytes with the run's
-codec, decoded from those bytes, and measured. The result is ``RUN_DIR/eval.nc`` (netCDF4
+codec, decoded from those bytes, and measured. The result is ``RUN_DIR/eval.nc`` (or
+``--out DIR``/eval.nc; netCDF4
 through h5netcdf, written to a temporary file and renamed), an xarray Dataset:
 
 ==============  ===============  ===========  ============================================
@@ -16,7 +22,7 @@ bpp_actual      image, layer     bits/pixel   bytes x 8 / (H x W) of the *origin
 bpp_estimated   image, layer     bits/pixel   -log2 likelihoods of the codec's forward pass
                                               (eval mode), cumulative in the same way
 psnr            image, layer     dB           decoded reconstruction (clamped, rounded to 8
-                                              bits) vs the image: base = the base's g_a,
+                                              bits) vs the image: base = the base's g_s,
                                               enhancement = the reconstruction target
 rmse            image, layer     pixels       disparity RMSE over the image's valid pixels
                                               (depth task, decoded from the base layer)
@@ -62,6 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from tqdm import tqdm
 
 from infra import cli
 from infra.config import ConfigError, config_to_dict
@@ -165,23 +172,28 @@ def evaluate_run(
     limit: int | None = None,
     device: str = "auto",
     write: bool = True,
+    out: str | Path | None = None,
+    progress: bool | None = None,
 ) -> xr.Dataset:
-    """Evaluate ``run_dir`` (module docstring); returns the Dataset, written to eval.nc."""
+    """Evaluate ``run_dir`` (module docstring); returns the Dataset, written to eval.nc in
+    ``out`` (default ``run_dir``). ``progress``: a tqdm bar (None: only on a terminal)."""
     run_dir = Path(run_dir)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run directory not found")
+    target = Path(out if out is not None else run_dir) / "eval.nc"
     if write:
-        check_writable(run_dir / "eval.nc", folder=False)
+        check_writable(target, folder=False)
     with contextlib.ExitStack() as stack:
         if write:  # one writer of eval.nc at a time; the second one is refused
-            stack.enter_context(exclusive_lock(run_dir / "eval.nc", f"{run_dir / 'eval.nc'}"))
-        return _evaluate(run_dir, split, checkpoint, limit, device, write)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(exclusive_lock(target, f"{target}"))
+        return _evaluate(run_dir, split, checkpoint, limit, device, write, target, progress)
 
 
 def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, device: str,
-              write: bool) -> xr.Dataset:
+              write: bool, target_path: Path, progress: bool | None) -> xr.Dataset:
     model, cfg, exp, meta = load_run_model(run_dir, checkpoint)
     model = model.to(resolve_device(device)).eval()
     base_task, target = tasks_of(model, cfg)
@@ -196,7 +208,8 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
     col = _Collector(layers)
     collate = collate_for(cfg.dataset)
     names, sizes = [], []
-    for i in range(count):
+    for i in tqdm(range(count), desc=f"evaluate {split}", unit="image", dynamic_ncols=True,
+                  disable=None if progress is None else not progress):
         raw = dataset[i]
         item = collate([raw])
         flat = _flatten_item(raw, cfg.dataset)
@@ -239,7 +252,7 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
     })
     ds.attrs.update(_rate_control_attrs(meta.get("rate_control")))
     if write:
-        atomic_write(run_dir / "eval.nc", lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+        atomic_write(target_path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     return ds
 
 
@@ -316,20 +329,59 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(_main, argv)
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m taskcodecs.evaluate`` argument parser (every option documented)."""
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.evaluate",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a run directory written by taskcodecs.training.run")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    parser.add_argument("run_dir", help="a run directory written by taskcodecs.train")
+    parser.add_argument("--split", default="val",
+                        help="dataset split of the run's dataset to evaluate: train | val "
+                             "(default val; ignored with --images)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                        help="which checkpoint of the run: best (lowest validation "
+                             "objective) or last (default best)")
     parser.add_argument("--limit", type=cli.positive_int, default=None,
-                        help="evaluate the first N images")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:K")
-    args = parser.parse_args(argv)
-    cli.on_interrupt(f"{Path(args.run_dir) / 'eval.nc'} was not written (an earlier one, if "
-                     "any, is kept)")
-    ds = evaluate_run(args.run_dir, args.split, args.checkpoint, args.limit, args.device)
-    print(summary(ds) + f" -> {Path(args.run_dir) / 'eval.nc'}")
+                        help="evaluate the first N images (of the split, or of --images in "
+                             "name order)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda | cuda:K (default auto)")
+    parser.add_argument("--images", metavar="DIR", default=None,
+                        help="evaluate on the PNG/JPEG files of DIR instead of a split "
+                             "(taskcodecs.evaluation.images): bpp, PSNR, MS-SSIM, "
+                             "encode/decode seconds")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="with --images: the compressai.utils.eval_model-style JSON "
+                             "(default OUT/results.json)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="folder for eval.nc (default RUN_DIR; with --images "
+                             "RUN_DIR/eval-images/<DIR name>)")
+    return parser
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cli.setup_logging()
+    if args.json is not None and args.images is None:
+        raise ConfigError("--json FILE goes with --images DIR (the split evaluation writes "
+                          "eval.nc only)")
+    if args.images is not None:
+        from taskcodecs.evaluation.images import evaluate_images
+        from taskcodecs.evaluation.images import summary as images_summary
+
+        cli.on_interrupt("eval.nc and the JSON were not written (earlier ones, if any, are kept)")
+        ds, obj = evaluate_images(args.run_dir, args.images, out=args.out, json_path=args.json,
+                                  checkpoint=args.checkpoint, limit=args.limit,
+                                  device=args.device)
+        out = Path(args.out) if args.out else Path(args.run_dir) / "eval-images" / Path(
+            args.images).resolve().name
+        print(images_summary(ds, obj) + f" -> {out / 'eval.nc'}, "
+              f"{args.json or out / 'results.json'}")
+        return 0
+    target = Path(args.out or args.run_dir) / "eval.nc"
+    cli.on_interrupt(f"{target} was not written (an earlier one, if any, is kept)")
+    ds = evaluate_run(args.run_dir, args.split, args.checkpoint, args.limit, args.device,
+                      out=args.out)
+    print(summary(ds) + f" -> {target}")
     return 0
 
 

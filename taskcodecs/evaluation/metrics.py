@@ -4,7 +4,6 @@
 function            value                                       inputs
 ==================  ==========================================  ===========================
 psnr                dB per image, (n,)                          (n, c, H, W) on [0, 1]
-ms_ssim             unitless in [0, 1] per image, (n,)          (n, c, H, W) on [0, 1]
 disparity_rmse      disparity pixels, pooled over valid pixels  (n, 1, H, W) + bool mask
 ConfusionMatrix     mIoU over 19 classes, per-class IoU          logits or train ids
 coco_map            box AP@[.5:.95], AP50, AP75 (COCOeval)      torchvision-style dicts
@@ -14,7 +13,8 @@ Image metrics take ``padding`` = (left, right, top, bottom) as returned by
 ``taskcodecs.models.transforms.pad_to_multiple``; padded pixels are cropped from both images
 before measuring (255 x RMSE, the reconstruction loss, is
 :func:`taskcodecs.models.losses.rmse255`). Values are used as given: clamp (and round to 8 bits) first when the
-decoded image is meant as a real picture.
+decoded image is meant as a real picture. MS-SSIM is ``pytorch_msssim.ms_ssim`` (used by
+:mod:`taskcodecs.evaluation.images`), not re-implemented here.
 """
 
 from __future__ import annotations
@@ -26,26 +26,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from taskcodecs.models.losses import align_dense, image_pair
 
 __all__ = [
-    "MS_SSIM_WEIGHTS",
     "ConfusionMatrix",
     "MaskedRMSE",
     "SegmentationScores",
     "align_dense",
     "coco_map",
     "disparity_rmse",
-    "ms_ssim",
     "psnr",
 ]
-
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, 5 scales
-
 
 # --------------------------------------------------------------------------- images
 
@@ -60,64 +54,6 @@ def psnr(
     x, y = image_pair(x, y, padding)
     mse = ((x - y) ** 2).flatten(1).mean(1)
     return 10.0 * torch.log10(data_range**2 / mse)
-
-
-def ms_ssim(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    data_range: float = 1.0,
-    padding: Sequence[int] | None = None,
-    win_size: int = 11,
-    win_sigma: float = 1.5,
-) -> torch.Tensor:
-    """MS-SSIM per image, (n,), averaged over channels (Wang et al. 2003).
-
-    Five scales need the smaller side > (win_size - 1) x 16 = 160 px; there the result equals
-    ``pytorch_msssim.ms_ssim``. Smaller images use the largest number of scales L that fits
-    (side > (win_size - 1) x 2^(L-1)) with the first L standard weights renormalized to sum
-    to 1 (L = 1 is plain SSIM). Sides < win_size raise ValueError.
-    """
-    x, y = image_pair(x, y, padding)
-    side = min(x.shape[-2:])
-    if side < win_size:
-        raise ValueError(f"MS-SSIM needs image sides >= win_size={win_size}, got {tuple(x.shape[-2:])}")
-    levels = max(k for k in range(1, 6) if side > (win_size - 1) * 2 ** (k - 1))
-    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels], dtype=x.dtype, device=x.device)
-    if levels < 5:
-        weights = weights / weights.sum()
-    coords = torch.arange(win_size, dtype=x.dtype, device=x.device) - win_size // 2
-    window = torch.exp(-(coords**2) / (2 * win_sigma**2))
-    window = (window / window.sum()).repeat(x.shape[1], 1, 1)  # (c, 1, win)
-    factors = []
-    for level in range(levels):
-        ssim_value, contrast_structure = _ssim_and_cs(x, y, window, data_range)
-        if level < levels - 1:
-            factors.append(torch.relu(contrast_structure))
-            pad = [s % 2 for s in x.shape[2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=pad)
-            y = F.avg_pool2d(y, kernel_size=2, padding=pad)
-    factors.append(torch.relu(ssim_value))
-    stacked = torch.stack(factors, dim=0)  # (levels, n, c)
-    return torch.prod(stacked ** weights.view(-1, 1, 1), dim=0).mean(1)
-
-
-def _ssim_and_cs(
-    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel SSIM and contrast-structure term, (n, c), Gaussian window, valid conv."""
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        t = F.conv2d(t, window.unsqueeze(3), groups=t.shape[1])  # (c, 1, win, 1): along H
-        return F.conv2d(t, window.unsqueeze(2), groups=t.shape[1])  # (c, 1, 1, win): along W
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
-    cs_map = (2 * cov + c2) / (var_x + var_y + c2)
-    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map
-    return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
 # --------------------------------------------------------------------------- depth

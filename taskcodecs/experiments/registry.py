@@ -38,6 +38,10 @@ from infra.config import ConfigError, apply_overrides
 from taskcodecs.coding.bitstream import codec_fingerprint
 from taskcodecs.models.base import BaseCodec, BaseCodecConfig
 from taskcodecs.models.common import architecture_dict, enhancement_codec_id, make_codec_id
+from taskcodecs.models.compressai_codec import (
+    ARCHITECTURES as COMPRESSAI_ARCHITECTURES,
+)
+from taskcodecs.models.compressai_codec import CompressAICodec, CompressAICodecConfig
 from taskcodecs.models.enhancement import EnhancementCodec, EnhancementCodecConfig
 from taskcodecs.models.names import MODES
 
@@ -134,6 +138,15 @@ def _build_base(config: BaseCodecConfig, name: str) -> BaseCodec:
     return BaseCodec(config, name=name, identify=identify_codec)
 
 
+def _build_compressai(config: CompressAICodecConfig, name: str) -> CompressAICodec:
+    return CompressAICodec(config, name=name, identify=identify_codec)
+
+
+# CompressAI zoo architectures per preset: tiny trains on a CPU; paper = the zoo's sizes of
+# qualities 1-5 (N = 128, M = 192)
+_COMPRESSAI_SIZES = {"tiny": {"N": 16, "M": 24}, "paper": {"N": 128, "M": 192}}
+
+
 def _build_enhancement(
     config: EnhancementCodecConfig, name: str, base: BaseCodec | None = None
 ) -> EnhancementCodec:
@@ -202,6 +215,16 @@ def _register_defaults() -> None:
                         _build_enhancement,
                         description,
                     )
+
+    for preset, sizes in _COMPRESSAI_SIZES.items():
+        for architecture in COMPRESSAI_ARCHITECTURES:
+            register_model(
+                f"{preset}-compressai-{architecture}",
+                CompressAICodecConfig(architecture=architecture, **sizes),
+                _build_compressai,
+                f"CompressAI {architecture} (compressai.models, N={sizes['N']}, "
+                f"M={sizes['M']}): a standalone reconstruction codec ({preset} preset)",
+            )
 
 
 _register_defaults()

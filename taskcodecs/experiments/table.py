@@ -16,7 +16,14 @@ coco-reconstruction                     scalable, direct,          enhancement (
 cityscapes-reconstruction               the same                   enhancement (depth base)
 cityscapes-segmentation                 the same                   enhancement (depth base)
 depth / detection / segmentation        uncompressed               reference (no codec)
+compressai-reconstruction               bmshj2018-hyperprior,      standalone (a CompressAI
+                                        mbt2018-mean               zoo architecture, no base)
 ======================================  =========================  =========================
+
+*standalone* runs train one reconstruction codec on the images alone, no base: the CompressAI
+zoo architectures wrapped by :mod:`taskcodecs.models.compressai_codec` (registry names
+``{preset}-compressai-{architecture}``), an independent reference trained on the same data
+and evaluated through real bitstreams like every codec.
 
 :data:`FAMILIES` is that table (role, the task a family's runs are scored on, its dataset,
 the base family of enhancements), the one source of truth: ``analysis.runs`` reads it too.
@@ -47,9 +54,10 @@ from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.models.names import MODES, PRESETS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-Role = Literal["base", "enhancement", "reference"]
+Role = Literal["base", "enhancement", "reference", "standalone"]
 BASE_METHODS = ("baseline", "proposed")
 REFERENCE_METHODS = ("uncompressed",)
+COMPRESSAI_METHODS = ("bmshj2018-hyperprior", "mbt2018-mean")  # compressai.zoo names
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,8 @@ class Family:
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return {"base": BASE_METHODS, "enhancement": MODES,
-                "reference": REFERENCE_METHODS}[self.role]
+        return {"base": BASE_METHODS, "enhancement": MODES, "reference": REFERENCE_METHODS,
+                "standalone": COMPRESSAI_METHODS}[self.role]
 
 
 FAMILIES: dict[str, Family] = {
@@ -77,6 +85,7 @@ FAMILIES: dict[str, Family] = {
     "depth": Family("reference", "depth", "cityscapes"),
     "detection": Family("reference", "detection", "coco"),
     "segmentation": Family("reference", "segmentation", "cityscapes"),
+    "compressai-reconstruction": Family("standalone", "reconstruction", "cityscapes"),
 }
 
 
@@ -109,6 +118,9 @@ def _description(family: Family, method: str) -> str:
         return f"{_DATASET_NAMES[family.dataset]} {family.task} base{_BASE_NOTES[method]}"
     if family.role == "enhancement":
         return f"{method} {family.task} on {_ENHANCED_DATA[family.dataset]}"
+    if family.role == "standalone":
+        return (f"CompressAI {method} trained for {family.task} on "
+                f"{_DATASET_NAMES[family.dataset]} images (standalone, no base)")
     return f"the {family.task} model on uncompressed images (no codec, no bitstream)"
 
 

@@ -21,11 +21,11 @@ from infra.config import ConfigError, check_loss_weights
 class SyntheticData:
     """The synthetic scenes a tiny preset generates when ``data_root`` holds no data."""
 
-    train: int = 16
-    val: int = 4
-    height: int = 64
-    width: int = 128
-    seed: int = 0
+    train: int = 16  # training scenes
+    val: int = 4  # validation scenes
+    height: int = 64  # pixels
+    width: int = 128  # pixels
+    seed: int = 0  # scene seed
 
     def __post_init__(self) -> None:
         for name in ("train", "val", "height", "width"):
@@ -49,22 +49,22 @@ class TrainConfig:
     means "not used by this kind of run" (references; ``reward_weight`` for enhancements).
     """
 
-    experiment: str = ""  # the table entry this config belongs to (role, family, method)
+    experiment: str = ""  # set by --config; the table entry this config belongs to (role, family, method)
     model: str | None = None  # registry name (taskcodecs.experiments.registry); None for references
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # registry config fields, e.g. model_overrides.latent_ch=64
     task: Literal["depth", "detection", "segmentation"] | None = None  # references only
-    rate_weight: float | None = None
-    reward_weight: float | None = None
+    rate_weight: float | None = None  # multiplies bits per pixel in the loss
+    reward_weight: float | None = None  # bases: the reconstruction reward (0 = baseline)
     # rate targeting (taskcodecs.training.rate_control): adapt rate_weight so the run lands on this
     # estimated rate, bits per original-image pixel (base: bpp_base, enhancement: bpp_total)
-    rate_target_bpp: float | None = None
+    rate_target_bpp: float | None = None  # bits/pixel; null: a fixed rate_weight
     rate_tolerance: float = 0.1  # relative: on target when |R_val / R* - 1| <= this
     rate_gain: float = 0.02  # dual-ascent step on ln(rate_weight) per unit of ln(R / R*)
     # data ------------------------------------------------------------------------------
     dataset: Literal["cityscapes", "coco"] = "cityscapes"
     data_root: str | None = None  # None or a folder without data: synthetic scenes
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = "train"  # dataset split to train on
+    val_split: str = "val"  # dataset split to select checkpoints on
     scale: float = 1.0  # Cityscapes resize factor (1.0 = full resolution)
     targets: list[str] = field(default_factory=list)  # Cityscapes targets to load
     augment: bool = True  # the paper's augmentation on the training split
@@ -75,22 +75,22 @@ class TrainConfig:
     render_synthetic: bool = False  # render the synthetic scenes into a data_root without data
     # optimisation -----------------------------------------------------------------------
     batch_size: int = 8  # per process
-    val_batch_size: int = 1
-    lr: float = 1e-4
+    val_batch_size: int = 1  # per process
+    lr: float = 1e-4  # Adam learning rate
     lr_schedule: Literal["constant", "cosine"] = "constant"  # taskcodecs.training.lr_schedule
     warmup_steps: int = 0  # linear warm-up from lr / warmup_steps
     lr_min_ratio: float = 0.05  # cosine: the final lr as a fraction of lr
     clip: float = 1.0  # max gradient norm; 0 disables clipping
-    max_steps: int = 100_000
-    val_every: int = 1000
+    max_steps: int = 100_000  # optimizer steps (the run stops here at the latest)
+    val_every: int = 1000  # steps between validation rounds (and checkpoints)
     val_limit: int | None = None  # validation images per round (None: the whole split)
     patience: int | None = 10  # validation rounds without improvement before stopping
-    log_every: int = 50
-    seed: int = 0
+    log_every: int = 50  # steps between log lines (train.log, log.csv, TensorBoard)
+    seed: int = 0  # in [0, 2**63); 0 is a seed
     # runs ---------------------------------------------------------------------------------
     out: str | None = None  # run directory (default: runs/EXPERIMENT)
     base: str | None = None  # enhancements: the frozen base's run directory
-    base_checkpoint: Literal["best", "last"] = "best"
+    base_checkpoint: Literal["best", "last"] = "best"  # which checkpoint of base
     init_from: str | None = None  # start from this run's best weights (standalone-refit)
     resume: str | None = None  # continue this run directory from its last checkpoint
     # hardware -----------------------------------------------------------------------------
@@ -99,7 +99,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the transforms (entropy model and task nets stay eager)
     compile_backend: str = "inductor"  # torch.compile backend, e.g. inductor, aot_eager
     channels_last: bool = False  # CUDA memory format; a no-op (with a warning) on CPU
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader processes (0: in the main process)
     find_unused_parameters: bool = False  # DDP option, for models with unused branches
 
     def __post_init__(self) -> None:
@@ -144,3 +144,46 @@ class TrainConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / (self.experiment or "run")
+
+
+def config_keys(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, comment) of every ``key=value`` override of ``cls``, nested
+    dataclasses (``synthetic``) expanded to ``synthetic.train`` etc.; the comment is the one
+    written after the field in the source (empty if none)."""
+    import dataclasses
+    import inspect
+    import re
+
+    comments: dict[str, str] = {}
+    try:
+        for line in inspect.getsource(cls).splitlines():
+            match = re.match(r"\s+(\w+):[^#]*#\s*(.*)$", line)
+            if match:
+                comments[match.group(1)] = match.group(2).strip()
+    except (OSError, TypeError):  # no source (a frozen build): types and defaults only
+        pass
+    nested = {"synthetic": SyntheticData}
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = repr(f.default_factory())  # type: ignore[misc]
+        else:
+            default = "(required)"
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        rows.append((prefix + f.name, kind, default, comments.get(f.name, "")))
+        if f.name in nested:
+            rows.extend(config_keys(nested[f.name], prefix=f"{prefix}{f.name}."))
+    return rows
+
+
+def config_keys_help() -> str:
+    """The ``train --help`` epilog section: one line per config key (type, default, note)."""
+    rows = config_keys()
+    width = max(len(key) for key, *_ in rows)
+    lines = ["config keys (key=value overrides; type = default  # note; the defaults are "
+             "TrainConfig's, an experiment's YAML sets its own):"]
+    for key, kind, default, note in rows:
+        lines.append(f"  {key:<{width}}  {kind} = {default}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines)

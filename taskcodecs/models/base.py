@@ -1,10 +1,13 @@
 """Base codecs: one compressed representation Ŷ_b serving a machine task (DESIGN §3).
 
-Data flow (names as in CompressAI papers; f = analysis, g = synthesis, RB = residual block)::
+Names: f_b is the analysis transform (CompressAI's ``g_a``; ``model.g_a`` is an alias of
+``model.f_b``), g_s the reconstruction synthesis (CompressAI's ``g_s``; DESIGN and the paper
+call it g_a -- checkpoints written with that name, keys ``g_a.*``, load mapped to ``g_s.*``),
+g_b the task synthesis. RB = residual block. Data flow::
 
     X (B,3,H,W) ─pad─▶ [DownSample] ─▶ f_b ─▶ y ─Q─▶ ŷ_b (B,N,h,w) ─┬─▶ g_b ─▶ task model ─▶ [UpSample] ─crop─▶ task
                       (half res,                ▲                  │   (3 ch image-like, 1 RB/stage)
-                       depth only)              │                  └─▶ g_a ─▶ [UpSample] ─crop─▶ x̂ (B,3,H,W)
+                       depth only)              │                  └─▶ g_s ─▶ [UpSample] ─crop─▶ x̂ (B,3,H,W)
                                    entropy model p(ŷ_b | context):         (3 ch, 3 RB/stage)
                                    masked 5x5 context (autoregressive or
                                    checkerboard) + parameter net,
@@ -16,10 +19,10 @@ Data flow (names as in CompressAI papers; f = analysis, g = synthesis, RB = resi
 
 Loss (code form), :meth:`BaseCodec.loss`::
 
-    d_b + rate_weight · bpp_b + reward_weight · rmse255(g_a(ŷ_b), X)        proposed (reward_weight > 0)
-    d_b + rate_weight · bpp_b + 1 · rmse255(g_a(ŷ_b.detach()), X)           baseline (reward_weight = 0)
+    d_b + rate_weight · bpp_b + reward_weight · rmse255(g_s(ŷ_b), X)        proposed (reward_weight > 0)
+    d_b + rate_weight · bpp_b + 1 · rmse255(g_s(ŷ_b.detach()), X)           baseline (reward_weight = 0)
 
-In the baseline g_a is still trained, on a detached copy of ŷ_b, so the encoder f_b (and the
+In the baseline g_s is still trained, on a detached copy of ŷ_b, so the encoder f_b (and the
 entropy model) receive exactly zero gradient from the reconstruction term.
 
 Defaults chosen here (DESIGN leaves them open):
@@ -66,6 +69,7 @@ from taskcodecs.models.common import (
     CodedImage,
     actual_rates,
     architecture_dict,
+    as_batch,
     as_image_batch,
     bits_per_pixel,
     check_batch_image,
@@ -89,7 +93,10 @@ from taskcodecs.models.transforms import (
     pad_to_multiple,
 )
 
-__all__ = ["BaseCodec", "BaseCodecConfig", "Encoded"]
+__all__ = ["LEGACY_NAMES", "BaseCodec", "BaseCodecConfig", "Encoded"]
+
+# state-dict prefixes of older checkpoints -> today's (the reconstruction decoder was "g_a")
+LEGACY_NAMES = {"g_a.": "g_s."}
 
 
 @dataclass
@@ -105,7 +112,7 @@ class BaseCodecConfig:
     latent_ch: int = 32  # N
     widths: tuple[int, int, int] = (8, 16, 32)  # analysis widths; synthesis mirrors them
     analysis_blocks: int = 1  # residual blocks per stage of f_b
-    reconstruction_blocks: int = 1  # ... of g_a (paper: 3)
+    reconstruction_blocks: int = 1  # ... of g_s (paper: 3)
     task_blocks: int = 1  # ... of g_b (paper: 1)
     half_resolution: bool = True  # DownSample before f_b, UpSample after the heads
     hyperprior: bool = False  # Ballé-2018 hyperprior in the base entropy model (ablation)
@@ -147,12 +154,14 @@ class Encoded:
 class BaseCodec(nn.Module):
     """A base codec for ``config.task`` (see the module docstring for the data flow).
 
-    ``forward(batch)`` returns::
+    ``forward(batch)`` -- or ``forward(x)`` with ``x`` a [B, 3, H, W] tensor in [0, 1], as in
+    CompressAI -- returns::
 
         y_hat        {"base": ŷ_b (B, N, h, w)}
-        likelihoods  {"base": {"y": ...[, "z": ...]}}
+        likelihoods  {"y": ...[, "z": ...]}  flat, as CompressAI's models: a single layer, so
+                     ``compressai.losses.RateDistortionLoss()(out, x)`` works as is
         bpp          {"base": 0-d tensor}, bits per original pixel (estimated)
-        x_hat        (B, 3, H, W) g_a's reconstruction, unclamped (baseline: from ŷ_b.detach())
+        x_hat        (B, 3, H, W) g_s's reconstruction, unclamped (baseline: from ŷ_b.detach())
         disparity    (B, 1, H, W) disparity pixels                       (depth)
         task_losses  the detector's loss dict (train mode)               (detection)
         detections   list of {"boxes", "labels", "scores"} (eval mode)   (detection)
@@ -173,7 +182,7 @@ class BaseCodec(nn.Module):
             n, hyperprior=config.hyperprior, context=config.context
         )
         self.g_b = SynthesisTransform(n, widths[::-1], 3, config.task_blocks)
-        self.g_a = SynthesisTransform(n, widths[::-1], 3, config.reconstruction_blocks)
+        self.g_s = SynthesisTransform(n, widths[::-1], 3, config.reconstruction_blocks)
         self.up_task = UpSample(1, 1) if config.half_resolution else None
         self.up_recon = UpSample(3, 3) if config.half_resolution else None
         sizes = {}
@@ -189,6 +198,20 @@ class BaseCodec(nn.Module):
     @property
     def latent_ch(self) -> int:
         return self.config.latent_ch
+
+    @property
+    def g_a(self) -> nn.Module:
+        """CompressAI's name of the analysis transform: :attr:`f_b` (not a decoder)."""
+        return self.f_b
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        """Checkpoints from before the CompressAI names hold the reconstruction decoder as
+        ``g_a.*``: renamed to ``g_s.*`` here, in place (child modules load from this dict)."""
+        for old, new in LEGACY_NAMES.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def analyze(self, image: torch.Tensor) -> tuple[torch.Tensor, Padding]:
         """X (B, 3, H, W) -> padded -> [DownSample] -> f_b -> y (B, N, Hp/s, Wp/s)."""
@@ -214,8 +237,8 @@ class BaseCodec(nn.Module):
         return crop_padding(t, padding)
 
     def reconstruct(self, y_hat: torch.Tensor, padding: Padding) -> torch.Tensor:
-        """ŷ_b -> g_a -> [UpSample] -> crop: x̂ (B, 3, H, W), unclamped."""
-        return self._to_image_size(self.g_a(y_hat), self.up_recon, padding)
+        """ŷ_b -> g_s -> [UpSample] -> crop: x̂ (B, 3, H, W), unclamped."""
+        return self._to_image_size(self.g_s(y_hat), self.up_recon, padding)
 
     def run_task(
         self, y_hat: torch.Tensor, padding: Padding, targets: list[dict] | None = None
@@ -237,13 +260,14 @@ class BaseCodec(nn.Module):
 
     # ------------------------------------------------------------------ training
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def forward(self, batch: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
+        batch = as_batch(batch)
         image = check_batch_image(batch)
         enc = self.encode(image)
         proposed = self.config.reward_weight > 0
         out: dict[str, Any] = {
             "y_hat": {"base": enc.y_hat},
-            "likelihoods": {"base": enc.likelihoods},
+            "likelihoods": dict(enc.likelihoods),
             "bpp": {"base": enc.bpp},
             "x_hat": self.reconstruct(enc.y_hat if proposed else enc.y_hat.detach(), enc.padding),
             "padding": enc.padding,
@@ -340,7 +364,7 @@ class BaseCodec(nn.Module):
 
     def decompress(self, data: bytes, layers: str = "all") -> dict[str, Any]:
         """Bytes from :meth:`compress` -> ``y_hat`` {"base": ŷ_b}, ``x_hat`` [1, 3, H, W]
-        in [0, 1] (g_a), the task outputs (``disparity`` or ``detections``), ``bpp_actual``
+        in [0, 1] (g_s), the task outputs (``disparity`` or ``detections``), ``bpp_actual``
         (all bytes, header included, per original pixel) and ``bpp_actual_decoded`` (a
         stream holding only the decoded layers). ``layers``: "all" or "base" (the same here)."""
         check_layers(layers)

@@ -110,8 +110,15 @@ def as_image_batch(image: torch.Tensor) -> torch.Tensor:
     return image.float()
 
 
-def check_batch_image(batch: Mapping[str, Any]) -> torch.Tensor:
-    """``batch["image"]`` checked to be a float [B, 3, H, W] tensor."""
+def as_batch(batch: Mapping[str, Any] | torch.Tensor) -> Mapping[str, Any]:
+    """A batch dict; a bare tensor ``x`` (CompressAI's ``forward(x)``) becomes ``{"image": x}``."""
+    return {"image": batch} if isinstance(batch, torch.Tensor) else batch
+
+
+def check_batch_image(batch: Mapping[str, Any] | torch.Tensor) -> torch.Tensor:
+    """``batch["image"]`` (or the tensor ``batch`` itself) checked to be a float [B, 3, H, W]
+    tensor."""
+    batch = as_batch(batch)
     if "image" not in batch:
         raise KeyError(f"the batch needs an 'image' entry [B, 3, H, W], got keys {sorted(batch)}")
     image = batch["image"]
@@ -121,6 +128,26 @@ def check_batch_image(batch: Mapping[str, Any]) -> torch.Tensor:
     if not image.is_floating_point():
         raise TypeError(f"batch['image'] must be a float tensor in [0, 1], got {image.dtype}")
     return image
+
+
+def flat_likelihoods(likelihoods: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The likelihoods of a forward pass as CompressAI's flat ``{name: tensor}``: a layered
+    codec's ``{"base": {"y": ..}, "enhancement": {"y": ..}}`` becomes ``{"base.y": ..,
+    "enhancement.y": ..}``; an already flat dict is returned as is (a new dict)."""
+    flat: dict[str, torch.Tensor] = {}
+    for name, value in likelihoods.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{name}.{k}": v for k, v in flat_likelihoods(value).items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def compressai_view(out: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"x_hat", "likelihoods": flat}`` of a forward pass, what CompressAI's losses and tools
+    read (``compressai.losses.RateDistortionLoss()(compressai_view(out), x)``): the rate is
+    then the sum over every layer, as the codecs' ``bpp_total``."""
+    return {"x_hat": out["x_hat"], "likelihoods": flat_likelihoods(out["likelihoods"])}
 
 
 def freeze(module: torch.nn.Module) -> torch.nn.Module:

@@ -18,7 +18,7 @@ and ŷ_b have the same spatial size. Modes (``config.mode``):
 
 * ``scalable``                the conditional codec above.
 * ``direct``                  no enhancement layer: the target is decoded from ŷ_b alone.
-                              Reconstruction: the base's own g_a (a thin wrapper, nothing to
+                              Reconstruction: the base's own g_s (a thin wrapper, nothing to
                               train). Segmentation: g_e + DeepLabV3 trained on the frozen ŷ_b.
 * ``standalone-refit``        the conditional architecture with the side input zeroed; trained
                               from a trained ``scalable`` model (:meth:`EnhancementCodec.init_from`)
@@ -116,10 +116,16 @@ class EnhancementCodecConfig:
 class EnhancementCodec(nn.Module):
     """An enhancement codec over a frozen :class:`BaseCodec` (module docstring: data flow).
 
-    ``forward(batch)`` returns ``y_hat``, ``likelihoods`` and ``bpp`` keyed by layer
-    ("base", and "enhancement" unless the mode is ``direct``), ``padding``, and the target:
-    ``x_hat`` (B, 3, H, W) unclamped for reconstruction, ``segmentation`` {"out", "aux"}
-    logits (B, 19, H, W) for segmentation.
+    ``forward(batch)`` (or ``forward(x)``, x a [B, 3, H, W] tensor) returns ``y_hat``,
+    ``likelihoods`` and ``bpp`` keyed by layer ("base", and "enhancement" unless the mode is
+    ``direct``), ``padding``, and the target: ``x_hat`` (B, 3, H, W) unclamped for
+    reconstruction, ``segmentation`` {"out", "aux"} logits (B, 19, H, W) for segmentation.
+
+    Nesting: a layered codec's ``likelihoods`` are ``{"base": {"y"[, "z"]}, "enhancement":
+    {"y"}}`` (the base's carry no gradient). CompressAI's tools want one flat dict: use
+    :func:`taskcodecs.models.common.flat_likelihoods` (keys ``"base.y"``, ``"enhancement.y"``)
+    or :func:`~taskcodecs.models.common.compressai_view` (``{"x_hat", "likelihoods"}``), e.g.
+    ``RateDistortionLoss()(compressai_view(out), x)`` (its rate is base + enhancement).
     """
 
     def __init__(
@@ -238,7 +244,7 @@ class EnhancementCodec(nn.Module):
     def decode_target(self, features: torch.Tensor, padding: Padding) -> dict[str, Any]:
         """ŷ_e (or ŷ_b in direct mode) -> the target (module docstring)."""
         if self.config.target == "reconstruction":
-            if self.g_e is None:  # direct reconstruction: the base's g_a
+            if self.g_e is None:  # direct reconstruction: the base's g_s
                 return {"x_hat": self.base.reconstruct(features, padding)}
             t = self.g_e(features)
             return {"x_hat": crop_padding(self.up(t) if self.up is not None else t, padding)}
@@ -256,7 +262,7 @@ class EnhancementCodec(nn.Module):
             seg[key] = crop_padding(value, padding)
         return {"segmentation": seg}
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def forward(self, batch: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
         image = check_batch_image(batch)
         with torch.no_grad():
             base: Encoded = self.base.encode(image)
@@ -338,7 +344,7 @@ class EnhancementCodec(nn.Module):
 
     def decompress(self, data: bytes, layers: str = "all") -> dict[str, Any]:
         """Decode ``layers`` ("all" or "base"). Always: the base's outputs (``y_hat``
-        {"base"}, the base's ``x_hat`` from g_a, the base task's outputs), ``bpp_actual`` (all
+        {"base"}, the base's ``x_hat`` from g_s, the base task's outputs), ``bpp_actual`` (all
         bytes per original pixel) and ``bpp_actual_decoded`` (a container of the decoded
         layers alone). With "all" also ``y_hat["enhancement"]`` and the target: ``x_hat``
         from g_e (reconstruction; the base's moves to ``x_hat_base``) or ``segmentation``

@@ -6,7 +6,7 @@ distortion (255 x RMSE), each a 0-d tensor with its gradient.
     segmentation   d_e = segmentation_loss({"out", "aux"}, labels)     (20 CE + 20 CE aux, nats)
     reconstruction d   = rmse255(x_hat, x, padding)                    (255 x RMSE of [0,1] images)
 
-The evaluation metrics that are not losses (PSNR, MS-SSIM, pooled RMSE, mIoU, COCO mAP) are
+The evaluation metrics that are not losses (PSNR, pooled RMSE, mIoU, COCO mAP) are
 :mod:`taskcodecs.evaluation.metrics`.
 """
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from infra.config import ConfigError, config_to_dict
 from taskcodecs.experiments.registry import create_model
+from taskcodecs.models.protocol import check_codec
 from taskcodecs.runs.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -38,9 +39,7 @@ def save_codec(
     """Write ``path``.safetensors/.json with the registry name, full config and codec id in the
     metadata (plus ``metadata``); ``kwargs`` go to :func:`taskcodecs.runs.checkpoint.save_checkpoint`
     (``optimizers``, ``extra_tensors``). Returns the weights path."""
-    for attribute in ("registry_name", "config", "codec_id"):
-        if not hasattr(model, attribute):
-            raise TypeError(f"save_codec needs a registry codec; {type(model).__name__} has no {attribute}")
+    check_codec(model, "save_codec needs a registry codec;")
     meta = dict(metadata or {})
     meta.update({
         "model_name": model.registry_name,

@@ -20,6 +20,7 @@ from infra.config import ConfigError
 from taskcodecs.experiments.table import Experiment, get_experiment
 from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.models.losses import depth_loss, detection_loss, segmentation_loss
+from taskcodecs.models.protocol import check_codec
 from taskcodecs.models.tasks import build_task_model
 from taskcodecs.runs.checkpoint import (
     CheckpointError,
@@ -100,6 +101,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         model = create_model(cfg.model, base=base, **overrides)
     else:
         model = create_model(cfg.model, **overrides)
+    check_codec(model, f"model={cfg.model}")  # the interface the trainer and evaluator use
     if cfg.init_from:
         path = check_init_run(cfg, exp)
         if hasattr(model, "init_from"):

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -56,10 +55,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import submitit
+try:  # the [cluster] extra: only --launcher submitit needs it
+    import submitit
+    _Checkpointable: type = submitit.helpers.Checkpointable
+except ImportError:  # pragma: no cover - exercised only without the extra
+    submitit = None
+    _Checkpointable = object
 
+from infra import cli
 from infra.config import ConfigError, parse_overrides
 from infra.io import write_json
+
+CLUSTER_EXTRA = "pip install -e '.[cluster]'"
+
+
+def require_submitit() -> None:
+    """A :class:`ConfigError` saying how to install submitit when it is missing."""
+    if submitit is None:
+        raise ConfigError(f"--launcher submitit needs the submitit package (the cluster "
+                          f"extra): {CLUSTER_EXTRA}")
+
 
 ACTIVE_SLURM = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
                 "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
@@ -98,6 +113,7 @@ def split_cluster_items(items: Sequence[str]) -> tuple[list[str], dict[str, Any]
 
 def make_executor(args: argparse.Namespace, folder: Path, name: str, slurm: dict[str, Any]):
     """A submitit AutoExecutor for ``args`` (see :func:`add_arguments`), jobs in ``folder``."""
+    require_submitit()
     if args.nodes < 1 or args.gpus_per_node < 0:
         raise ConfigError(f"--nodes must be >= 1 and --gpus-per-node >= 0, got {args.nodes}, "
                           f"{args.gpus_per_node}")
@@ -139,7 +155,7 @@ def procs_per_job(args: argparse.Namespace) -> tuple[int, int]:
 def _record_start(records: Path, key: str) -> None:
     """``records/KEY.started.json``: where and as which job this attempt runs; INFO logging
     to the job's stderr (train.log gets its lines too), as the CLIs set it up."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cli.setup_logging()
     job_id = None
     try:
         job_id = submitit.JobEnvironment().job_id
@@ -149,7 +165,7 @@ def _record_start(records: Path, key: str) -> None:
                                                   "pid": os.getpid(), "started": time.time()})
 
 
-class PointJob(submitit.helpers.Checkpointable):
+class PointJob(_Checkpointable):
     """One sweep point as a submitit job: ``OUT/sweep.json`` + the point's index.
 
     Called again after a requeue (the default ``checkpoint``: the same job), it resumes from
@@ -179,7 +195,7 @@ class PointJob(submitit.helpers.Checkpointable):
         return ""
 
 
-class MainJob(submitit.helpers.Checkpointable):
+class MainJob(_Checkpointable):
     """``python -m MODULE ARGV...`` as a submitit job, run as ``MODULE.main(ARGV)`` in the
     job's process; skipped when ``marker`` exists, run again from the start on requeue."""
 

@@ -229,6 +229,12 @@ def plan(config: str, rate_weights: list[float], reward_weights: list[float],
                     points.append(Point(name, method, lam, None, label, base,
                                         str(runs / folder), init,
                                         None if method == "direct" else target))
+        elif exp.role == "standalone":  # a CompressAI reference: rate points only
+            if reward_weights or bases:
+                raise ConfigError(f"{exp.name} is a standalone codec: it takes neither "
+                                  "--reward-weights nor --bases")
+            points += [Point(name, method, lam, None, None, None, str(runs / f"{name}-{tag}"),
+                             None, target) for lam, target, tag in rates]
         else:
             raise ConfigError(f"{exp.name} is a codec-free reference: there is no rate to sweep")
     if warm_start is not None:
@@ -311,18 +317,39 @@ def _train_overrides(point: Point, overrides: dict[str, Any],
 
 
 def commands(point: Point, overrides: dict[str, Any], split: str, limit: int | None) -> str:
-    """The train and evaluate command lines of ``point`` (for --dry-run)."""
+    """The public train and evaluate command lines of ``point`` (for --dry-run):
+    ``python -m taskcodecs.train --config NAME --out RUN_DIR key=value ...`` then
+    ``python -m taskcodecs.evaluate RUN_DIR --split SPLIT``."""
     later = "REFIT_WEIGHT"  # a targeted refit's weight exists once its scalable point ran
-    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-             for k, v in _train_overrides(point, overrides, refit_weight=later).items()]
-    train = shlex.join(["python", "-m", "taskcodecs.training.run", "--config", point.experiment, *items])
+    flat = _train_overrides(point, overrides, refit_weight=later)
+    run_dir = flat.pop("out")
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in flat.items()]
+    train = shlex.join(["python", "-m", "taskcodecs.train", "--config", point.experiment,
+                        "--out", run_dir, *items])
     if f"rate_weight={later}" in items:
         train = train.replace(f"rate_weight={later}", "rate_weight=$(python -m "
                               f"taskcodecs.training.rate_control {shlex.quote(point.init_from)})")
-    evaluate = ["python", "-m", "taskcodecs.evaluation.evaluate", point.run_dir, "--split", split]
+    evaluate = ["python", "-m", "taskcodecs.evaluate", point.run_dir, "--split", split]
     if limit is not None:
         evaluate += ["--limit", str(limit)]
     return train + " && " + shlex.join(evaluate)
+
+
+def validate_overrides(points: list[Point], overrides: dict[str, Any]) -> None:
+    """Apply each experiment's train overrides to its config before anything runs, so an
+    unknown or invalid key (``max_stepz=``, ``model_overrides.latent_chh=``) is a
+    :class:`ConfigError` naming it, at planning time (and in ``--dry-run``)."""
+    from taskcodecs.experiments.registry import model_config
+
+    seen: set[str] = set()
+    for point in points:
+        if point.experiment in seen:
+            continue
+        seen.add(point.experiment)
+        flat = _train_overrides(point, overrides, refit_weight=1.0)
+        cfg = load_experiment(point.experiment, flat)
+        if cfg.model is not None:
+            model_config(cfg.model, **cfg.model_overrides)
 
 
 def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:

@@ -10,7 +10,10 @@ Run directory (``out``)::
     train.log                  the log lines of logger "taskcodecs.training.run"
     log.csv                    one row per log/validation event (:class:`CsvLog`), each
                                holding loss-term means (:class:`TermMeans`)
-    tensorboard/               event files, one scalar per loss term and phase
+    tensorboard/               event files: one scalar per loss term and phase, train/lr,
+                               val/images/<i> (the first 3 validation images beside x̂ and
+                               the predicted disparity, each round), hparams (the config vs
+                               the best validation objective, at the end)
     checkpoints/{best,last}.{safetensors,json}   (written by :mod:`taskcodecs.training.trainer`)
 
 Debug output: with ``TASKCODECS_DEBUG_WEIGHT_HASH=DIR`` in the environment every rank writes

@@ -1,6 +1,6 @@
 """Train one experiment: ``python -m taskcodecs.train --config NAME [key=value ...]``.
 
-    python -m taskcodecs.train --config tiny-depth-base-proposed out=runs/depth max_steps=200
+    python -m taskcodecs.train --config tiny-depth-base-proposed --out runs/depth max_steps=200
     python -m taskcodecs.train --config tiny-cityscapes-reconstruction-scalable \\
         base=runs/depth out=runs/recon rate_weight=0.01
     python -m taskcodecs.train resume=runs/recon max_steps=400      # continue a run
@@ -35,6 +35,7 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 from infra import cli
 from infra.config import ConfigError, apply_overrides, parse_overrides
 from taskcodecs.experiments.table import list_experiments, load_experiment
-from taskcodecs.experiments.train_config import TrainConfig
+from taskcodecs.experiments.train_config import TrainConfig, config_keys_help
 from taskcodecs.runs.checkpoint import read_metadata_or_none
 from taskcodecs.runs.links import checkpoint_path, read_run, resolve_links
 from taskcodecs.training import distributed as D
@@ -105,20 +106,42 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(_main, argv)
 
 
-def _main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m taskcodecs.train`` argument parser; the epilog lists the experiments
+    and every config key with its type and default."""
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.train",
                                      description=__doc__.split("\n\n")[0],
-                                     epilog="experiments: " + ", ".join(list_experiments()),
+                                     epilog=textwrap.fill("experiments: " + ", ".join(
+                                         list_experiments()), 100, subsequent_indent="  ",
+                                         break_on_hyphens=False)
+                                     + "\n\n" + config_keys_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment name (taskcodecs.experiments) or YAML path")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="run directory (the same as out=DIR; default runs/<experiment>)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. data_root=DIR out=DIR max_steps=N seed=N "
-                             "rate_weight=X reward_weight=X base=RUN_DIR resume=RUN_DIR")
-    args = parser.parse_args(argv)
+                        help="config overrides (the keys below), e.g. data_root=DIR "
+                             "max_steps=N seed=N rate_weight=X reward_weight=X base=RUN_DIR "
+                             "resume=RUN_DIR")
+    return parser
+
+
+def _with_out(overrides: list[str], out: str | None) -> list[str]:
+    """``--out DIR`` as the ``out=DIR`` override (refused if ``out=`` says otherwise)."""
+    if out is None:
+        return overrides
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("out=")]
+    if given and any(Path(g).resolve() != Path(out).resolve() for g in given):
+        raise ConfigError(f"--out {out} differs from out={given[0]}: give one of them")
+    return [o for o in overrides if not o.startswith("out=")] + [f"out={out}"]
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    cfg = resolve_config(args.config, args.overrides)
+    cli.setup_logging(logging.INFO if rank == 0 else logging.WARNING)
+    overrides = _with_out(args.overrides, args.out)
+    cfg = resolve_config(args.config, overrides)
     cli.on_interrupt(lambda: _kept(cfg.run_dir))
     train(cfg)
     return 0

@@ -107,6 +107,9 @@ def loss_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+TB_IMAGES = 3  # validation images shown in TensorBoard each round (with x̂, disparity)
+
+
 class Trainer:
     """One run of ``cfg`` on this process (see the module docstring)."""
 
@@ -271,6 +274,57 @@ class Trainer:
         self.csv.write(row)
         for key, value in terms.items():
             self.tb.add_scalar(f"{phase}/{key}", value, self.step)
+        if phase == "train":
+            self.tb.add_scalar("train/lr", lr, self.step)
+        self.tb.flush()
+
+    @torch.no_grad()
+    def _log_images(self) -> None:
+        """TensorBoard (rank 0): the first :data:`TB_IMAGES` validation images, each beside
+        the model's reconstruction x̂ (clamped to [0, 1]) and, for depth, its predicted
+        disparity (min-max normalized per image), as ``val/images/<index>``."""
+        model, was_training = self.model, self.model.training
+        model.eval()
+        try:
+            for i in self.val_indices[:TB_IMAGES]:
+                batch = move_to_device(self.collate([self.val_set[i]]), self.device,
+                                       self.cfg.channels_last)
+                with self._autocast():
+                    out = model(batch)
+                panels = [batch["image"][0].float()]
+                if isinstance(out.get("x_hat"), torch.Tensor):
+                    panels.append(out["x_hat"][0].float().clamp(0, 1))
+                if isinstance(out.get("disparity"), torch.Tensor):
+                    d = out["disparity"][0].float()
+                    d = (d - d.min()) / (d.max() - d.min()).clamp_min(1e-8)
+                    panels.append(d.expand(3, -1, -1))
+                if len(panels) > 1:
+                    self.tb.add_image(f"val/images/{i}", torch.cat(panels, dim=-1).cpu(),
+                                      self.step)
+        finally:
+            model.train(was_training)
+
+    def _log_hparams(self) -> None:
+        """TensorBoard's HParams tab (rank 0): the run's scalar config values (and
+        ``model_overrides.*``) against the best validation objective and its step."""
+        from torch.utils.tensorboard.summary import hparams
+
+        flat = config_to_dict(self.cfg)
+        values: dict[str, Any] = {}
+        for key, value in [*flat.items(), *((f"model_overrides.{k}", v) for k, v in
+                                            (flat.get("model_overrides") or {}).items())]:
+            if isinstance(value, bool | int | float | str):
+                values[key] = value
+            elif value is None:
+                values[key] = "none"
+        metrics = {"hparam/best_objective": self.best_value,
+                   "hparam/best_step": float(self.best_step if self.best_step is not None else -1)}
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        writer = self.tb._get_file_writer()
+        for summary in hparams(values, metrics):
+            writer.add_summary(summary)
+        for key, value in metrics.items():
+            self.tb.add_scalar(key, value, self.step)
         self.tb.flush()
 
     def _train(self) -> None:
@@ -325,6 +379,8 @@ class Trainer:
         state = D.rng_state(self.device)
         seed_everything(D.derived_seed(self.cfg.seed, VALIDATION_STREAM))
         terms = self._objective()
+        if self.info.is_main and self.tb is not None:
+            self._log_images()  # inside the seeded section: the training RNG is unaffected
         D.set_rng_state(state, self.device)
         value = terms["loss"]
         if self.rate is not None:
@@ -435,6 +491,8 @@ class Trainer:
                      self.run_dir / "checkpoints")
             write_debug_hash(self.model, self.info.rank)
             self._record_rate()
+            if self.info.is_main and self.tb is not None:
+                self._log_hparams()
         finally:
             log.removeHandler(held)
             close_logs(self.tb)

@@ -7,7 +7,6 @@ import io
 import math
 
 import pytest
-import pytorch_msssim
 import torch
 from pycocotools.coco import COCO
 
@@ -17,7 +16,6 @@ from taskcodecs.evaluation.metrics import (
     MaskedRMSE,
     coco_map,
     disparity_rmse,
-    ms_ssim,
     psnr,
 )
 from taskcodecs.models.losses import rmse255
@@ -60,24 +58,6 @@ def test_rmse255_is_a_mean_of_per_image_norms() -> None:
     padded = torch.cat([y, torch.ones(2, 1, 2, 2)], dim=-1)
     reference = torch.cat([x.detach(), torch.zeros(2, 1, 2, 2)], dim=-1)
     assert float(rmse255(reference, padded, padding=(0, 2, 0, 0))) == pytest.approx(expected, rel=1e-6)
-
-
-def test_ms_ssim_identical_images_is_one_and_matches_pytorch_msssim() -> None:
-    torch.manual_seed(0)
-    small = torch.rand(2, 3, 64, 96)
-    torch.testing.assert_close(ms_ssim(small, small), torch.ones(2))
-    noisy = (small + 0.1 * torch.randn_like(small)).clamp(0, 1)
-    worse = (small + 0.3 * torch.randn_like(small)).clamp(0, 1)
-    assert (ms_ssim(small, worse) < ms_ssim(small, noisy)).all()
-    large = torch.rand(1, 3, 168, 176)  # > 160 px: all five scales
-    large_noisy = (large + 0.1 * torch.randn_like(large)).clamp(0, 1)
-    expected = pytorch_msssim.ms_ssim(large, large_noisy, data_range=1.0, size_average=False)
-    torch.testing.assert_close(ms_ssim(large, large_noisy), expected, atol=1e-5, rtol=0)
-    single_scale = pytorch_msssim.ssim(small[:, :, :20, :20], noisy[:, :, :20, :20],
-                                       data_range=1.0, size_average=False)
-    torch.testing.assert_close(ms_ssim(small[:, :, :20, :20], noisy[:, :, :20, :20]), single_scale)
-    with pytest.raises(ValueError, match="win_size"):
-        ms_ssim(small[:, :, :8, :8], small[:, :, :8, :8])
 
 
 def test_disparity_rmse_uses_only_valid_pixels() -> None:

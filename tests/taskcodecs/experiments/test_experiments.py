@@ -67,6 +67,9 @@ def test_every_config_constructs(name):
     assert model_cfg.rate_weight == cfg.rate_weight
     if exp.role == "base":
         assert (cfg.reward_weight == 0) == (exp.method == "baseline")
+    elif exp.role == "standalone":  # a CompressAI zoo architecture, no base
+        assert exp.base_family is None and cfg.reward_weight is None and cfg.base is None
+        assert model_cfg.architecture == exp.method and "compressai" in cfg.model
     else:
         assert exp.base_family in ("depth-base", "detection-base") and cfg.reward_weight is None
         assert model_cfg.mode == exp.method

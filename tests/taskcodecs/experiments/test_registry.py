@@ -45,6 +45,7 @@ def test_names_cover_every_codec_in_both_presets() -> None:
     for preset in ("tiny", "paper"):
         expected = {f"{preset}-depth-base", f"{preset}-detection-base"}
         expected |= {f"{preset}-{rest}" for rest in ENHANCEMENTS}
+        expected |= {f"{preset}-compressai-{a}" for a in ("bmshj2018-hyperprior", "mbt2018-mean")}
         assert set(list_models(f"{preset}-*")) == expected
     assert list_models() == sorted(TINY + PAPER)
     assert list_models("*-segmentation-*") == sorted(n for n in TINY + PAPER if "segmentation" in n)
@@ -114,7 +115,10 @@ def test_every_paper_entry_builds(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name)
     cfg = model.config
-    assert cfg.latent_ch == 192 and tuple(cfg.widths) == (24, 48, 192)
+    if "compressai" in name:  # the zoo's sizes of qualities 1-5
+        assert (cfg.N, cfg.M) == (128, 192)
+    else:
+        assert cfg.latent_ch == 192 and tuple(cfg.widths) == (24, 48, 192)
     if name.endswith("detection-base") or "segmentation" in name:
         return  # Faster R-CNN / DeepLabV3 on ResNet-50: construction only
     start = time.perf_counter()

@@ -60,7 +60,7 @@ def test_an_amp_step_lowers_the_float32_loss(amp, cache, tmp_path):
         assert skipped < 20
     after = loss32()
     assert amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp], "autocast on"
-    assert out["likelihoods"]["base"]["y"].dtype == torch.float32, "entropy model in float32"
+    assert out["likelihoods"]["y"].dtype == torch.float32, "entropy model in float32"
     assert all(p.dtype == torch.float32 for p in params), "master weights stay float32"
     assert after < before, (amp, before, after)
     if amp == "fp16":
@@ -101,8 +101,8 @@ def test_compile_true_compiles_the_transforms_and_keeps_checkpoints_plain(cache,
     eager = train(_cfg(cache, tmp_path / "eager", **common))
     compiled = train(_cfg(cache, tmp_path / "compiled", compile=True, compile_backend="aot_eager",
                           **common))
-    # the full-resolution tiny base has f_b, g_b, g_a (no down/up transforms)
-    assert ("compile=true: 3 transforms compiled (aot_eager backend): f_b, g_b, g_a"
+    # the full-resolution tiny base has f_b, g_b, g_s (no down/up transforms)
+    assert ("compile=true: 3 transforms compiled (aot_eager backend): f_b, g_b, g_s"
             in caplog.text), caplog.text[-2000:]
     te, tc = (load_file(str(checkpoint_path(r, "last").with_suffix(".safetensors")))
               for r in (eager, compiled))
