@@ -129,6 +129,12 @@ class DemoSettings:
                    eval_images=48, vinfo_targets=("reconstruction", "segmentation"),
                    vinfo_seeds=(0, 1, 2))
 
+    @property
+    def smoke_test(self) -> bool:
+        """The ``--quick`` settings: a smoke test of the pipeline, whose numbers are not
+        measurements, so its results table gives no verdict."""
+        return self == DemoSettings.quick()
+
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as stored in JSON
 
