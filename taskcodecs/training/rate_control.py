@@ -37,28 +37,30 @@ at most ``gain · E`` per step, and (iii) follows the learning rate of the step 
 its peak, so that λ does not run away late in a decaying schedule, when the model can no
 longer follow it, yet still corrects a late drift.
 
-Anti-windup (conditional integration). A from-scratch run starts with a transient the
-controller cannot steer: while the model learns, its rate *rises* (an enhancement from ~0.05
-to ~0.2 bpp in its first ~125 steps) whatever λ is, so plain dual ascent integrates a clipped
-error of +1 at every step and winds λ up by a factor e^(gain · steps) (λ 100 → 6e4 measured
-on the tiny presets), at which the decoder stops learning and the point collapses (PSNR below
-the base's own reconstruction). The integral therefore moves only when the rate is *not*
-already doing what the integral would ask for, judged on the rate's slope
-s = (ln R̄_t − ln R̄_{t−K}) / K over the last K = 25 updates (per step, in log units):
+Anti-windup. A from-scratch run starts with a transient the controller cannot steer: while
+the model learns, its rate *rises* (an enhancement from ~0.05 to ~0.2 bpp in its first ~125
+steps) whatever λ is, so plain dual ascent integrates a clipped error of +1 at every step and
+winds λ up by a factor e^(gain · steps) (λ 100 → 6e4 measured on the tiny presets), at which
+the decoder stops learning and the point collapses (PSNR below the base's own
+reconstruction). Two rules, judged on the running rate's slope s = (ln R̄_t − ln R̄_{t−K}) / K
+over the last K = 25 updates (per update, in log units), stop or shorten *upward* integral
+steps only:
 
-    (i)   initial transient: until the running rate first stops rising (s ≤ 0, or after
-          TRANSIENT_MAX updates), the integral does not rise (it may fall);
-    (ii)  conditional integration: no upward integral step while the rate already falls
-          towards the target fast enough to close the error within HORIZON = 100 updates
-          (e > 0 and e + HORIZON · s ≤ 0); downward steps are left alone, as the cut-off's
-          recovery from a collapsed base rate needs them (a symmetric rule held λ up while
-          the rate climbed back and left the baseline depth base hovering at the cut-off,
-          0.016-0.019 bpp for a 0.03 target, in a first run of the benchmark);
-    (iii) a bounded rise: the integral rises by at most ln 4 (a factor 4) above the level at
-          which the running rate last fell by 5 % from its peak (the last *response* of
-          the rate to λ), plus the slow drift of RISE_LEAK per update, so that a weight
-          far too low still climbs (by e per 1/RISE_LEAK updates) when the rate does not
-          respond at all.
+    (i)   conditional integration: no upward step while the rate already falls towards the
+          target fast enough to close the error within HORIZON = 100 updates
+          (e > 0 and e + HORIZON · s ≤ 0): the lag, not λ, is what is missing;
+    (ii)  a rise bounded by the rate's response: the integral rises at most ln 4 (a factor
+          4) above its level at the rate's last *response* (R̄ 25 % below its peak since the
+          previous one; lowered with the integral), plus RISE_LEAK = 0.005 per update since
+          that response, so that a weight far too low still climbs (by e per 200 updates)
+          where the rate does not respond at all.
+
+Downward steps are left alone: the cut-off's recovery of a collapsed base rate needs them.
+A first version also held the integral through the whole initial transient (until the rate
+stopped rising) and applied (i) in both directions; it left the baseline depth base, whose
+early λ growth the recipe relies on, at 0.016-0.018 bpp for a 0.03 target (off its ±20 %
+tolerance, 2 of 2 seeds; ``benchmarks/RESULTS.md``, "Rate control without collapse"), so the
+transient is bounded by (ii) instead of held.
 
 The proportional part acts throughout (λ reacts by up to a factor e at once). ``anti_windup
 = False`` restores the plain controller (for the benchmark's comparison,
@@ -106,9 +108,8 @@ LR_FLOOR = 0.3  # the gain follows the lr schedule down to this fraction
 CALIBRATION = (0.5, 2.0)  # bounds of the train/validation rate ratio c
 SLOPE_WINDOW = 25  # updates over which the rate's slope (ln R̄ per update) is measured
 HORIZON = 100  # updates: the rate closing the error within this many needs no integral step
-TRANSIENT_MAX = 300  # updates after the hold: the initial transient ends at the latest here
 RISE = math.log(4.0)  # the integral's rise above its level at the rate's last response
-RESPONSE = math.log(1.05)  # a fall of ln R̄ by this much from its peak: the rate responded
+RESPONSE = math.log(1.25)  # R̄ this far (25 %) below its peak: the rate responded to λ
 RISE_LEAK = 0.005  # per update: the ceiling's own drift (a far-too-low λ still climbs)
 
 
@@ -133,10 +134,9 @@ class RateController:
         self.rounds = 0  # validation rounds seen by calibrate()
         self.anti_windup = bool(anti_windup)
         self.history: list[float] = []  # ln R̄ of the last SLOPE_WINDOW + 1 updates
-        self.transient = True  # (i): the rate has not yet stopped rising after the hold
-        self.anchor = self.log_weight  # (iii): the integral at the rate's last response
-        self.peak = -math.inf  # (iii): the highest ln R̄ since that response
-        self.since_response = 0  # (iii): updates since that response
+        self.anchor = self.log_weight  # (ii): the integral at the rate's last response
+        self.peak = -math.inf  # (ii): the highest ln R̄ since that response
+        self.since_response = 0  # (ii): updates since that response
         self.max_weight = math.exp(self.log_weight)  # the largest operating λ seen
 
     @property
@@ -192,27 +192,21 @@ class RateController:
         return (self.history[-1] - self.history[0]) / SLOPE_WINDOW
 
     def _anti_windup(self, step: float, log_rate: float) -> float:
-        """The integral step after (i)-(iii) of the module docstring (they only ever stop or
-        shorten an upward step)."""
+        """The integral step after (i) and (ii) of the module docstring (they only ever stop
+        or shorten an upward step)."""
         slope = self.slope()
-        after_hold = self.updates - self.hold
-        if self.transient and len(self.history) > SLOPE_WINDOW and (
-                slope <= 0.0 or after_hold > TRANSIENT_MAX):
-            self.transient = False
-        # (iii) the rate's response: a 5 % fall of R̄ from its peak since the last response
+        # (ii) the rate's response: a 5 % fall of R̄ from its peak since the last response
         self.since_response += 1
         if log_rate > self.peak:
             self.peak = log_rate
         elif log_rate <= self.peak - RESPONSE:
             self.anchor, self.peak, self.since_response = self.log_weight, log_rate, 0
         self.anchor = min(self.anchor, self.log_weight)  # a lowered λ must earn its rise again
-        if step > 0 and self.transient:
-            return 0.0  # (i)
         if step > 0 and slope < 0 and self.error <= -HORIZON * slope:
-            return 0.0  # (ii): already falling to the target within HORIZON updates
+            return 0.0  # (i): already falling to the target within HORIZON updates
         if step > 0:
             ceiling = self.anchor + RISE + RISE_LEAK * self.since_response
-            step = min(step, max(ceiling - self.log_weight, 0.0))  # (iii)
+            step = min(step, max(ceiling - self.log_weight, 0.0))  # (ii)
         return step
 
     def calibrate(self, val_bpp: float) -> None:
@@ -235,7 +229,7 @@ class RateController:
         """Everything needed to continue exactly (JSON: floats round-trip exactly)."""
         return {"log_weight": self.log_weight, "ema": self.ema, "updates": self.updates,
                 "calibration": self.calibration, "error": self.error, "rounds": self.rounds,
-                "history": list(self.history), "transient": self.transient,
+                "history": list(self.history),
                 "anchor": self.anchor, "peak": self.peak if math.isfinite(self.peak) else None,
                 "since_response": self.since_response, "max_weight": self.max_weight}
 
@@ -245,9 +239,8 @@ class RateController:
         self.calibration = float(state.get("calibration", 1.0))
         self.error = float(state.get("error", 0.0))
         self.rounds = int(state.get("rounds", 0))
-        # checkpoints of the controller before anti-windup: no history, transient over
+        # checkpoints of the controller before anti-windup: no history yet
         self.history = [float(v) for v in state.get("history", [])]
-        self.transient = bool(state.get("transient", False))
         self.anchor = float(state.get("anchor", self.log_weight))
         peak = state.get("peak")
         self.peak = -math.inf if peak is None else float(peak)
