@@ -16,8 +16,8 @@ first 32 val images (:func:`taskcodecs.evaluation.evaluate.evaluate_run`).
 A point is **collapsed** when its PSNR (dB, decoded enhancement, mean over the evaluation
 images) is below its base's own reconstruction (the base's g_a, same images), or more than
 2 dB below its curve's trend: the least-squares line of PSNR against ln(estimated total
-bpp) through the *other* points of the same base and seed (leave-one-out; needs >= 3 points
-per curve; above the others' rates capped at their best PSNR). Printed: one row per run (target, selected validation rate, final and largest
+bpp) through the *other* points of the same base and seed that are not below their base
+(leave-one-out; needs >= 2 of them; above their rates capped at their best PSNR). Printed: one row per run (target, selected validation rate, final and largest
 λ, rates, PSNR, the base's PSNR, the trend, collapsed or not), the count, and the machine.
 Everything lands in OUT (runs, ``rate_collapse.json``); a rerun reuses every evaluated run.
 
@@ -127,8 +127,10 @@ def judge(rows: list[dict], base_psnr: dict[tuple[str, int], float]) -> list[dic
     out = []
     for row in rows:
         key = (row["method"], row["seed"])
+        # the trend through the other points of the curve that are not below their base
         others = [(r["bpp_estimated"], r["psnr"]) for r in rows
-                  if (r["method"], r["seed"]) == key and r is not row]
+                  if (r["method"], r["seed"]) == key and r is not row
+                  and r["psnr"] >= base_psnr[key]]
         trend = _trend(others, row["bpp_estimated"]) if len(others) >= 2 else math.nan
         why = []
         if row["psnr"] < base_psnr[key]:
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
           f"runs; {sum(bool(r['on_target']) for r in rows)} on target; wall "
           f"{(time.perf_counter() - started) / 60:.1f} min")
     print(machine())
-    (args.out / f"rate_collapse-{args.controller}.json").write_text(json.dumps(
+    name = f"rate_collapse-{args.controller}-seeds{'_'.join(map(str, seeds))}.json"
+    (args.out / name).write_text(json.dumps(
         {"controller": args.controller, "bases": base_rows, "runs": rows,
          "collapsed": collapsed, "machine": machine()}, indent=1))
     return 0
