@@ -210,13 +210,15 @@ def vinfo_difference(a: xr.Dataset, b: xr.Dataset, family: str, n_boot: int = DE
 # --- health: the checks a comparison must pass before it gets a verdict ---------------------
 
 def _trend(rates: np.ndarray, quality: np.ndarray, at: float) -> float:
-    """The least-squares line quality = a + b ln(rate) through the points, at ``at``; above
-    every point's rate, capped at their best quality (no extrapolation past the codec)."""
+    """The least-squares line quality = a + b ln(rate) through the points (slope b >= 0), at
+    ``at``; above every point's rate, capped at their best quality (no extrapolation past
+    the codec)."""
     x = np.log(rates)
     if x.size < 2 or np.ptp(x) == 0:
         return math.nan
-    slope, intercept = np.polyfit(x, quality, 1)
-    line = float(intercept + slope * math.log(at))
+    slope, _ = np.polyfit(x, quality, 1)
+    slope = max(float(slope), 0.0)  # a trend never falls with rate (a bad high point is none)
+    line = float(np.mean(quality) + slope * (math.log(at) - np.mean(x)))
     return min(line, float(quality.max())) if at > rates.max() else line
 
 
@@ -224,8 +226,8 @@ def collapsed_points(rates: np.ndarray, psnr: np.ndarray, base_psnr: np.ndarray,
                      margin_db: float = COLLAPSE_MARGIN_DB) -> list[str]:
     """Collapsed points of one PSNR curve (rates in bits/pixel, PSNR and the base's own
     reconstruction of each point in dB, means over the same images): a point below its base's
-    own reconstruction, or more than ``margin_db`` below the line through the *other* points
-    in ln(rate) (leave-one-out; needs >= 3 points). Returns one description per collapsed
+    own reconstruction, or more than ``margin_db`` below the line (slope >= 0) through the
+    *other* points in ln(rate) (leave-one-out; needs >= 3 points). Returns one description per collapsed
     point, empty if none."""
     rates, psnr, base_psnr = (np.asarray(v, dtype=float) for v in (rates, psnr, base_psnr))
     found = []

@@ -15,7 +15,7 @@ first 32 val images (:func:`taskcodecs.evaluation.evaluate.evaluate_run`).
 
 A point is **collapsed** when its PSNR (dB, decoded enhancement, mean over the evaluation
 images) is below its base's own reconstruction (the base's g_a, same images), or more than
-2 dB below its curve's trend: the least-squares line of PSNR against ln(estimated total
+2 dB below its curve's trend: the least-squares line (slope >= 0) of PSNR against ln(estimated total
 bpp) through the *other* points of the same base and seed that are not below their base
 (leave-one-out; needs >= 2 of them; above their rates capped at their best PSNR). Printed: one row per run (target, selected validation rate, final and largest
 λ, rates, PSNR, the base's PSNR, the trend, collapsed or not), the count, and the machine.
@@ -110,7 +110,8 @@ def _work(job: Job) -> dict:
 
 
 def _trend(points: list[tuple[float, float]], at: float) -> float:
-    """The least-squares line PSNR = a + b ln(bpp) through ``points``, evaluated at ``at``;
+    """The least-squares line PSNR = a + b ln(bpp) through ``points`` (slope b >= 0),
+    evaluated at ``at``;
     above every point's rate, at most their best PSNR (a line through a collapsed low end
     would otherwise extrapolate far above what the codec can reach)."""
     xs = [math.log(b) for b, _ in points]
@@ -118,6 +119,7 @@ def _trend(points: list[tuple[float, float]], at: float) -> float:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = 0.0 if sxx == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    slope = max(slope, 0.0)  # a trend never falls with rate (a bad high point is no trend)
     line = my + slope * (math.log(at) - mx)
     return min(line, max(ys)) if at > max(b for b, _ in points) else line
 

@@ -162,3 +162,7 @@ def test_collapsed_points_below_the_base_or_the_trend():
     assert len(found) == 1 and "below its curve's trend" in found[0]
     found = collapsed_points(rates, low, np.full(4, 17.11))
     assert "below its base's own reconstruction 17.11 dB" in found[0]
+    # a bad *high* point gives no falling trend that would flag the good low one
+    # (benchmarks/RESULTS.md: proposed seed 3 of the collapse benchmark)
+    assert collapsed_points(np.array([0.055, 0.108, 0.166]), np.array([20.88, 22.27, 20.75]),
+                            np.full(3, 20.06)) == []
