@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--controller", choices=("anti-windup", "plain"), default="anti-windup")
+    p.add_argument("--methods", default="baseline,proposed", help="the bases' methods")
+    p.add_argument("--scenes", default="192,40",
+                   help="train,val synthetic scenes (the demo's; the study's: 384,64)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: 1 seed, 3 targets, 30 steps, 16 scenes")
     args = p.parse_args(argv)
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(machine(), flush=True)
     root = args.out / "data"
-    train_n, val_n = (16, 8) if args.quick else (192, 40)  # the demo's scenes
+    train_n, val_n = (16, 8) if args.quick else tuple(int(n) for n in args.scenes.split(","))
+    methods = args.methods.split(",")
     if not (root / "dataset.json").is_file():
         generate_dataset(root, train=train_n, val=val_n, height=64, width=128, seed=0,
                          overwrite=True)
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
               "controller": args.controller}
     bases = {(m, s): Job("base", m, s, 0.03, 0.5 if m == "baseline" else 15.0, args.base_steps,
                          str(runs / "bases" / f"{m}-seed{s}"), None, **common)
-             for s in seeds for m in ("baseline", "proposed")}
+             for s in seeds for m in methods}
     with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
         base_rows = list(pool.map(_work, bases.values()))
         for r in base_rows:
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"est., g_a {r['psnr']:.2f} dB, {_fmt(r['seconds'], '.0f')} s", flush=True)
         jobs = [Job("scalable", m, s, t, INITIAL_WEIGHTS[t], args.steps,
                     str(runs / f"{m}-seed{s}-target{t:g}"), bases[(m, s)].run_dir, **common)
-                for s in seeds for m in ("baseline", "proposed") for t in targets]
+                for s in seeds for m in methods for t in targets]
         rows = []
         for row in pool.map(_work, jobs):
             rows.append(row)
