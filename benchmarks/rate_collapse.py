@@ -77,6 +77,8 @@ def _work(job: Job) -> dict:
 
     if job.controller == "plain":
         trainer.RateController = functools.partial(RateController, anti_windup=False)
+    elif job.controller == "bounded-only":  # anti-windup rule (ii) alone
+        trainer.RateController = functools.partial(RateController, conditional=False)
     run = Path(job.run_dir)
     start = time.perf_counter()
     trained = not (run / "eval.nc").is_file()
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-images", type=int, default=32)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--controller", choices=("anti-windup", "plain"), default="anti-windup")
+    p.add_argument("--controller", choices=("anti-windup", "plain", "bounded-only"), default="anti-windup")
     p.add_argument("--methods", default="baseline,proposed", help="the bases' methods")
     p.add_argument("--scenes", default="192,40",
                    help="train,val synthetic scenes (the demo's; the study's: 384,64)")

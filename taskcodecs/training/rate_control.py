@@ -118,7 +118,7 @@ class RateController:
 
     def __init__(self, target_bpp: float, initial_weight: float, tolerance: float = 0.1,
                  gain: float = 0.02, smoothing: float = 0.9, hold: int = 0,
-                 anti_windup: bool = True) -> None:
+                 anti_windup: bool = True, conditional: bool = True) -> None:
         if not target_bpp > 0:
             raise ValueError(f"rate target must be > 0 bits per pixel, got {target_bpp}")
         if not initial_weight > 0:
@@ -133,6 +133,7 @@ class RateController:
         self.error = 0.0  # the last clipped error e_t (the proportional part)
         self.rounds = 0  # validation rounds seen by calibrate()
         self.anti_windup = bool(anti_windup)
+        self.conditional = bool(conditional)  # rule (i); False: rule (ii) alone (an ablation)
         self.history: list[float] = []  # ln R̄ of the last SLOPE_WINDOW + 1 updates
         self.anchor = self.log_weight  # (ii): the integral at the rate's last response
         self.peak = -math.inf  # (ii): the highest ln R̄ since that response
@@ -202,7 +203,7 @@ class RateController:
         elif log_rate <= self.peak - RESPONSE:
             self.anchor, self.peak, self.since_response = self.log_weight, log_rate, 0
         self.anchor = min(self.anchor, self.log_weight)  # a lowered λ must earn its rise again
-        if step > 0 and slope < 0 and self.error <= -HORIZON * slope:
+        if self.conditional and step > 0 and slope < 0 and self.error <= -HORIZON * slope:
             return 0.0  # (i): already falling to the target within HORIZON updates
         if step > 0:
             ceiling = self.anchor + RISE + RISE_LEAK * self.since_response
