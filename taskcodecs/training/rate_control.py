@@ -60,7 +60,10 @@ A first version also held the integral through the whole initial transient (unti
 stopped rising) and applied (i) in both directions; it left the baseline depth base, whose
 early λ growth the recipe relies on, at 0.016-0.019 bpp for a 0.03 target (off its ±20 %
 tolerance in 4 of 4 base runs, seeds 0 and 1; ``benchmarks/RESULTS.md``, "Rate control
-without collapse"), so the transient is bounded by (ii) instead of held.
+without collapse"), so the transient is bounded by (ii) instead of held. Measured since:
+rule (i) is what keeps a from-scratch 0.06 point from collapsing ((ii) alone let λ reach
+1.2e5 on it), and it costs the baseline bases some targeting (5 of 8 bases on target vs 8 of
+8 without anti-windup); ``conditional=False`` runs (ii) alone (the benchmark's ablation).
 
 The proportional part acts throughout (λ reacts by up to a factor e at once). ``anti_windup
 = False`` restores the plain controller (for the benchmark's comparison,
