@@ -199,7 +199,7 @@ class RateController:
         """The integral step after (i) and (ii) of the module docstring (they only ever stop
         or shorten an upward step)."""
         slope = self.slope()
-        # (ii) the rate's response: a 5 % fall of R̄ from its peak since the last response
+        # (ii) the rate's response: R̄ 25 % below its peak since the last response
         self.since_response += 1
         if log_rate > self.peak:
             self.peak = log_rate
