@@ -134,14 +134,15 @@ def _compare(name: str, ref: Curve | None, test: Curve | None, method: str, rows
 
 
 def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], method: str,
-                   n_boot: int = DEFAULT_BOOT) -> tuple[list[Section], list[dict], ResultsTable]:
+                   n_boot: int = DEFAULT_BOOT, verdicts: bool = True,
+                   ) -> tuple[list[Section], list[dict], ResultsTable]:
     """The report's sections (tables, figures as PNG, text), the BD-rate rows and the
-    results table.
+    results table (``verdicts=False``: a smoke test, no verdict anywhere).
 
     Draws the figures: call inside ``matplotlib.style.context("default")`` for output that
     does not depend on the user's matplotlib settings.
     """
-    results = results_table(runs, vinfo, n_boot=n_boot, bd_method=method)
+    results = results_table(runs, vinfo, n_boot=n_boot, bd_method=method, verdicts=verdicts)
     figures = all_figures(runs)
     bd_rows, bd_missing = bd_comparisons(runs, method)
     gap, gap_missing = gap_rows(runs, method)
@@ -186,11 +187,12 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], meth
 def write_report(runs_dir: str | Path, out_dir: str | Path,
                  vinfo: dict[str, str | Path] | None = None, method: str = "akima",
                  title: str = "Task-compatible representations: analysis report",
-                 n_boot: int = DEFAULT_BOOT) -> dict:
+                 n_boot: int = DEFAULT_BOOT, verdicts: bool = True) -> dict:
     """Write report.html, report.md and figures/*.png into ``out_dir``.
 
     ``vinfo``: base label → vinfo.nc file or folder; ``n_boot``: bootstrap resamples of the
-    results table. Returns {"html": Path, "markdown": Path, "figures": [Path], "bd_rates":
+    results table; ``verdicts=False``: a smoke test of the pipeline, whose results table
+    gives no verdict (:func:`analysis.results_table.results_table`). Returns {"html": Path, "markdown": Path, "figures": [Path], "bd_rates":
     [{"comparison": str, "result": BDResult, ...}], "results": ResultsTable}. Raises
     RunsError / VinfoInputError (ValueError) naming the file for unreadable input.
     """
@@ -199,7 +201,8 @@ def write_report(runs_dir: str | Path, out_dir: str | Path,
     runs = load_runs(runs_dir)
     loaded = {label: load_vinfo(path) for label, path in (vinfo or {}).items()}
     with matplotlib.style.context("default"):
-        sections, bd_rows, results = build_sections(runs, Path(runs_dir), loaded, method, n_boot)
+        sections, bd_rows, results = build_sections(runs, Path(runs_dir), loaded, method, n_boot,
+                                                    verdicts)
     paths = write_document(out_dir, title, sections, css=CSS)
     figures = [path for key, path in paths.items() if key not in ("html", "markdown")]
     return {"html": paths["html"], "markdown": paths["markdown"], "figures": figures,

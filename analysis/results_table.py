@@ -20,7 +20,29 @@ images and, where a preset trains several, over seeds):
 
 "Matched base rate": the bases the enhancement runs sit on; the table says whether they were
 rate-targeted to the same bpp and what they achieved. Nothing here is tuned: the verdicts
-come from the intervals alone.
+come from the intervals alone, and only where the comparison is healthy.
+
+Health before verdicts (DESIGN.md §7). A compared pair of curves gets a verdict ("saves
+rate" / "costs rate", "the reward helps" / "costs") only when every check holds:
+
+- **bases matched** (comparisons across bases): the *estimated* base rate R(Ŷ_b) (the
+  payload, −log2 likelihoods: the rate that carries information, without the container
+  header) of the proposed base minus the baseline's has an interval covering 0, or lies
+  within ±MATCH_TOLERANCE (5 %) of the baseline's;
+- **points**: each curve (each seed's) has >= MIN_POINTS (4) points;
+- **monotone**: each curve's quality rises with its rate;
+- **no collapsed point** (PSNR curves): no point below its base's own reconstruction (the
+  base layer's g_a, same images), nor more than COLLAPSE_MARGIN_DB (2 dB) below its curve's
+  trend (:func:`collapsed_points`);
+- **overlap**: the two curves' quality ranges overlap on >= MIN_OVERLAP (50 %) of their union
+  (every seed's pair).
+
+Otherwise the row's verdict and the sentence below the table name the failed checks and give
+no verdict (the number is shown for the record). And a verdict about a training method
+needs the training variance in its interval: with **one training seed** the interval is over
+images only, and every row says "1 seed: training variance not covered" instead of claiming
+a distinguishable difference (:mod:`analysis.uncertainty`). ``verdicts=False`` (the demo's
+``--quick`` smoke test) gives no verdict anywhere.
 """
 
 from __future__ import annotations
@@ -57,6 +79,12 @@ TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
 SHORT = {"Cityscapes reconstruction": "CS recon.", "Cityscapes segmentation": "CS segm.",
          "COCO reconstruction": "COCO recon."}
 BASE_TASK = {"cityscapes": "depth", "coco": "detection"}
+MATCH_TOLERANCE = 0.05  # bases matched within ±5 % of the baseline's estimated base rate
+MIN_POINTS = 4  # per curve, for a BD-rate verdict
+MIN_OVERLAP = 0.5  # of the union of both curves' quality ranges
+COLLAPSE_MARGIN_DB = 2.0  # a PSNR point this far below its curve's trend is collapsed
+ONE_SEED = "1 seed: training variance not covered"
+SMOKE = "smoke test of the pipeline: no verdict"
 
 
 @dataclass
@@ -82,6 +110,7 @@ class Pair:
     span: tuple[float, float]  # quality span of each curve (display units)
     bd: Estimate | None
     note: str = ""
+    health: str = ""  # "healthy" or the failed checks (Health.text); "" where not checked
 
 
 @dataclass
@@ -103,12 +132,14 @@ class ResultsTable:
 
     def pairs_table(self) -> Table:
         return Table(["compared pair", "points (ref, test)", "monotone (ref, test)",
-                      "quality span (ref, test)", "overlap", "BD-rate (%) [interval]"],
+                      "quality span (ref, test)", "overlap", "BD-rate (%) [interval]",
+                      "health"],
                      [[p.name, f"{p.points[0]}, {p.points[1]}",
                        ", ".join("yes" if m else "NO" for m in p.monotone),
                        f"{p.span[0]:.3g}, {p.span[1]:.3g}", f"{100 * p.overlap:.0f}%",
                        (p.bd.text(sign=True) if p.bd else "not computed") + (
-                           f" ({p.note})" if p.note else "")] for p in self.pairs])
+                           f" ({p.note})" if p.note else ""), p.health or "–"]
+                      for p in self.pairs])
 
     def text_lines(self) -> list[str]:
         """The table as aligned text (the demo's summary), then the pairs, then the verdicts."""
@@ -127,7 +158,8 @@ class ResultsTable:
                          f"{'/'.join('yes' if m else 'NO' for m in p.monotone)}, overlap "
                          f"{100 * p.overlap:.0f}%, BD-rate "
                          + (p.bd.text(sign=True) + " %" if p.bd else "not computed")
-                         + (f" ({p.note})" if p.note else ""))
+                         + (f" ({p.note})" if p.note else "")
+                         + (f"; health: {p.health}" if p.health else ""))
         lines += ["", *self.notes, *self.conclusions]
         return lines
 
@@ -175,14 +207,73 @@ def vinfo_difference(a: xr.Dataset, b: xr.Dataset, family: str, n_boot: int = DE
                                      n_boot, confidence, seed)
 
 
+# --- health: the checks a comparison must pass before it gets a verdict ---------------------
+
+def _trend(rates: np.ndarray, quality: np.ndarray, at: float) -> float:
+    """The least-squares line quality = a + b ln(rate) through the points (slope b >= 0), at
+    ``at``; above every point's rate, capped at their best quality (no extrapolation past
+    the codec)."""
+    x = np.log(rates)
+    if x.size < 2 or np.ptp(x) == 0:
+        return math.nan
+    slope, _ = np.polyfit(x, quality, 1)
+    slope = max(float(slope), 0.0)  # a trend never falls with rate (a bad high point is none)
+    line = float(np.mean(quality) + slope * (math.log(at) - np.mean(x)))
+    return min(line, float(quality.max())) if at > rates.max() else line
+
+
+def collapsed_points(rates: np.ndarray, psnr: np.ndarray, base_psnr: np.ndarray,
+                     margin_db: float = COLLAPSE_MARGIN_DB) -> list[str]:
+    """Collapsed points of one PSNR curve (rates in bits/pixel, PSNR and the base's own
+    reconstruction of each point in dB, means over the same images): a point below its base's
+    own reconstruction, or more than ``margin_db`` below the line (slope >= 0) through the
+    *other* points in ln(rate) (leave-one-out; needs >= 3 points). Returns one description per collapsed
+    point, empty if none."""
+    rates, psnr, base_psnr = (np.asarray(v, dtype=float) for v in (rates, psnr, base_psnr))
+    found = []
+    for i in range(rates.size):
+        why = []
+        if math.isfinite(base_psnr[i]) and psnr[i] < base_psnr[i]:
+            why.append(f"below its base's own reconstruction {base_psnr[i]:.2f} dB")
+        others = np.arange(rates.size) != i
+        if rates.size >= 3:
+            trend = _trend(rates[others], psnr[others], rates[i])
+            if math.isfinite(trend) and psnr[i] < trend - margin_db:
+                why.append(f"{trend - psnr[i]:.1f} dB below its curve's trend")
+        if why:
+            found.append(f"{psnr[i]:.2f} dB at {rates[i]:.3g} bpp, " + " and ".join(why))
+    return found
+
+
+@dataclass(frozen=True)
+class Health:
+    """The checks of one comparison (module docstring): ``failed`` names each failed one."""
+
+    failed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def text(self) -> str:
+        return "healthy" if self.ok else "; ".join(self.failed)
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 def results_table(runs: list[Run], vinfo: dict[str, dict[str, xr.Dataset]] | None = None,
                   n_boot: int = DEFAULT_BOOT, confidence: float = DEFAULT_CONFIDENCE,
-                  seed: int = 0, bd_method: str = "akima") -> ResultsTable:
-    """The table of the module docstring from whatever runs exist."""
+                  seed: int = 0, bd_method: str = "akima", verdicts: bool = True) -> ResultsTable:
+    """The table of the module docstring from whatever runs exist; ``verdicts=False``: the
+    numbers only (a smoke test), every verdict cell and sentence says so."""
     builder = _Builder(runs, n_boot, confidence, seed, bd_method)
-    return builder.build(vinfo or {})
+    table = builder.build(vinfo or {})
+    if not verdicts:
+        for row in table.rows:
+            row.verdict = SMOKE
+        table.conclusions = [f"This is a {SMOKE} about the reward (numbers from the smallest "
+                             "sizes, not measurements)."]
+    return table
 
 
 class _Builder:
@@ -193,6 +284,7 @@ class _Builder:
         self.samples: dict[str, Samples] = {}
         self.seeds = sorted({int(r.config.get("seed") or 0) for r in runs if r.role != "reference"})
         self.proposed = _proposed_variant(runs)
+        self.bases_failed: str | None = None  # why the bases are not matched (None: matched)
 
     def sample(self, run: Run) -> Samples:
         if run.name not in self.samples:
@@ -313,8 +405,16 @@ class _Builder:
             diff = self.interval([lambda idx, a=a, b=b: b(idx) - a(idx)
                                   for a, b in zip(per["baseline"], per[self.proposed])],
                                  len(images))
+            matched = None
+            if what in ("rate", "estimated"):
+                matched = _matched(diff, est["baseline"].value)
+                if what == "estimated" and not matched:
+                    self.bases_failed = (f"bases not matched (estimated base rate: proposed − "
+                                         f"baseline {diff.text(3, 'bpp', True)}, interval "
+                                         f"excludes 0 and beyond ±{100 * MATCH_TOLERANCE:g}%)")
             table.rows.append(Row(label, unit, est["baseline"].text(), est[self.proposed].text(),
-                                  diff, _verdict(diff, better, rate=what != "q")))
+                                  diff, _verdict(diff, better, rate=what != "q",
+                                                 matched=matched)))
 
     def versus_row(self, table: ResultsTable, task: str, dataset: str, name: str) -> None:
         metric = METRICS["psnr" if task == "reconstruction" else "miou"]
@@ -336,9 +436,11 @@ class _Builder:
         est = self.interval(stats, len(images))
         table.pairs.append(self.pair(f"{name}, scalable: {self.proposed} vs baseline",
                                      curves, metric.name, images, est))
+        health = self.health(curves, metric.name, images, across_bases=True)
+        table.pairs[-1].health = health.text()
         ref, test = curves[0]
         table.rows.append(Row(label, "%", f"{len(ref)} points", f"{len(test)} points", est,
-                              _verdict(est, False, bd=True)))
+                              _verdict(est, False, bd=True, health=health)))
         # the same on estimated rates: without the container header and coder overhead,
         # which at tiny rates is a large, base-dependent share of the actual rate
         on_estimate = self.interval([self.bd_stat(self.points(r, metric.name, images,
@@ -347,16 +449,76 @@ class _Builder:
                                                               "estimated"), True)
                                      for r, t in curves], len(images))
         table.rows.append(Row(label + " (estimated rates)", "%", "", "", on_estimate,
-                              _verdict(on_estimate, False, bd=True)))
-        if est.excludes_zero:
+                              _verdict(on_estimate, False, bd=True, health=health)))
+        shown = f"scalable BD-rate {est.text(3, '%', True)}"
+        if not health.ok:
             table.conclusions.append(
-                f"{name}: the reward {'helps' if est.value < 0 else 'hurts'} -- on the "
+                f"{name}: no verdict on the reward -- failed health checks: {health.text()} "
+                f"({shown}, for the record, not a finding).")
+        elif est.n_seeds < 2:
+            table.conclusions.append(
+                f"{name}: no verdict on the reward -- {ONE_SEED} ({shown} is an interval over "
+                "the evaluation images only; it says nothing about a rerun's training).")
+        elif est.excludes_zero:
+            table.conclusions.append(
+                f"{name}: the reward {'helps' if est.value < 0 else 'costs'} -- on the "
                 f"proposed base the scalable codec needs {est.value:+.1f}% rate at equal "
-                f"{metric.label.split(' (')[0]}, interval {est.text(3, '%', True)}.")
+                f"{metric.label.split(' (')[0]}, interval {est.text(3, '%', True)} over "
+                f"{est.n_seeds} training seeds and the evaluation images.")
         else:
             table.conclusions.append(
                 f"{name}: no effect of the reward distinguishable from zero on these runs "
-                f"(scalable BD-rate {est.text(3, '%', True)}).")
+                f"({shown}, over {est.n_seeds} training seeds and the evaluation images).")
+
+    def health(self, curves: list, metric: str, images: list[str],
+               across_bases: bool) -> Health:
+        """The checks of the module docstring over every seed's pair of curves."""
+        failed = []
+        if across_bases and self.bases_failed:
+            failed.append(self.bases_failed)
+        counts = [(len(ref), len(test)) for ref, test in curves]
+        if min(min(c) for c in counts) < MIN_POINTS:
+            failed.append(f"too few points ({', '.join(f'{a} vs {b}' for a, b in counts)}; "
+                          f"need >= {MIN_POINTS} per curve)")
+        higher = METRICS[metric].higher_is_better
+        bad_mono, collapsed, overlaps = [], [], []
+        for seed, (ref, test) in zip(self.seeds_of(curves), curves):
+            shown = []
+            for side, runs in (("reference", ref), ("test", test)):
+                rates, quality = curve_at(self.points(runs, metric, images), None)
+                shown.append(quality)
+                if not np.all(np.diff(quality) * (1 if higher else -1) > 0):
+                    bad_mono.append(f"{side} seed {seed}")
+                if metric == "psnr":
+                    order = sorted(runs, key=lambda r: self.points([r], metric, images)[0]
+                                   .at(None)[0])
+                    base = np.array([self._base_psnr(r, images) for r in order])
+                    collapsed += [f"{side} seed {seed}: {c}"
+                                  for c in collapsed_points(rates, quality, base)]
+            lows, highs = [q.min() for q in shown], [q.max() for q in shown]
+            union = max(highs) - min(lows)
+            overlaps.append(max(0.0, min(highs) - max(lows)) / union if union > 0 else 0.0)
+        if bad_mono:
+            failed.append(f"not monotone ({', '.join(bad_mono)})")
+        if collapsed:
+            failed.append(f"collapsed point ({'; '.join(collapsed)})")
+        if overlaps and min(overlaps) < MIN_OVERLAP:
+            failed.append(f"quality ranges overlap on {100 * min(overlaps):.0f}% "
+                          f"(need >= {100 * MIN_OVERLAP:.0f}%)")
+        return Health(tuple(failed))
+
+    def seeds_of(self, curves: list) -> list[int]:
+        return [int(ref[0].config.get("seed") or 0) for ref, _ in curves]
+
+    def _base_psnr(self, run: Run, images: list[str]) -> float:
+        """Mean PSNR (dB) of the base layer's own reconstruction in ``run``'s eval.nc on
+        ``images`` (NaN where not evaluated)."""
+        samples = self.sample(run)
+        if "psnr_base" not in samples.values:
+            return math.nan
+        where = {name: i for i, name in enumerate(samples.images)}
+        values = samples.values["psnr_base"][[where[name] for name in images]]
+        return float(np.mean(values)) if np.isfinite(values).all() else math.nan
 
     def gain_rows(self, table: ResultsTable, task: str, dataset: str, name: str) -> None:
         metric = METRICS["psnr" if task == "reconstruction" else "miou"]
@@ -371,8 +533,10 @@ class _Builder:
             return
         images = common_images([self.sample(r) for c in curves.values() for pair in c
                                 for side in pair for r in side])
-        gains, bds, pts = {}, {}, {}
+        gains, bds, pts, health = {}, {}, {}, {}
         for variant, pairs in curves.items():
+            health[variant] = self.health([(b, a) for a, b in pairs], metric.name, images,
+                                          across_bases=False)
             pts[variant] = [(self.points(a, metric.name, images),
                              self.points(b, metric.name, images)) for a, b in pairs]
             gains[variant] = self.interval([self.gain_stat(a, b, metric.name)
@@ -383,6 +547,7 @@ class _Builder:
             table.pairs.append(self.pair(f"{name} on the {variant} base: scalable vs "
                                          "standalone-refit", pairs, metric.name, images,
                                          bds[variant]))
+            table.pairs[-1].health = health[variant].text()
         diff = None
         if len(pts) == 2 and len(pts["baseline"]) == len(pts[self.proposed]):
             diff = self.interval([lambda idx, a=a, b=b: (self.gain_stat(*b, metric.name)(idx)
@@ -390,14 +555,17 @@ class _Builder:
                                   for a, b in zip(pts["baseline"], pts[self.proposed])],
                                  len(images))
         cells = {v: gains[v].text() if v in gains else "–" for v in ("baseline", self.proposed)}
+        both = Health(tuple(dict.fromkeys(
+            ([self.bases_failed] if self.bases_failed else [])
+            + [f"{v}: {c}" for v, h in health.items() for c in h.failed])))
         table.rows.append(Row(f"{SHORT.get(name, name)}: coding gain (refit − scalable rate)", "bits/pixel",
                               cells["baseline"],
                               cells[self.proposed], diff,
-                              _verdict(diff, True) if diff else "–"))
+                              _verdict(diff, True, health=both) if diff else "–"))
         table.rows.append(Row(f"{SHORT.get(name, name)}: BD-rate scalable vs refit", "%",
                               bds["baseline"].text(3) if "baseline" in bds else "–",
                               bds[self.proposed].text(3) if self.proposed in bds else "–",
-                              None, "; ".join(f"{v}: {_verdict(bds[v], False, bd=True)}"
+                              None, "; ".join(f"{v}: {_verdict(bds[v], False, bd=True, health=health[v])}"
                                               for v in bds)))
 
     def pair(self, name: str, curves: list, metric: str, images: list[str],
@@ -450,15 +618,34 @@ def _target(run: Run) -> float | None:
     return None if value is None else float(value)
 
 
+def _matched(diff: Estimate, baseline: float) -> bool:
+    """Bases matched: the difference's interval covers 0, or it is within ±MATCH_TOLERANCE of
+    the baseline's value."""
+    return (not diff.excludes_zero) or (
+        math.isfinite(baseline) and baseline > 0
+        and abs(diff.value) <= MATCH_TOLERANCE * baseline)
+
+
 def _verdict(est: Estimate | None, higher_is_better: bool | None, bd: bool = False,
-             rate: bool = False) -> str:
-    """Words for a difference (proposed − baseline) and its interval."""
+             rate: bool = False, health: Health | None = None,
+             matched: bool | None = None) -> str:
+    """Words for a difference (proposed − baseline) and its interval: a verdict only for a
+    healthy comparison (``health``) whose interval covers the training variance (>= 2 seeds);
+    rate rows say whether the bases are matched (``matched``: :func:`_matched`)."""
+    if health is not None and not health.ok:
+        return "no verdict: " + health.text()
     if est is None or not (math.isfinite(est.low) and math.isfinite(est.high)):
         return "no interval (too few resamples could be computed)"
-    if not est.excludes_zero:
-        return "no: the interval covers 0" + (" (rates matched)" if rate else "")
     if rate:
+        if not est.excludes_zero:
+            return "no: the interval covers 0 (rates matched)"
+        if matched:
+            return f"yes, but within ±{100 * MATCH_TOLERANCE:g}% (rates matched)"
         return "yes: the base rates differ"
+    if est.n_seeds < 2:
+        return f"no verdict: {ONE_SEED} (interval over images only)"
+    if not est.excludes_zero:
+        return "no: the interval covers 0"
     if bd:
         return "yes: " + ("saves rate" if est.value < 0 else "costs rate")
     better = (est.value > 0) == bool(higher_is_better)

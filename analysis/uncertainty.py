@@ -18,10 +18,20 @@ The scheme (one rule for every headline number):
   mean PSNR / RMSE, mIoU from the summed confusion counts), then the statistic (a BD-rate, a
   rate gain at matched quality, a metric difference). Resampling the images of both curves
   together keeps their correlation: image difficulty cancels, as it does in the estimate.
-- **Over seeds**, where a preset trains several (the same comparison repeated with training
-  seeds 0, 1, 2 on the same images): the estimate is the mean of the per-seed statistics;
-  a replicate also draws the seeds with replacement and averages the statistic over them, so
-  the interval includes the training-seed variance (with 3 seeds a coarse part of it).
+- **Hierarchical over training seeds, then images**, wherever more than one seed exists
+  (the same comparison repeated with training seeds 0, 1, 2 on the same images): the
+  estimate is the mean of the per-seed statistics; a replicate first draws the seeds with
+  replacement, then the images (one draw shared by every chosen seed, which keeps the
+  pairing), and averages the chosen seeds' statistics on those images. The interval thus
+  holds the training-seed variance as well as the images' (:attr:`Estimate.covers_training`).
+  Images are shared by the seeds (crossed, not nested), so one image draw per replicate is
+  the right second stage. With few seeds the seed stage is coarse: with 2 seeds a replicate's
+  seed mean takes 3 values, and the percentile interval under-covers (the seeds' variance is
+  estimated from 1 degree of freedom); the tests measure the coverage at 8 seeds.
+- **One seed**: the interval is over images only; it says how precisely *these trained
+  models* were measured, not what a rerun of the training would give. Verdicts about a
+  training method then say "1 seed: training variance not covered" and claim nothing
+  (:mod:`analysis.results_table`).
 - The interval is the percentile interval of the replicates at ``confidence`` (default 95 %).
   A replicate where the statistic does not exist (e.g. the resampled curves stop
   overlapping) is dropped and counted in ``failed``; a large ``failed`` is reported.
@@ -56,6 +66,12 @@ class Estimate:
     failed: float = 0.0  # fraction of replicates where the statistic could not be computed
     n_images: int = 0
     n_seeds: int = 1
+
+    @property
+    def covers_training(self) -> bool:
+        """Whether the interval includes the training-seed variance (>= 2 seeds resampled);
+        with 1 seed it is over images only."""
+        return self.n_seeds >= 2
 
     @property
     def excludes_zero(self) -> bool:
@@ -177,9 +193,10 @@ def curve_at(points: Sequence[Point], idx: np.ndarray | None) -> tuple[np.ndarra
 def bootstrap(stats: Sequence[Callable[[np.ndarray | None], float]], n_images: int,
               n_boot: int = DEFAULT_BOOT, confidence: float = DEFAULT_CONFIDENCE,
               seed: int = 0) -> Estimate:
-    """The paired bootstrap of the module docstring. ``stats``: one statistic per training
-    seed, each a function of image indices (None = all images) that returns a float (NaN or
-    ValueError when it does not exist on those images)."""
+    """The paired bootstrap of the module docstring, hierarchical (seeds, then images) when
+    ``stats`` holds more than one. ``stats``: one statistic per training seed, each a function
+    of image indices (None = all images) that returns a float (NaN or ValueError when it
+    does not exist on those images)."""
     def value(stat, idx) -> float:
         try:
             return float(stat(idx))
@@ -190,8 +207,8 @@ def bootstrap(stats: Sequence[Callable[[np.ndarray | None], float]], n_images: i
     rng = np.random.default_rng(seed)
     reps = np.full(n_boot, np.nan)
     for b in range(n_boot):
-        idx = rng.integers(0, n_images, n_images)
-        chosen = rng.integers(0, len(stats), len(stats)) if len(stats) > 1 else [0]
+        chosen = rng.integers(0, len(stats), len(stats)) if len(stats) > 1 else [0]  # seeds
+        idx = rng.integers(0, n_images, n_images)  # then images, shared by the chosen seeds
         reps[b] = np.mean([value(stats[c], idx) for c in chosen])
     ok = reps[np.isfinite(reps)]
     if ok.size < max(10, n_boot // 10):

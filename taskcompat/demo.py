@@ -21,7 +21,8 @@ Stages (:mod:`taskcompat.demo_steps`; every one cached, so a rerun does only wha
 
 ``--study`` (``make study``) runs the same pipeline with 3 training seeds, more data, 3 base
 rates, 5 reconstruction points and segmentation (into demo_output/study/); ``--quick`` every
-stage at the smallest sizes (a smoke test, numbers meaningless; demo_output/quick/).
+stage at the smallest sizes (a smoke test of the pipeline: numbers meaningless, and its
+summary says so and prints no verdict; demo_output/quick/).
 ``--threads`` sets ``torch.set_num_threads`` (default 1: on the 2-core dev machine one thread
 was never much slower than two, and up to 8x faster while other jobs ran). An OUT folder made
 with other settings is refused (exit 2).
@@ -120,7 +121,7 @@ def run_demo(out: Path, settings: DemoSettings) -> dict:
         from analysis.report import write_report
 
         return write_report(out / "sweeps", out / "report", vinfo=vinfo_dirs,
-                            n_boot=settings.bootstrap)
+                            n_boot=settings.bootstrap, verdicts=not settings.smoke_test)
 
     paths = stage("analysis report", 6, report)
     return {"out": out, "bases": chosen, "report": paths, "vinfo_dirs": vinfo_dirs,
@@ -142,7 +143,12 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
 
     out, paths = result["out"], result["report"]
     runs = load_runs(out / "sweeps")
-    lines = [*paths["results"].text_lines(), "",
+    smoke = ([f"SMOKE TEST of the pipeline (--quick): every stage ran at its smallest size "
+              f"({settings.train_images} training scenes, {settings.recon_steps} steps per "
+              "from-scratch point, 2 points per curve); the numbers below are not measurements "
+              "and no verdict about the reward is given. `make demo` measures.", ""]
+             if settings.smoke_test else [])
+    lines = [*smoke, *paths["results"].text_lines(), "",
              f"Analysis report: {paths['html']} (Markdown: {paths['markdown']})",
              *(f"V-information report, {label} base: {nc.parent / 'report.html'}"
                for label, folder in result["vinfo_dirs"].items()

@@ -37,6 +37,38 @@ at most ``gain · E`` per step, and (iii) follows the learning rate of the step 
 its peak, so that λ does not run away late in a decaying schedule, when the model can no
 longer follow it, yet still corrects a late drift.
 
+Anti-windup. A from-scratch run starts with a transient the controller cannot steer: while
+the model learns, its rate *rises* (an enhancement from ~0.05 to ~0.2 bpp in its first ~125
+steps) whatever λ is, so plain dual ascent integrates a clipped error of +1 at every step and
+winds λ up by a factor e^(gain · steps) (λ 100 → 6e4 measured on the tiny presets), at which
+the decoder stops learning and the point collapses (PSNR below the base's own
+reconstruction). Two rules, judged on the running rate's slope s = (ln R̄_t − ln R̄_{t−K}) / K
+over the last K = 25 updates (per update, in log units), stop or shorten *upward* integral
+steps only:
+
+    (i)   conditional integration: no upward step while the rate already falls towards the
+          target fast enough to close the error within HORIZON = 100 updates
+          (e > 0 and e + HORIZON · s ≤ 0): the lag, not λ, is what is missing;
+    (ii)  a rise bounded by the rate's response: the integral rises at most ln 4 (a factor
+          4) above its level at the rate's last *response* (R̄ 25 % below its peak since the
+          previous one; lowered with the integral), plus RISE_LEAK = 0.005 per update since
+          that response, so that a weight far too low still climbs (by e per 200 updates)
+          where the rate does not respond at all.
+
+Downward steps are left alone: the cut-off's recovery of a collapsed base rate needs them.
+A first version also held the integral through the whole initial transient (until the rate
+stopped rising) and applied (i) in both directions; it left the baseline depth base, whose
+early λ growth the recipe relies on, at 0.016-0.019 bpp for a 0.03 target (off its ±20 %
+tolerance in 4 of 4 base runs, seeds 0 and 1; ``benchmarks/RESULTS.md``, "Rate control
+without collapse"), so the transient is bounded by (ii) instead of held. Measured since:
+rule (i) is what keeps a from-scratch 0.06 point from collapsing ((ii) alone let λ reach
+1.2e5 on it), and it costs the baseline bases some targeting (5 of 8 bases on target vs 8 of
+8 without anti-windup); ``conditional=False`` runs (ii) alone (the benchmark's ablation).
+
+The proportional part acts throughout (λ reacts by up to a factor e at once). ``anti_windup
+= False`` restores the plain controller (for the benchmark's comparison,
+``benchmarks/rate_collapse.py``).
+
 Calibration c. Training batches are augmented (colour jitter lowers contrast), so their rate
 is systematically below that of the validation images on which the target is checked (10-15 %
 on the tiny presets). At every validation round c is updated from R̄ / R_val (clipped to
@@ -77,13 +109,19 @@ P_GAIN = 1.0  # proportional part: ln λ = integral + P_GAIN · e (a factor e at
 CUT_OFF = -0.5  # λ = 0 while ln(R̄ / target) is below this (the rate under 61 % of it)
 LR_FLOOR = 0.3  # the gain follows the lr schedule down to this fraction
 CALIBRATION = (0.5, 2.0)  # bounds of the train/validation rate ratio c
+SLOPE_WINDOW = 25  # updates over which the rate's slope (ln R̄ per update) is measured
+HORIZON = 100  # updates: the rate closing the error within this many needs no integral step
+RISE = math.log(4.0)  # the integral's rise above its level at the rate's last response
+RESPONSE = math.log(1.25)  # R̄ this far (25 %) below its peak: the rate responded to λ
+RISE_LEAK = 0.005  # per update: the ceiling's own drift (a far-too-low λ still climbs)
 
 
 class RateController:
     """Dual ascent on λ for the constraint "estimated rate = target" (module docstring)."""
 
     def __init__(self, target_bpp: float, initial_weight: float, tolerance: float = 0.1,
-                 gain: float = 0.02, smoothing: float = 0.9, hold: int = 0) -> None:
+                 gain: float = 0.02, smoothing: float = 0.9, hold: int = 0,
+                 anti_windup: bool = True, conditional: bool = True) -> None:
         if not target_bpp > 0:
             raise ValueError(f"rate target must be > 0 bits per pixel, got {target_bpp}")
         if not initial_weight > 0:
@@ -97,6 +135,13 @@ class RateController:
         self.calibration = 1.0  # c: training rate / validation rate at the last validation
         self.error = 0.0  # the last clipped error e_t (the proportional part)
         self.rounds = 0  # validation rounds seen by calibrate()
+        self.anti_windup = bool(anti_windup)
+        self.conditional = bool(conditional)  # rule (i); False: rule (ii) alone (an ablation)
+        self.history: list[float] = []  # ln R̄ of the last SLOPE_WINDOW + 1 updates
+        self.anchor = self.log_weight  # (ii): the integral at the rate's last response
+        self.peak = -math.inf  # (ii): the highest ln R̄ since that response
+        self.since_response = 0  # (ii): updates since that response
+        self.max_weight = math.exp(self.log_weight)  # the largest operating λ seen
 
     @property
     def cut_off(self) -> bool:
@@ -129,14 +174,44 @@ class RateController:
             return self.weight  # e.g. an all-padding batch: no information about the rate
         self.updates += 1
         self.ema = self.smoothing * self.ema + (1.0 - self.smoothing) * bpp
+        log_rate = math.log(self.running())
+        self.history = (self.history + [log_rate])[-(SLOPE_WINDOW + 1):]
         if self.updates <= self.hold:
             return self.weight
         error = math.log(self.running() / (self.calibration * self.target))
         self.error = min(max(error, -MAX_ERROR), MAX_ERROR)
         step = self.gain * max(lr_ratio, LR_FLOOR) * self.error
+        if self.anti_windup:
+            step = self._anti_windup(step, log_rate)
         self.log_weight = min(max(self.log_weight + step, math.log(WEIGHT_MIN)),
                               math.log(WEIGHT_MAX))
+        self.max_weight = max(self.max_weight, self.operating_weight)
         return self.weight
+
+    def slope(self) -> float:
+        """The running rate's slope, ln R̄ per update over the last SLOPE_WINDOW updates (0
+        until that many exist)."""
+        if len(self.history) <= SLOPE_WINDOW:
+            return 0.0
+        return (self.history[-1] - self.history[0]) / SLOPE_WINDOW
+
+    def _anti_windup(self, step: float, log_rate: float) -> float:
+        """The integral step after (i) and (ii) of the module docstring (they only ever stop
+        or shorten an upward step)."""
+        slope = self.slope()
+        # (ii) the rate's response: R̄ 25 % below its peak since the last response
+        self.since_response += 1
+        if log_rate > self.peak:
+            self.peak = log_rate
+        elif log_rate <= self.peak - RESPONSE:
+            self.anchor, self.peak, self.since_response = self.log_weight, log_rate, 0
+        self.anchor = min(self.anchor, self.log_weight)  # a lowered λ must earn its rise again
+        if self.conditional and step > 0 and slope < 0 and self.error <= -HORIZON * slope:
+            return 0.0  # (i): already falling to the target within HORIZON updates
+        if step > 0:
+            ceiling = self.anchor + RISE + RISE_LEAK * self.since_response
+            step = min(step, max(ceiling - self.log_weight, 0.0))  # (ii)
+        return step
 
     def calibrate(self, val_bpp: float) -> None:
         """After a validation round: c ← R̄ / R_val (module docstring)."""
@@ -157,7 +232,10 @@ class RateController:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (JSON: floats round-trip exactly)."""
         return {"log_weight": self.log_weight, "ema": self.ema, "updates": self.updates,
-                "calibration": self.calibration, "error": self.error, "rounds": self.rounds}
+                "calibration": self.calibration, "error": self.error, "rounds": self.rounds,
+                "history": list(self.history),
+                "anchor": self.anchor, "peak": self.peak if math.isfinite(self.peak) else None,
+                "since_response": self.since_response, "max_weight": self.max_weight}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.log_weight = float(state["log_weight"])
@@ -165,6 +243,13 @@ class RateController:
         self.calibration = float(state.get("calibration", 1.0))
         self.error = float(state.get("error", 0.0))
         self.rounds = int(state.get("rounds", 0))
+        # checkpoints of the controller before anti-windup: no history yet
+        self.history = [float(v) for v in state.get("history", [])]
+        self.anchor = float(state.get("anchor", self.log_weight))
+        peak = state.get("peak")
+        self.peak = -math.inf if peak is None else float(peak)
+        self.since_response = int(state.get("since_response", 0))
+        self.max_weight = float(state.get("max_weight", self.operating_weight))
 
     def summary(self, selected_bpp: float) -> dict[str, Any]:
         """The outcome written beside the run: target, tolerance, final λ, the selected
@@ -177,7 +262,8 @@ class RateController:
                 "running_bpp": plain(self.running()),
                 "selected_val_bpp": plain(selected_bpp),
                 "on_target": self.on_target(selected_bpp),
-                "updates": self.updates, "gain": self.gain, "calibration": self.calibration}
+                "updates": self.updates, "gain": self.gain, "calibration": self.calibration,
+                "max_rate_weight": self.max_weight, "anti_windup": self.anti_windup}
 
 
 def rate_key(terms: Mapping[str, Any]) -> str:

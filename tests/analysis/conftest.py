@@ -42,12 +42,15 @@ SPREAD = np.array([0.9, 1.0, 1.1])  # per-image factors, mean 1
 def write_run(root: Path, name: str, experiment: str, *, bpp: dict[str, float] | None,
               metrics: dict[str, float | dict[str, float]], rate_weight: float | None = None,
               reward_weight: float | None = None, base: Path | str | None = None,
-              units: bool = True) -> Path:
-    """RUN/eval.nc (+ config.json, meta.json) with per-image values whose mean is as given."""
+              units: bool = True, seed: int | None = None) -> Path:
+    """RUN/eval.nc (+ config.json, meta.json) with per-image values whose mean is as given
+    (``seed``: the training seed in the config, as the results table groups runs by it)."""
     run = root / name
     run.mkdir(parents=True, exist_ok=True)
     config = {"experiment": experiment, "model": experiment, "rate_weight": rate_weight,
               "reward_weight": reward_weight, "base": str(base) if base else None}
+    if seed is not None:
+        config["seed"] = seed
     layers = list(bpp) if bpp else ["base"]
     data = {}
     if bpp:  # given per layer, stored cumulatively like taskcodecs.evaluation.evaluate does

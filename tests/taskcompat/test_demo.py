@@ -34,6 +34,7 @@ def test_defaults_cover_what_the_demo_promises():
     assert len(study.seeds) == 3 and study.segmentation and study.train_images > s.train_images
     assert 4 <= len(study.recon_rate_targets) <= 5 and 4 <= len(study.seg_rate_targets) <= 5
     assert len(study.base_rate_targets) >= 2  # base curves, not only the matched point
+    assert DemoSettings.quick().smoke_test and not s.smoke_test and not study.smoke_test
 
 
 @pytest.mark.slow
@@ -59,10 +60,15 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
     # the summary leads with the results table, every difference with its interval
     table = printed.split("== demo finished", 1)[1]
-    assert table.splitlines()[1].startswith("Results: proposed (reward_weight=0.1) vs baseline")
+    assert table.splitlines()[3].startswith("Results: proposed (reward_weight=0.1) vs baseline")
     assert re.search(r"CS recon\.: scalable BD-rate, proposed vs baseline base \(%\) +\| 2 points"
                      r" +\| 2 points +\| [+-]\d", printed), printed
     assert "I_V(Ŷ_b → reconstruction), ar-linear" in printed and "Compared pairs" in printed
+    # a smoke test: said first, and no verdict about the reward anywhere in the table
+    assert table.splitlines()[1].startswith("SMOKE TEST of the pipeline (--quick)")
+    assert "smoke test of the pipeline: no verdict" in printed
+    assert not re.search(r"the reward (helps|costs)|yes: (saves|costs) rate|yes: proposed",
+                         printed), printed
     assert re.search(r"Rate targeting: \d+ of 6 runs on target", printed)
     with xr.open_dataset(next(p for p in runs if "scalable" in str(p)), engine="h5netcdf") as ds:
         assert ds.attrs["rate_target_bpp"] > 0 and ds.attrs["rate_weight_final"] > 0

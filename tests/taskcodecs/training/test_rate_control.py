@@ -38,6 +38,42 @@ def test_controller_reaches_the_target_of_a_lagging_simulated_codec():
         assert control.operating_weight == pytest.approx((0.3 / 0.05) ** 2.5 - 1, rel=0.3)
 
 
+def _collapse_prone(control, seed, steps=700):
+    """A from-scratch enhancement as measured on the tiny presets (benchmarks/RESULTS.md, the
+    study): while the model learns, its rate rises from the target 0.06 to ~0.2 bpp over the
+    first 125 steps whatever λ is (its sensitivity to λ grows only as it learns), then
+    settles at R(λ) = 0.06 (λ / 120)^-0.5, following ln λ with a lag of ~30 steps; 15 %
+    per-batch noise. Returns the largest operating λ the controller reached."""
+    generator = torch.Generator().manual_seed(seed)
+    felt, largest = math.log(control.weight), control.weight
+    for t in range(steps):
+        felt += (math.log(max(control.weight, 1e-8)) - felt) / 30.0
+        sensitivity = min(1.0, (t / 200) ** 2)
+        transient = math.log(0.2 / 0.06) * min(t / 125, 1.0) * math.exp(-max(t - 125, 0) / 60)
+        rate = 0.06 * math.exp(transient - 0.5 * sensitivity * (felt - math.log(120)))
+        control.update(rate * float(1 + 0.15 * torch.randn((), generator=generator)))
+        largest = max(largest, control.operating_weight)
+    return largest
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_anti_windup_lands_a_collapse_prone_start_on_target_without_wind_up(seed):
+    # The plain controller integrates the clipped error +1 through the transient and winds λ
+    # up 36-fold here (on the real codec: 100 -> 6e4, a collapsed point); with anti-windup
+    # its rise is bounded by the rate's response (7-8-fold here), and the run lands on target.
+    plain = RateController(0.06, 100.0, gain=0.05, hold=20, anti_windup=False)
+    assert _collapse_prone(plain, seed) > 20 * 100.0
+    control = RateController(0.06, 100.0, gain=0.05, hold=20)
+    largest = _collapse_prone(control, seed)
+    assert control.running() == pytest.approx(0.06, rel=0.1)
+    assert control.operating_weight == pytest.approx(120.0, rel=0.3)
+    assert largest < 10 * 100.0
+    assert control.summary(0.06)["max_rate_weight"] == pytest.approx(largest)
+    copy = RateController(0.06, 1.0)  # the anti-windup state survives a checkpoint
+    copy.load_state_dict(json.loads(json.dumps(control.state_dict())))
+    assert copy.state_dict() == control.state_dict()
+
+
 def test_controller_direction_selection_and_state():
     control = RateController(0.1, 1.0, tolerance=0.1, gain=0.1)
     control.update(0.2)  # too many bits: the weight goes up
@@ -67,7 +103,8 @@ def test_controller_direction_selection_and_state():
     cut.update(0.5)
     cut.update(0.5)
     assert cut.weight > 0.0
-    slow = RateController(0.1, 1.0, gain=0.1, hold=5)
+    # the plain dual-ascent formulas (anti-windup off: no initial transient hold)
+    slow = RateController(0.1, 1.0, gain=0.1, hold=5, anti_windup=False)
     for _ in range(5):
         slow.update(1.0)
     assert slow.weight == 1.0  # held during the warm-up
@@ -126,11 +163,14 @@ def test_a_tiny_run_lands_on_its_rate_target_and_records_it(tmp_path):
     meta = read_metadata(checkpoint_path(run, "best"))["rate_control"]
     tolerance = load_experiment("tiny-depth-base-proposed").rate_tolerance
     assert meta["on_target"] and abs(meta["selected_val_bpp"] / target - 1) <= tolerance, meta
-    assert meta["final_rate_weight"] > 3 * 0.3  # moved far from where it started
-    assert read_json(run / "meta.json")["rate_control"] == meta
+    assert meta["final_rate_weight"] > 2 * 0.3  # moved from where it started (0.82 measured)
+    final = read_json(run / "meta.json")["rate_control"]  # the run's end; meta: the best's
+    assert {k: final[k] for k in ("target_bpp", "selected_val_bpp", "on_target")} == {
+        k: meta[k] for k in ("target_bpp", "selected_val_bpp", "on_target")}
+    assert final["max_rate_weight"] >= meta["max_rate_weight"]
     assert final_weight(run) == meta["final_rate_weight"]
     first = next(r for r in _rows(run) if r["phase"] == "val")
-    assert float(first["bpp_base"]) > 2 * target  # the first validation: far above the target
+    assert float(first["bpp_base"]) > 1.5 * target  # the first validation: far above the target
     rows = [r for r in _rows(run) if r["phase"] == "train"]
     assert float(rows[0]["rate_weight"]) < float(rows[-1]["rate_weight"])  # logged per row
     assert float(rows[0]["lr"]) < float(rows[2]["lr"]) and float(rows[-1]["lr"]) < 3e-3 / 2
