@@ -6,10 +6,15 @@ Every variable has a ``units`` attr; "unit" is the attr ``unit`` (pixel or sampl
         h_cond is the primary dense quantity: H_V(Y|Z), a conditional codelength for
         autoregressive families, next to the rate
     h_null_low/high, h_cond_low/high, vinfo_low/high (family): intervals  bits/unit
-        (image bootstrap + refit variance, vinfo.bootstrap.refit_replicates)
-    vinfo_guarded (family): 0 where the guard says the null won, else max(vinfo, 0)
+        (hierarchical bootstrap: refits, then images; vinfo.bootstrap.refit_replicates)
+    vinfo_mde (family): minimum detectable effect (80 % power at the interval's level)
+    vinfo_guarded (family): 0 where collapsed (the interval not above 0), else max(vinfo, 0)
     vinfo_capped, vinfo_capped_low/high (family): with a rate R (bits/unit):
-        min(h_null, R + h_cond) - h_cond <= R; cap_binds (family) bool
+        clip(vinfo, 0, R), per bootstrap replicate for the interval (within [0, R]);
+        cap_binds (family) bool: vinfo or a refit's above R; mde_exceeds_rate (family) bool
+    unconverged (family) bool: at the step limit still improving by more than the MDE
+    stock_png_bpp, stock_webp_bpp, stock_jpegxl_bpp (): 8-bit image targets, stock lossless
+        codecs on the evaluation images (vinfo.stock), bits/unit
     rate_per_unit (): R, the representation's actual rate in bits per target unit
     vinfo_seed (family, seed), vinfo_seed_std (family; NaN for one seed)      bits/unit
     collapsed, negative (family) bool; n_parameters, train_steps (budget), best_step,
@@ -26,6 +31,7 @@ Every variable has a ``units`` attr; "unit" is the attr ``unit`` (pixel or sampl
     attrs: target_kind, unit, n_samples, n_fit, n_val, n_guard, n_eval, seed, seeds, folds,
            confidence, n_bootstrap, representation_shape, target_shape, vinfo_version,
            created, source, null_shared, null_fits_reused, interval_method, device,
+           probing_protocol, [null_vs_jpegxl, null_note]
            [representation_bpp, image_pixels, target_pixels, num_classes, ignore_value,
            discretized_dist]
 """
@@ -49,9 +55,9 @@ from vinfo.pvi import FamilyEstimate, FamilyRun
 
 VINFO_VERSION = "0.3.0"
 LN2 = math.log(2.0)
-INTERVAL_METHOD = ("percentile interval of replicates that resample the evaluation images "
-                   "(paired across families, null and conditional) and add one refit's "
-                   "deviation from the seed mean, scaled to the variance of an S-seed mean")
+INTERVAL_METHOD = ("percentile interval of a hierarchical bootstrap: each replicate resamples "
+                   "the refits, then the evaluation images (paired across families, null and "
+                   "conditional)")
 CAP_TARGETS = ("categorical", "discretized")  # discrete codelengths: the two-part bound holds
 
 

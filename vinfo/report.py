@@ -59,18 +59,17 @@ FIGURE_NAMES = (
 )
 
 INTERVAL_GUIDE = (
-    "Each interval combines the two sources of uncertainty: the evaluation images are "
-    "resampled (a paired bootstrap: the same resamples for the null, the conditional probe, "
-    "the rate and every family) and each replicate adds one refit's deviation from the seed "
-    "mean, scaled to the variance of a mean over the refit seeds (other fit/selection "
-    "samples and initialisations). With one refit seed only the evaluation variance is "
-    "covered. The seed spread (std over refits) is shown separately. An interval that "
-    "covers 0 means no usable information was detected for that family. Negative raw "
-    "estimates (the conditional probe did worse than the null on held-out data) are reported "
-    "as they are, not hidden or clipped; the guarded estimate is 0 where the null won on the "
-    "guard split (samples that selected neither checkpoint) and never below 0. A probe that "
-    "reached its step limit still improving is flagged: its family is under-trained, and a "
-    "gap between rungs is a capacity effect only when every rung converged."
+    "Each interval is a hierarchical bootstrap over the two sources of uncertainty: the "
+    "refits are resampled, then the evaluation images (paired: the same resamples for the "
+    "null, the conditional probe, the rate and every family). With one refit only the "
+    "evaluation images are covered. The seed spread (std over refits) is shown separately. "
+    "An interval that does not lie above 0 means no usable information was detected for that "
+    "family (collapsed; the guarded estimate is then 0); the minimum detectable effect (MDE) "
+    "says how small an effect it could have seen. Negative raw estimates (the conditional "
+    "probe did worse than the null on held-out data) are reported as they are, not hidden or "
+    "clipped. A probe that reached its step limit still improving is flagged: its family is "
+    "under-trained, and a gap between rungs is a capacity effect only when every rung "
+    "converged."
 )
 
 
@@ -173,11 +172,12 @@ def _family_section(ds: xr.Dataset) -> Section:
         "(autoregressive families: a lossless conditional codelength of the whole target), the "
         "quantity to put next to a rate. I_V = H_V(Y|∅) − H_V(Y|Z), with H_V(Y|∅) the loss of "
         "the family's null (its core, with a learned positional map: optional ignorance), shared "
-        "by the factorized families and trained with its conditional (Z dropout) for "
-        "autoregressive ones. '⚠ negative': the raw estimate is below 0; "
-        "'⚠ collapsed to null': the conditional probe did not beat the null on the guard "
-        "split, so the guarded estimate is 0; '⚠ at step limit': a probe was still improving "
-        "when its budget reached the limit.",
+        "by the factorized families; autoregressive families share one frozen null of the "
+        "target set and each adds its Z pathway to it (vinfo.nested), their null being the "
+        "better of that null and the same member fed shuffled Z. '⚠ negative': the raw "
+        "estimate is below 0; '⚠ collapsed to null': the interval does not lie above 0, so the "
+        "guarded estimate is 0; '⚠ at step limit': a probe was still improving when its budget "
+        "reached the limit.",
         Table(header, rows, left_columns=(0, 1, len(header) - 1)),
     ]
     if has_marginal:
