@@ -5,10 +5,15 @@
     paths = write_document(out_dir, "My report", sections)   # report.html, report.md, figures/
 
 In:  a title and a list of :class:`Section`; a section holds blocks, each a paragraph
-     (``str``), a :class:`Table`, a :class:`Bullets` list or an :class:`Image` (PNG bytes).
+     (``str``), a :class:`Table`, a :class:`Bullets` list, a :class:`Details` note (collapsed
+     in HTML) or an :class:`Image` (PNG bytes). ``preamble`` blocks go between the title and
+     the first section (e.g. the provenance of a short title).
 Out: :func:`to_html` — one HTML page that opens offline: inline CSS, images embedded as
      ``data:image/png;base64`` URIs, no scripts, fonts or links. :func:`to_markdown` — the
-     same content with images linked as ``figures/<name>.png``. :func:`write_document` writes
+     same content with images linked as ``figures/<name>.png``. Tables sit in a
+     ``div.table-wrap`` that scrolls sideways when a table is wider than the page; header and
+     text cells wrap (:data:`TABLE_CSS`, part of :data:`CSS`; a replacement stylesheet should
+     include it). :func:`write_document` writes
      both plus the PNGs, every file atomically (:mod:`infra.io`).
 
 All text is escaped for its target (``<&>"`` in HTML, ``|`` in Markdown table cells, ``[]``
@@ -31,7 +36,9 @@ from infra.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CSS",
+    "TABLE_CSS",
     "Bullets",
+    "Details",
     "Image",
     "Section",
     "Table",
@@ -45,6 +52,16 @@ FIGURE_DPI = 100
 _FIGURE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _RESERVED_KEYS = ("html", "markdown")
 
+# Tables fit the page: a wide one scrolls inside its own container instead of running past
+# the page; headers and text cells wrap (long tokens too), numbers stay on one line.
+TABLE_CSS = """
+.table-wrap { max-width: 100%; overflow-x: auto; margin: .8rem 0; }
+.table-wrap table { margin: 0; }
+th { white-space: normal; overflow-wrap: anywhere; }
+td.text { overflow-wrap: anywhere; min-width: 6rem; }
+details { margin: .6rem 0; } details > p { margin: .4rem 0 0 1rem; color: #444; }
+"""
+
 # Numbers right-aligned (tabular figures); columns listed in Table.left_columns get class="text".
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
@@ -57,7 +74,7 @@ th { background: #f3f3f3; } td.text, th.text { text-align: left; }
 td { font-variant-numeric: tabular-nums; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; }
 figcaption { font-size: .85rem; color: #555; }
-"""
+""" + TABLE_CSS
 
 
 @dataclass(frozen=True)
@@ -104,7 +121,16 @@ class Bullets:
     collapsed: str | None = None  # HTML: a <details> element with this summary line
 
 
-Block = str | Table | Image | Bullets
+@dataclass(frozen=True)
+class Details:
+    """A note behind a summary line: HTML ``<details>`` (collapsed), Markdown the summary in
+    bold followed by the text as a plain paragraph."""
+
+    summary: str
+    text: str
+
+
+Block = str | Table | Image | Bullets | Details
 
 
 @dataclass
@@ -125,70 +151,87 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def to_html(title: str, sections: Sequence[Section], css: str | None = None) -> str:
-    """One self-contained HTML page; ``css`` replaces the default stylesheet :data:`CSS`."""
+def to_html(title: str, sections: Sequence[Section], css: str | None = None,
+            preamble: Sequence[Block] = ()) -> str:
+    """One self-contained HTML page; ``css`` replaces the default stylesheet :data:`CSS`;
+    ``preamble`` blocks come right after the ``<h1>`` title."""
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{esc(title)}</title>", f"<style>{CSS if css is None else css}</style>",
              "</head>", "<body>", f"<h1>{esc(title)}</h1>"]
+    parts += [_html_block(block, None) for block in preamble]
     for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                titles = block.titles or {}
-                parts += ["<table>", _html_row("th", block.header, block.left_columns),
-                          *(_html_row("td", row, block.left_columns,
-                                      {j: t for (r, j), t in titles.items() if r == i})
-                            for i, row in enumerate(block.rows)),
-                          "</table>"]
-            elif isinstance(block, Bullets):
-                items = "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items) + "</ul>"
-                if block.collapsed:
-                    items = f"<details><summary>{esc(block.collapsed)}</summary>{items}</details>"
-                parts.append(items)
-            elif isinstance(block, Image):
-                data = base64.b64encode(block.png).decode("ascii")
-                parts.append(f'<figure id="{esc(block.name)}"><img src="data:image/png;base64,'
-                             f'{data}" alt="{esc(block.alt)}"><figcaption>'
-                             f"{esc(block.caption)}</figcaption></figure>")
-            elif isinstance(block, str):
-                parts.append(f"<p>{esc(block)}</p>")
-            else:
-                raise TypeError(_block_error(block, section))
+        parts += [_html_block(block, section) for block in section.blocks]
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
 
-def to_markdown(title: str, sections: Sequence[Section]) -> str:
+def _html_block(block: Block, section: Section | None) -> str:
+    esc = html.escape
+    if isinstance(block, Table):
+        titles = block.titles or {}
+        return "\n".join(['<div class="table-wrap"><table>',
+                          _html_row("th", block.header, block.left_columns),
+                          *(_html_row("td", row, block.left_columns,
+                                      {j: t for (r, j), t in titles.items() if r == i})
+                            for i, row in enumerate(block.rows)),
+                          "</table></div>"])
+    if isinstance(block, Bullets):
+        items = "<ul>" + "".join(f"<li>{esc(i)}</li>" for i in block.items) + "</ul>"
+        if block.collapsed:
+            items = f"<details><summary>{esc(block.collapsed)}</summary>{items}</details>"
+        return items
+    if isinstance(block, Details):
+        return (f"<details><summary>{esc(block.summary)}</summary><p>{esc(block.text)}</p>"
+                "</details>")
+    if isinstance(block, Image):
+        data = base64.b64encode(block.png).decode("ascii")
+        return (f'<figure id="{esc(block.name)}"><img src="data:image/png;base64,'
+                f'{data}" alt="{esc(block.alt)}"><figcaption>'
+                f"{esc(block.caption)}</figcaption></figure>")
+    if isinstance(block, str):
+        return f"<p>{esc(block)}</p>"
+    raise TypeError(_block_error(block, section))
+
+
+def to_markdown(title: str, sections: Sequence[Section], preamble: Sequence[Block] = ()) -> str:
     """The document as Markdown; images link to ``figures/<name>.png`` next to the file."""
     parts = [f"# {title}", ""]
+    for block in preamble:
+        parts += _md_block(block, None)
     for section in sections:
         parts += [f"## {section.title}", ""]
         for block in section.blocks:
-            if isinstance(block, Table):
-                if block.left_columns is None:
-                    align = ["---"] * len(block.header)
-                else:
-                    align = [":---" if j in block.left_columns else "---:"
-                             for j in range(len(block.header))]
-                parts += [_md_row(block.header), _md_row(align), *map(_md_row, block.rows), ""]
-            elif isinstance(block, Bullets):
-                parts += [*([block.collapsed, ""] if block.collapsed else []),
-                          *(f"- {item}" for item in block.items), ""]
-            elif isinstance(block, Image):
-                alt = block.alt.replace("[", "\\[").replace("]", "\\]")
-                parts += [f"![{alt}](figures/{block.name}.png)", ""]
-                if block.caption != block.alt:
-                    parts += [block.caption, ""]
-            elif isinstance(block, str):
-                parts += [block, ""]
-            else:
-                raise TypeError(_block_error(block, section))
+            parts += _md_block(block, section)
     return "\n".join(parts)
 
 
+def _md_block(block: Block, section: Section | None) -> list[str]:
+    if isinstance(block, Table):
+        if block.left_columns is None:
+            align = ["---"] * len(block.header)
+        else:
+            align = [":---" if j in block.left_columns else "---:"
+                     for j in range(len(block.header))]
+        return [_md_row(block.header), _md_row(align), *map(_md_row, block.rows), ""]
+    if isinstance(block, Bullets):
+        return [*([block.collapsed, ""] if block.collapsed else []),
+                *(f"- {item}" for item in block.items), ""]
+    if isinstance(block, Details):
+        return [f"**{block.summary}**", "", block.text, ""]
+    if isinstance(block, Image):
+        alt = block.alt.replace("[", "\\[").replace("]", "\\]")
+        lines = [f"![{alt}](figures/{block.name}.png)", ""]
+        return lines + ([block.caption, ""] if block.caption != block.alt else [])
+    if isinstance(block, str):
+        return [block, ""]
+    raise TypeError(_block_error(block, section))
+
+
 def write_document(out_dir: str | Path, title: str, sections: Sequence[Section],
-                   css: str | None = None, figure_names: Iterable[str] = ()) -> dict[str, Path]:
+                   css: str | None = None, figure_names: Iterable[str] = (),
+                   preamble: Sequence[Block] = ()) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and ``figures/<name>.png`` into ``out_dir``.
 
     Every file is written atomically; figures first, so the pages never link a missing PNG.
@@ -199,7 +242,8 @@ def write_document(out_dir: str | Path, title: str, sections: Sequence[Section],
     not a plain file stem, is used twice, or is ``"html"``/``"markdown"``.
     """
     out_dir = Path(out_dir)
-    images = [b for s in sections for b in s.blocks if isinstance(b, Image)]
+    images = [b for b in (*preamble, *(b for s in sections for b in s.blocks))
+              if isinstance(b, Image)]
     names = [image.name for image in images]
     figure_names = list(figure_names)
     for name in (*names, *figure_names):
@@ -209,7 +253,8 @@ def write_document(out_dir: str | Path, title: str, sections: Sequence[Section],
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"image names must be unique in a document; used twice: {twice}")
-    markdown, page = to_markdown(title, sections), to_html(title, sections, css)
+    markdown = to_markdown(title, sections, preamble)
+    page = to_html(title, sections, css, preamble)
     paths: dict[str, Path] = {}
     figures_dir = out_dir / "figures"
     for image in images:
@@ -236,6 +281,7 @@ def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def _block_error(block: object, section: Section) -> str:
-    return (f"section {section.title!r} holds a {type(block).__name__}; expected str, Table, "
-            "Bullets or Image")
+def _block_error(block: object, section: Section | None) -> str:
+    where = "the preamble" if section is None else f"section {section.title!r}"
+    return (f"{where} holds a {type(block).__name__}; expected str, Table, Bullets, Details "
+            "or Image")

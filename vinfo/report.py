@@ -33,7 +33,7 @@ import matplotlib.style
 import numpy as np
 import xarray as xr
 
-from infra.reportdoc import Image, Section, Table, write_document
+from infra.reportdoc import Details, Image, Section, Table, write_document
 from vinfo.report_figures import (
     curves_figure,
     family_names,
@@ -46,7 +46,7 @@ from vinfo.report_figures import (
 )
 from vinfo.report_schema import positive_attr, rate_per_unit, validated
 
-__all__ = ["FIGURE_NAMES", "format_bits", "write_report"]
+__all__ = ["FIGURE_NAMES", "format_bits", "short_title", "write_report"]
 
 NULL_UNDERFIT_TOLERANCE_BITS = 0.05  # bits/unit an in-family null may lose to h_marginal
 MAX_MAP_EXAMPLES = 8
@@ -83,7 +83,7 @@ def write_report(ds: xr.Dataset, out_dir: str | Path, title: str | None = None) 
     ``units`` attr, information not in bits or with the wrong dimensions.
     """
     ds = validated(ds)
-    title = title or f"V-information report: {ds.attrs.get('source', 'unnamed representation')}"
+    title = title or short_title(ds)
     written_at = datetime.now(UTC).isoformat(timespec="seconds")
     with matplotlib.style.context("default"):
         sections = [
@@ -95,7 +95,18 @@ def write_report(ds: xr.Dataset, out_dir: str | Path, title: str | None = None) 
             _pvi_section(ds),
             Section("7. How to read an interval", [INTERVAL_GUIDE]),
         ]
-    return write_document(Path(out_dir), title, sections, figure_names=FIGURE_NAMES)
+    provenance = Details("Provenance: what Z and Y are",
+                         str(ds.attrs.get("source", "not recorded (no 'source' attr)")))
+    return write_document(Path(out_dir), title, sections, figure_names=FIGURE_NAMES,
+                          preamble=[provenance])
+
+
+def short_title(ds: xr.Dataset) -> str:
+    """The report's title: "V-information: discretized target, 3 families" (the long
+    provenance string, ``attrs.source``, goes in a collapsed block under it)."""
+    n = ds.sizes["family"]
+    kind = ds.attrs.get("target_kind", "unknown")
+    return f"V-information: {kind} target, {n} famil{'y' if n == 1 else 'ies'}"
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -129,12 +140,12 @@ def _family_section(ds: xr.Dataset) -> Section:
     units = ds["vinfo"].attrs["units"]
     has_marginal = "h_marginal" in ds
     capped = "vinfo_capped" in ds
-    header = ["family", "likelihood", "parameters", "starting budget [steps]",
+    header = ["family", "likelihood", "params", "budget [steps]",
               f"H_V(Y|∅) [{units}]", f"H_V(Y|Z) [{interval_name(ds)}] [{units}]",
               f"I_V [{interval_name(ds)}] [{units}]"]
     if capped:
         header.append(f"capped I_V [interval] [{units}]")
-    header += [f"guarded I_V [{units}]", f"seed spread (std) [{units}]"]
+    header += [f"guarded I_V [{units}]", f"seed std [{units}]"]
     if has_marginal:
         header.append(f"H_V(Y|∅) − h_marginal [{units}]")
     header.append("flags")
@@ -218,14 +229,19 @@ def _information_section(ds: xr.Dataset) -> Section:
         capped = (ds["vinfo_capped"].values.astype(float) if "vinfo_capped" in ds
                   else np.minimum(h_null, rate_value + h_cond) - h_cond)
         binds = [f for f, b in zip(families, capped < h_null - h_cond - 1e-12) if b]
+        if capped[-1] > 0 and rate_value > 0:  # a ratio only for a positive estimate
+            ratio = (f"Usable bits per transmitted bit (capped, {richest}) = "
+                     f"{format_bits(capped[-1])} / {format_bits(rate_value)} = "
+                     f"{format_bits(capped[-1] / rate_value, 3)} ≤ 1. ")
+        else:
+            ratio = (f"Usable bits per transmitted bit ({richest}): not formed, no usable "
+                     f"information detected (capped I_V = {format_bits(capped[-1])} {units}, "
+                     "not above 0). ")
         blocks.append(
             f"Available: R = {format_bits(rate_value)} {units} ({rule}). Sending Z at its "
             "actual rate and then Y with the probe is a lossless two-part code, so H(Y) ≤ R + "
             "H_V(Y|Z): no family can use more than R bits of Z. The capped I_V = min(H_V(Y|∅), "
-            "R + H_V(Y|Z)) − H_V(Y|Z) ≤ R respects this by construction. Usable bits per "
-            f"transmitted bit (capped, {richest}) = {format_bits(capped[-1])} / "
-            f"{format_bits(rate_value)} = "
-            f"{format_bits(capped[-1] / rate_value, 3) if rate_value > 0 else 'n/a'} ≤ 1. "
+            "R + H_V(Y|Z)) − H_V(Y|Z) ≤ R respects this by construction. " + ratio
             + (f"The cap binds for {', '.join(binds)}: there the raw I_V exceeds R, which "
                "measures the weakness of the null (its H_V(Y|∅) is above the two-part code), "
                "not information in Z." if binds else "The cap binds for no family."))

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from infra import reportdoc
 from infra.reportdoc import (
     Bullets,
+    Details,
     Image,
     Section,
     Table,
@@ -83,7 +84,23 @@ def test_html_custom_css_and_table_without_alignment(png: bytes) -> None:
     sections = [Section("s", [Table(["a", "b"], [["1", "2"]])])]
     text = to_html("t", sections, css="td { color: red; }")
     assert "<style>td { color: red; }</style>" in text and reportdoc.CSS not in text
-    assert "<tr><td>1</td><td>2</td></tr>" in text and "class=" not in text
+    assert "<tr><td>1</td><td>2</td></tr>" in text and 'class="text"' not in text
+
+
+def test_tables_scroll_in_a_container_and_details_collapse(png: bytes) -> None:
+    """A table wider than the page scrolls inside its own container (the page keeps its width);
+    a Details block is a collapsed <details> in HTML and a plain paragraph in Markdown, and a
+    preamble sits between the title and the first section."""
+    sections = [Section("s", [Table(["a", "b"], [["1", "2"]])])]
+    preamble = [Details("Provenance", "a long <provenance> string")]
+    text = to_html("Short", sections, preamble=preamble)
+    assert '<div class="table-wrap"><table>' in text and "</table></div>" in text
+    assert ".table-wrap" in reportdoc.CSS and "overflow-x: auto" in reportdoc.TABLE_CSS
+    details = ("<details><summary>Provenance</summary><p>a long &lt;provenance&gt; string</p>"
+               "</details>")
+    assert text.index("<h1>Short</h1>") < text.index(details) < text.index("<h2>s</h2>")
+    lines = to_markdown("Short", sections, preamble).splitlines()
+    assert lines[:6] == ["# Short", "", "**Provenance**", "", "a long <provenance> string", ""]
 
 
 def test_markdown_escapes_pipes_and_links_figures(png: bytes) -> None:

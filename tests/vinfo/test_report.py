@@ -243,3 +243,36 @@ def test_report_from_a_netcdf_round_trip(tmp_path):
         text = write_report(ds.load(), tmp_path / "out")["markdown"].read_text(encoding="utf-8")
     assert "⚠ collapsed to null" in table_row(text, "mlp-64", markdown=True)
     assert "100 × 8 × 4 × 8" in text
+
+
+def test_title_is_short_and_the_provenance_sits_in_a_details_block(tmp_path):
+    ds = make_dataset()
+    ds.attrs["source"] = "; ".join(["codec run /very/long/path (exp, best checkpoint): Z = ŷ_b"] * 5)
+    paths = write_report(ds, tmp_path)
+    page = paths["html"].read_text(encoding="utf-8")
+    title = f"V-information: {ds.attrs['target_kind']} target, 3 families"
+    assert f"<h1>{title}</h1>" in page and f"<title>{title}</title>" in page
+    details = re.search(r"<details><summary>Provenance[^<]*</summary><p>(.*?)</p></details>",
+                        page)
+    assert details and "codec run /very/long/path" in details.group(1)
+    assert page.index("<h1>") < details.start() < page.index("<h2>")
+    markdown = paths["markdown"].read_text(encoding="utf-8").splitlines()
+    assert markdown[0] == f"# {title}" and ds.attrs["source"] in markdown
+    one = write_report(make_dataset().isel(family=[0]), tmp_path / "one")
+    assert "target, 1 family</h1>" in one["html"].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("h_cond_shift", [0.0, 0.04])  # the richest family: I_V = 0 and < 0
+def test_no_usable_bits_ratio_for_a_non_positive_estimate(tmp_path, h_cond_shift):
+    ds = make_dataset(negative=None)
+    ds.attrs.update(representation_bpp=0.5, image_pixels=32 * 64, target_pixels=8 * 16)
+    ds["h_cond"].values[-1] = ds["h_null"].values[-1] + h_cond_shift
+    paths = write_report(ds, tmp_path)
+    for text in (paths["markdown"].read_text(encoding="utf-8"),
+                 paths["html"].read_text(encoding="utf-8")):
+        assert "per transmitted bit (capped" not in text and "≤ 1. " not in text
+        assert "no usable information detected" in text
+    # a positive estimate keeps its ratio
+    ds["h_cond"].values[-1] = ds["h_null"].values[-1] - 0.01
+    text = write_report(ds, tmp_path / "positive")["markdown"].read_text(encoding="utf-8")
+    assert "Usable bits per transmitted bit (capped, cnn-1x32) = 0.0100 / " in text
