@@ -57,8 +57,7 @@ _RESERVED_KEYS = ("html", "markdown")
 TABLE_CSS = """
 .table-wrap { max-width: 100%; overflow-x: auto; margin: .8rem 0; }
 .table-wrap table { margin: 0; }
-th { white-space: normal; overflow-wrap: anywhere; }
-td.text { overflow-wrap: anywhere; min-width: 6rem; }
+td.text { overflow-wrap: break-word; }
 details { margin: .6rem 0; } details > p { margin: .4rem 0 0 1rem; color: #444; }
 """
 

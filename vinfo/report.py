@@ -117,7 +117,6 @@ def _header_section(ds: xr.Dataset, written_at: str) -> Section:
     seeds = ds["seed"].values.tolist() if "seed" in ds.coords else attrs.get("seed")
     n_split = "/".join(_attr(attrs, key) for key in ("n_fit", "n_val", "n_eval"))
     rows = [
-        ["source", _attr(attrs, "source")],
         ["target kind", _attr(attrs, "target_kind")],
         ["unit (one 'unit' of bits/unit)", _attr(attrs, "unit")],
         ["N fit / val / eval (total)", f"{n_split} ({_attr(attrs, 'n_samples')})"],
@@ -140,14 +139,14 @@ def _family_section(ds: xr.Dataset) -> Section:
     units = ds["vinfo"].attrs["units"]
     has_marginal = "h_marginal" in ds
     capped = "vinfo_capped" in ds
-    header = ["family", "likelihood", "params", "budget [steps]",
-              f"H_V(Y|∅) [{units}]", f"H_V(Y|Z) [{interval_name(ds)}] [{units}]",
-              f"I_V [{interval_name(ds)}] [{units}]"]
+    # units once, above the table: headers short enough for a 1400 px page
+    header = ["family", "likelihood", "params", "budget [steps]", "H_V(Y|∅)",
+              f"H_V(Y|Z) [{interval_name(ds)}]", f"I_V [{interval_name(ds)}]"]
     if capped:
-        header.append(f"capped I_V [interval] [{units}]")
-    header += [f"guarded I_V [{units}]", f"seed std [{units}]"]
+        header.append("capped I_V [interval]")
+    header += ["guarded I_V", "seed std"]
     if has_marginal:
-        header.append(f"H_V(Y|∅) − h_marginal [{units}]")
+        header.append("H_V(Y|∅) − h_marginal")
     header.append("flags")
     rows = []
     for i, family in enumerate(family_names(ds)):
@@ -189,6 +188,8 @@ def _family_section(ds: xr.Dataset) -> Section:
         "estimate is below 0; '⚠ collapsed to null': the interval does not lie above 0, so the "
         "guarded estimate is 0; '⚠ at step limit': a probe was still improving when its budget "
         "reached the limit.",
+        f"Information and loss columns in {units}; intervals are {interval_name(ds)}s, the seed "
+        "std is over refits.",
         Table(header, rows, left_columns=(0, 1, len(header) - 1)),
     ]
     if has_marginal:

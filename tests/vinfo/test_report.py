@@ -107,7 +107,8 @@ def test_html_is_self_contained_and_holds_the_table(full_report):
         low, high = ds["vinfo_low"].values[i], ds["vinfo_high"].values[i]
         value = format_bits(ds["vinfo"].values[i])
         assert f"<td>{value} [{format_bits(low)}, {format_bits(high)}]</td>" in row
-    assert "I_V [95% interval] [bits/pixel]" in text
+    assert "<th>I_V [95% interval]</th>" in text
+    assert "Information and loss columns in bits/pixel; intervals are 95% intervals" in text
 
 
 def test_markdown_holds_the_same_table_and_links_existing_figures(full_report):
