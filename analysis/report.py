@@ -42,7 +42,7 @@ from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, sel
 from analysis.uncertainty import DEFAULT_BOOT
 from infra import cli
 from infra.io import check_writable
-from infra.reportdoc import Bullets, Image, Section, Table, figure_png, write_document
+from infra.reportdoc import TABLE_CSS, Bullets, Image, Section, Table, figure_png, write_document
 
 CONVENTIONS = [
     "Rate: bits per pixel of the original full-resolution image, from the real bitstream "
@@ -334,7 +334,8 @@ def _vinfo_sources(vinfo: dict[str, dict]) -> Bullets:
 
 # --- rendering -------------------------------------------------------------------------------
 
-# Every cell left-aligned (the tables carry no left_columns); replaces reportdoc's default CSS.
+# Every cell left-aligned (the tables carry no left_columns); replaces reportdoc's default CSS,
+# keeping its table rules (a wide table scrolls in its own container, never past the page).
 CSS = """
 body { font-family: system-ui, Helvetica, Arial, sans-serif; max-width: 80rem; margin: 2rem auto;
        padding: 0 1rem; color: #222; line-height: 1.45; }
@@ -343,7 +344,7 @@ table { border-collapse: collapse; font-size: .8rem; margin: .8rem 0; }
 th, td { border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }
 th { background: #f3f3f3; } figure img { max-width: 100%; }
 figcaption { font-size: .85rem; color: #555; }
-"""
+""" + TABLE_CSS
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -389,21 +389,24 @@ plt.show()
 ## 4. Pointwise V-information maps
 
 Per pixel: −log2 f_null(x) + log2 f_Ŷ_b(x) for the richest family, in bits per pixel (red:
-Ŷ_b helped the probe, blue: it misled it), on the same held-out images for both bases."""),
+Ŷ_b helped the probe, blue: it misled it, white: no difference), on the same held-out images for
+both bases, in the vinfo report's colour scale (`vinfo.report_figures.pvi_color_scale`:
+symmetric around 0; maps that are all 0 stay white)."""),
     new_code_cell('''\
+from vinfo.report_figures import pvi_color_scale
+
 richest = FAMILIES[-1]
 examples = list(next(iter(results.values()))["example"].values)[:3]
 fig, axes = plt.subplots(len(results) + 1, len(examples), figsize=(4 * len(examples), 6.5),
                          squeeze=False)
-limit = max(float(np.nanmax(np.abs(ds["pvi_map"].sel(family=richest).values)))
-            for ds in results.values())
+scale = pvi_color_scale(*(ds["pvi_map"].sel(family=richest).values for ds in results.values()))
 first = next(iter(pairs.values()))
 for k, example in enumerate(examples):
     axes[0, k].imshow(first.Y[example].transpose(1, 2, 0))
     axes[0, k].set_title(f"held-out image {example}")
     for row, (label, ds) in enumerate(results.items(), 1):
         pvi = ds["pvi_map"].sel(family=richest, example=example).values
-        shown = axes[row, k].imshow(pvi, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        shown = axes[row, k].imshow(pvi, interpolation="nearest", **scale)
         axes[row, k].set_title(f"{label}: mean {np.nanmean(pvi):.2f} bits/pixel")
 for ax in axes.flat:
     ax.axis("off")

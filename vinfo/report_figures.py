@@ -13,7 +13,8 @@ Out: PNG bytes (:func:`infra.reportdoc.figure_png`, 100 dpi, no metadata), drawn
 - :func:`pvi_histogram_figure`: distribution of per-sample PVI per family.
 - :func:`pvi_maps_figure`: per-pixel PVI of the richest family on the first examples.
 
-Also the small formatting helpers the report's tables share with the figures.
+Also :func:`pvi_color_scale`, the colour scale of every PVI map (the report's and notebook
+03's), and the small formatting helpers the report's tables share with the figures.
 """
 
 from __future__ import annotations
@@ -46,6 +47,21 @@ def interval_name(ds: xr.Dataset) -> str:
     """"95% interval", or a name saying the level was not recorded."""
     level = ds.attrs.get("confidence")
     return "interval (level not recorded)" if level is None else f"{100 * float(level):g}% interval"
+
+
+def pvi_color_scale(*maps: object) -> dict:
+    """The colour scale of PVI maps, as ``imshow`` keywords: ``{"cmap", "vmin", "vmax"}``.
+
+    Diverging red/blue (``RdBu_r``: red, Z helped; blue, it misled; white, 0), symmetric
+    around 0 up to the largest finite ``|PVI|`` over all ``maps`` (arrays of any shape);
+    NaN (masked pixels) drawn grey. All-zero, all-NaN or empty maps get the limit 1, never 0
+    (a zero limit draws every pixel in the darkest blue).
+    """
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps] or [np.zeros(0)])
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.75")
+    return {"cmap": cmap, "vmin": -limit, "vmax": limit}
 
 
 def _errorbar(ax, x, ds: xr.Dataset, name: str, **style) -> None:
@@ -159,15 +175,13 @@ def pvi_histogram_figure(ds: xr.Dataset) -> bytes:
 
 def pvi_maps_figure(ds: xr.Dataset, shown: int) -> bytes:
     maps = ds["pvi_map"].values[-1, :shown].astype(float)
-    finite = np.abs(maps[np.isfinite(maps)])
-    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.75")
+    scale = pvi_color_scale(maps)
     rows, cols = maps.shape[1:]
     fig = Figure(figsize=(2.4 * shown * cols / max(rows, cols) + 1.2, 2.8), layout="constrained")
     axes = fig.subplots(1, shown, squeeze=False)[0]
     examples = ds["example"].values if "example" in ds.coords else np.arange(shown)
     for ax, image, example in zip(axes, maps, examples):
-        shown_image = ax.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+        shown_image = ax.imshow(image, interpolation="nearest", **scale)
         ax.set_title(f"example {example}", fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])

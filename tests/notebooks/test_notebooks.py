@@ -36,6 +36,15 @@ def test_committed_notebooks_match_the_generator_and_have_no_outputs(tmp_path):
         assert "TASKCOMPAT_NB_TINY" in code[0].source
 
 
+def test_notebook_03_draws_pvi_maps_in_the_reports_colour_scale():
+    """One home for the PVI colour scale: notebook 03 imports the report's helper (which
+    keeps all-zero maps white) instead of computing its own limit."""
+    nb = nbformat.read(NOTEBOOKS / "03_vinformation_gap.ipynb", as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "from vinfo.report_figures import pvi_color_scale" in source
+    assert "**scale" in source and "vmax=" not in source and "RdBu" not in source
+
+
 def _outputs(nb, kind: str) -> list:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
             if o.output_type == kind]

@@ -342,6 +342,22 @@ def test_pvi_maps_edge_cases(draw):
     assert fig.axes[0].images[0].get_clim() == (-1.0, 1.0)
 
 
+def test_pvi_color_scale_is_symmetric_and_never_zero():
+    """The one PVI colour scale (report and notebook 03): symmetric around 0 over every map
+    given, NaN grey, and a positive limit for all-zero maps (a limit of 0 drew them solid blue)."""
+    scale = report_figures.pvi_color_scale(np.array([[0.5, -2.0], [np.nan, 1.0]]),
+                                           np.array([[0.25, -0.1]]))
+    assert (scale["vmin"], scale["vmax"]) == (-2.0, 2.0)
+    assert scale["cmap"].name.startswith("RdBu_r")
+    assert scale["cmap"].get_bad() == pytest.approx(matplotlib.colors.to_rgba("0.75"))
+    for maps in ([np.zeros((4, 4))], [np.zeros((2, 3)), np.full((2, 3), np.nan)], [], [[]]):
+        scale = report_figures.pvi_color_scale(*maps)
+        assert scale["vmax"] == 1.0 and scale["vmin"] == -1.0
+    # an all-zero map drawn with it is white (the middle of the scale), not the darkest blue
+    colours = scale["cmap"]((np.zeros(3) - scale["vmin"]) / (scale["vmax"] - scale["vmin"]))
+    assert np.all(colours[:, :3] > 0.9)
+
+
 # --- a real estimate --------------------------------------------------------------------
 
 
