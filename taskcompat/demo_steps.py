@@ -107,7 +107,7 @@ class DemoSettings:
     vinfo_patience: int = 5  # this many evaluations without improvement (after warm-up)
     vinfo_batch_size: int = 8  # probe minibatch (images)
     vinfo_lr: float = 1e-2
-    vinfo_seeds: tuple[int, ...] = (0,)  # probe refits (the shuffled control doubles each)
+    vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
     vinfo_null_steps: int = 300  # the shared null's starting budget (trained once per target)
     vinfo_bootstrap: int = 1000
 

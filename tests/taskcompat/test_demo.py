@@ -94,11 +94,11 @@ def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measu
 
     def ladder(collapsed):
         return xr.Dataset({"collapsed": ("family", np.array(collapsed)),
-                           "h_cond_low": ("family", np.array([13.0, 14.0])),
-                           "h_cond_high": ("family", np.array([15.0, 15.0]))},
-                          attrs={"n_samples": 40})
+                           "vinfo_mde": ("family", np.array([0.21, 0.34]))},
+                          attrs={"n_samples": 240, "n_eval": 24})
 
     line, = _collapse_verdict(ladder([True, True]), 0.05, "bits/pixel")
     assert "not a measured zero" in line and "R(Ŷ_b) = 0.05 bits/pixel" in line
-    assert "±0.75 bits/pixel" in line and "40 images" in line  # median half-width of H_V
+    # how small an effect it could have seen: the smallest MDE of the ladder, at its N
+    assert "smaller than 0.21 bits/pixel" in line and "24 held-out images" in line
     assert _collapse_verdict(ladder([True, False]), 0.05, "bits/pixel") == []
