@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from infra.config import ConfigError
 from vinfo.bootstrap import minimum_detectable_effect, percentile_interval, refit_replicates
@@ -124,7 +125,10 @@ def estimate_inputs(
     sizes = train_sizes(len(splits[0].pool), cfg.curve_points, cfg.curve_min_size)
     unit = "pixel" if inputs.dense else "sample"
     results = []
-    for spec in specs:
+    bar = tqdm(specs, desc="vinfo families", unit="family", disable=None, dynamic_ncols=True,
+               leave=False)
+    for spec in bar:
+        bar.set_postfix_str(spec.name)
         start = time.perf_counter()
 
         def nulls(jobs, likelihood=spec.likelihood):
