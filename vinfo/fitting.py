@@ -401,32 +401,53 @@ def fit_probe(
         return FitResult(probe, validate(), 0, 0, method, note)
 
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
-    best_val, best_state = validate(), copy.deepcopy(probe.state_dict())
-    best_step, bad, step, budget = 0, 0, 0, settings.max_steps
-    curve = [(0, best_val)]
+    track = BestCheckpoint(probe, validate(), settings)
     batches = Minibatches(data, fit_idx, settings, seed)
-    while step < budget:
+    step = 0
+    while step < track.budget:
         step += 1
         if not train_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step)):
-            note += f"; non-finite loss at step {step}, kept step {best_step}"
+            note += f"; non-finite loss at step {step}, kept step {track.best_step}"
             break
-        if step % settings.eval_every == 0 or step == budget:
-            val = validate()
-            curve.append((step, val))
-            if val < best_val - 1e-7 * max(1.0, abs(best_val)):
-                best_val, best_step, bad = val, step, 0
-                best_state = copy.deepcopy(probe.state_dict())
-            elif step > settings.warmup:
-                bad += 1
-                if bad >= settings.patience:
-                    break
-            if step == budget:
-                budget = next_budget(budget, best_step, settings)
-    probe.load_state_dict(best_state)
-    at_cap = (step >= settings.limit and settings.max_steps > 0
-              and still_improving(best_step, settings.limit))
-    return FitResult(probe, best_val, best_step, step, "adam", note, at_cap, budget,
-                     recent_gain(curve) if at_cap else 0.0)
+        if (step % settings.eval_every == 0 or step == track.budget) and \
+                track.evaluate(step, validate()):
+            break
+    return track.finish(step, "adam", note)
+
+
+class BestCheckpoint:
+    """The bookkeeping of one fit: its best checkpoint on the selection samples (step 0, the
+    start, included), patience after the warm-up, the budget that grows while the fit still
+    improves (:func:`next_budget`), and the selection-loss curve (:func:`recent_gain`)."""
+
+    def __init__(self, probe: nn.Module, value: float, settings: FitSettings) -> None:
+        self.probe, self.settings = probe, settings
+        self.best_val, self.best_state = value, copy.deepcopy(probe.state_dict())
+        self.best_step, self.bad, self.budget = 0, 0, settings.max_steps
+        self.curve = [(0, value)]
+
+    def evaluate(self, step: int, value: float) -> bool:
+        """Record the selection loss of ``step``; True when patience is spent (stop)."""
+        self.curve.append((step, value))
+        if value < self.best_val - 1e-7 * max(1.0, abs(self.best_val)):
+            self.best_val, self.best_step, self.bad = value, step, 0
+            self.best_state = copy.deepcopy(self.probe.state_dict())
+        elif step > self.settings.warmup:
+            self.bad += 1
+            if self.bad >= self.settings.patience:
+                return True
+        if step == self.budget:
+            self.budget = next_budget(self.budget, self.best_step, self.settings)
+        return False
+
+    def finish(self, step: int, method: str, note: str) -> FitResult:
+        """Load the best checkpoint into the probe and describe the fit."""
+        self.probe.load_state_dict(self.best_state)
+        limit = self.settings.limit
+        at_cap = (step >= limit and self.settings.max_steps > 0
+                  and still_improving(self.best_step, limit))
+        return FitResult(self.probe, self.best_val, self.best_step, step, method, note, at_cap,
+                         self.budget, recent_gain(self.curve) if at_cap else 0.0)
 
 
 def recent_gain(curve: list[tuple[int, float]]) -> float:

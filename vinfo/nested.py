@@ -63,13 +63,11 @@ from torch import nn
 from infra.seeding import check_seed
 from vinfo.families import FamilySpec, build_zpath
 from vinfo.fitting import (
+    BestCheckpoint,
     FitResult,
     FitSettings,
     ProbeData,
     minibatch_plan,
-    next_budget,
-    recent_gain,
-    still_improving,
 )
 from vinfo.targets import Target
 
@@ -215,13 +213,11 @@ def fit_nested(
 
     trainable = [p for p in probe.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=settings.lr)
-    best_val = validate()
-    curve = [(0, best_val)]
-    best_state, best_step, bad, step, budget = copy.deepcopy(probe.state_dict()), 0, 0, 0, \
-        settings.max_steps
+    track = BestCheckpoint(probe, validate(), settings)  # its state carries the ū scored
     plan = minibatch_plan(fit_idx, settings, seed)
     full = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
-    while step < budget:
+    step = 0
+    while step < track.budget:
         step += 1
         b = (full if plan is None else plan[step - 1]).to(data.y.device)
         h, theta = feats.at(b)
@@ -232,29 +228,16 @@ def fit_nested(
         loss = target.train_nll(probe.core.stat(theta + probe.delta(h, data.z[b]), y, mask),
                                 mask, None)
         if not torch.isfinite(loss):
-            note += f"; non-finite loss at step {step}, kept step {best_step}"
+            note += f"; non-finite loss at step {step}, kept step {track.best_step}"
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % settings.eval_every == 0 or step == budget:
-            val = validate()
-            curve.append((step, val))
-            if val < best_val - 1e-7 * max(1.0, abs(best_val)):
-                best_val, best_step, bad = val, step, 0
-                best_state = copy.deepcopy(probe.state_dict())
-            elif step > settings.warmup:
-                bad += 1
-                if bad >= settings.patience:
-                    break
-            if step == budget:
-                budget = next_budget(budget, best_step, settings)
-    probe.load_state_dict(best_state)  # with the ū it was scored with
-    at_cap = (step >= settings.limit and settings.max_steps > 0
-              and still_improving(best_step, settings.limit))
-    return FitResult(probe, best_val, best_step, step,
-                     "adam, Z pathway + g on the frozen shared null (vinfo.nested)", note,
-                     at_cap, budget, recent_gain(curve) if at_cap else 0.0)
+        if (step % settings.eval_every == 0 or step == track.budget) and \
+                track.evaluate(step, validate()):
+            break
+    return track.finish(step, "adam, Z pathway + coupling on the frozen shared null "
+                        "(vinfo.nested)", note)
 
 
 
