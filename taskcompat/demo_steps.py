@@ -58,8 +58,9 @@ VINFO_KINDS = {"reconstruction": "discretized", "segmentation": "categorical"}
 @dataclass(frozen=True)
 class DemoSettings:
     """What the demo runs (``make demo``); :meth:`study` is ``make study``, :meth:`quick` the
-    smoke test. Defaults: 10.2 minutes on the 2-core dev CPU (one thread), 4.6 of them the
-    V-information stage (benchmarks/RESULTS.md, "The demo as it stands")."""
+    smoke test. Defaults: 11.9 minutes on the 2-core dev CPU (one thread, load 2 from a test
+    run beside it), 5.7 of them the V-information stage (benchmarks/RESULTS.md, "V-information
+    with power")"""
 
     height: int = 64  # synthetic scenes, pixels
     width: int = 128
