@@ -102,6 +102,16 @@ def test_check_writable_names_the_path(tmp_path):
 
 
 def test_fault_point_fires_at_the_nth_matching_event(tmp_path, monkeypatch):
+    # a process started in the background by a non-interactive shell ignores SIGINT; this
+    # test is about the fault point, so it runs with Python's own handler wherever it starts
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _fault_point_fires_at_the_nth_matching_event(tmp_path, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _fault_point_fires_at_the_nth_matching_event(tmp_path, monkeypatch):
     trace = tmp_path / "trace"
     monkeypatch.setenv("TASKCODECS_FAULT_TRACE", str(trace))
     monkeypatch.setenv("TASKCODECS_FAULT_AT", "written:*/x.txt")
