@@ -39,8 +39,8 @@ so that
   (training loss below the Bayes rate, selection loss worse than the null's from step 20);
   context-dependent use of Z is what the rung's own capacity (its receptive field, its
   per-position head) provides;
-* *fitting is cheap*: the frozen trunk's h and θ₀ of the fit and selection samples are
-  computed once per null (:class:`NullFeatures`) and each step runs only the Z pathway, the
+* *fitting is cheap*: the frozen null's θ₀ of the fit and selection samples is computed
+  once per null (:class:`NullFeatures`) and each step runs only the Z pathway, the
   coupling and the likelihood; a ladder of rungs with several refits costs little more than its null.
 
 Training (:func:`fit_nested`): Adam on the Z pathway and the coupling, minibatches from
@@ -72,7 +72,7 @@ from vinfo.fitting import (
 from vinfo.targets import Target
 
 SHUFFLE_STREAM = 5  # the shuffled-Z control's permutation: seeded by (seed, SHUFFLE_STREAM)
-CACHE_LIMIT_VALUES = 1 << 28  # cached h and θ₀ above this many floats (1 GiB): recomputed
+CACHE_LIMIT_VALUES = 1 << 28  # cached θ₀ above this many floats (1 GiB): recomputed
 
 
 class NestedProbe(nn.Module):
@@ -100,9 +100,8 @@ class NestedProbe(nn.Module):
     def null(self) -> bool:
         return False
 
-    def delta(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """C (u − ū): the change of the null's parameters that Z makes (``h`` is not read; the
-        argument keeps one signature with the cached features)."""
+    def delta(self, z: torch.Tensor) -> torch.Tensor:
+        """C (u − ū): the change of the null's parameters that Z makes."""
         u = self.zpath(z)
         centred = u - (u.mean(0, keepdim=True) if self.training else self.u_mean)
         return self.coef(centred)
@@ -117,45 +116,40 @@ class NestedProbe(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            h = self.core.trunk(y, mask)
-            base = self.core.out(h)
-        return base + self.delta(h, z)
+            base = self.core(None, y, mask)
+        return base + self.delta(z)
 
     def stat(self, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.core.stat(self(z, y, mask), y, mask)
 
 
 class NullFeatures:
-    """The frozen null's hidden state h and parameters θ₀ of samples (computed once, kept on
-    the data's device; recomputed per batch when they would exceed ``CACHE_LIMIT_VALUES``)."""
+    """The frozen null's parameters θ₀ of samples (computed once, kept on the data's device;
+    recomputed per batch when they would exceed ``CACHE_LIMIT_VALUES``)."""
 
     def __init__(self, core: nn.Module, data: ProbeData, idx: np.ndarray,
                  batch_size: int) -> None:
         self.core, self.data = core, data
-        n_values = len(idx) * (core.hidden.out_channels + core.out.out_channels) * int(
-            np.prod(data.y.shape[2:]))
+        n_values = len(idx) * core.out.out_channels * int(np.prod(data.y.shape[2:]))
         self.rows = {int(i): r for r, i in enumerate(np.asarray(idx))}
-        self.h = self.theta = None
+        self.theta = None
         if n_values > CACHE_LIMIT_VALUES:
             return
-        hs, thetas = [], []
+        thetas = []
         core.eval()
         with torch.no_grad():
             for start in range(0, len(idx), batch_size):
                 b = torch.as_tensor(idx[start : start + batch_size], device=data.y.device)
-                h = core.trunk(data.y[b], data.mask[b])
-                hs.append(h)
-                thetas.append(core.out(h))
-        self.h, self.theta = torch.cat(hs), torch.cat(thetas)
+                thetas.append(core(None, data.y[b], data.mask[b]))
+        self.theta = torch.cat(thetas)
 
-    def at(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h and θ₀ of the samples ``b`` (original indices)."""
-        if self.h is None:
+    def at(self, b: torch.Tensor) -> torch.Tensor:
+        """θ₀ of the samples ``b`` (original indices)."""
+        if self.theta is None:
             with torch.no_grad():
-                h = self.core.trunk(self.data.y[b], self.data.mask[b])
-                return h, self.core.out(h)
-        rows = torch.as_tensor([self.rows[int(i)] for i in b.tolist()], device=self.h.device)
-        return self.h[rows], self.theta[rows]
+                return self.core(None, self.data.y[b], self.data.mask[b])
+        rows = torch.as_tensor([self.rows[int(i)] for i in b.tolist()], device=self.theta.device)
+        return self.theta[rows]
 
 
 def new_nested(spec: FamilySpec, null: nn.Module, data: ProbeData, settings: FitSettings,
@@ -186,9 +180,9 @@ def _select_nats(probe: NestedProbe, target: Target, feats: NullFeatures, data: 
     with torch.no_grad():
         for start in range(0, len(idx), batch_size):
             b = torch.as_tensor(idx[start : start + batch_size], device=data.y.device)
-            h, theta = feats.at(b)
+            theta = feats.at(b)
             y, mask = data.y[b], data.mask[b]
-            value = probe.core.stat(theta + probe.delta(h, data.z[b]), y, mask).double()
+            value = probe.core.stat(theta + probe.delta(data.z[b]), y, mask).double()
             dims = tuple(d for d in range(value.dim()) if d != 1)
             s, c = value.sum(dims), mask.double().sum(dims)
             sums, counts = (s, c) if sums is None else (sums + s, counts + c)
@@ -220,12 +214,12 @@ def fit_nested(
     while step < track.budget:
         step += 1
         b = (full if plan is None else plan[step - 1]).to(data.y.device)
-        h, theta = feats.at(b)
+        theta = feats.at(b)
         y, mask = data.y[b], data.mask[b]
         probe.train()
         for group in optimizer.param_groups:
             group["lr"] = settings.lr_at(step)
-        loss = target.train_nll(probe.core.stat(theta + probe.delta(h, data.z[b]), y, mask),
+        loss = target.train_nll(probe.core.stat(theta + probe.delta(data.z[b]), y, mask),
                                 mask, None)
         if not torch.isfinite(loss):
             note += f"; non-finite loss at step {step}, kept step {track.best_step}"
