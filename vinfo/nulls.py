@@ -4,7 +4,8 @@ Autoregressive likelihoods (DESIGN §7, "one null, nested rungs"): one null per 
 fold, *not* per refit seed: the strongest causal model the budget allows (``null_steps`` at
 ``null_lr``, :class:`vinfo.autoregressive.ARCore`), fitted once on the fit samples, selected
 on the selection samples, and frozen; every rung and every refit is that null plus a Z
-pathway (:mod:`vinfo.nested`). Its hidden states are computed once (``NullFit.features``).
+pathway (:mod:`vinfo.nested`). Its parameters θ₀ of the samples are computed once
+(``NullFit.features``).
 
 Every family of one likelihood has the same null family: the core alone (a bias and a
 learned positional map for factorized families, the causal context with its positional
@@ -51,7 +52,7 @@ NULL_SEED = 0  # the shared autoregressive null's initialisation and minibatch o
 @dataclass
 class NullFit:
     """One null: ``start`` (where conditionals start) and ``final`` (the scored null);
-    autoregressive: one fit (both), and the cached hidden states of its samples."""
+    autoregressive: one fit (both), and the cached parameters θ₀ of its samples."""
 
     start: FitResult
     final: FitResult
@@ -85,9 +86,11 @@ class NullBank:
         keys = [(likelihood, data_key, None if shared else j.seed,
                  np.asarray(j.fit_idx).tobytes(), np.asarray(j.val_idx).tobytes())
                 for j in jobs]
-        missing = [i for i, k in enumerate(keys) if k not in self._fits]
-        missing = [i for n, i in enumerate(missing) if keys[i] not in
-                   [keys[m] for m in missing[:n]]]  # a shared null once
+        first: dict[tuple, int] = {}  # the first job of every key not fitted yet
+        for i, k in enumerate(keys):
+            if k not in self._fits:
+                first.setdefault(k, i)
+        missing = list(first.values())  # a shared null once
         self.hits += len(jobs) - len(missing)
         spec = null_spec(likelihood)
         if shared:
