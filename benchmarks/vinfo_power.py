@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{float(ds['vinfo_per_image'][i]):+.1f} bits/image, MDE "
               f"{float(ds['vinfo_mde'][i]):.4f}, capped {float(ds['vinfo_capped'][i]):.4f}, "
               f"collapsed {bool(ds['collapsed'][i])}, unconverged "
-              f"{bool(ds['unconverged'][i])}")
+              f"{bool(ds['unconverged'][i])}; trained members {float(ds['vinfo_trained'][i]):+.4f}"
+              f" [{float(ds['vinfo_trained_low'][i]):+.4f}, "
+              f"{float(ds['vinfo_trained_high'][i]):+.4f}]")
     print(f"time: {wall:.0f} s wall, {cpu:.0f} s CPU (one thread)")
     return 0
 

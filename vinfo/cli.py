@@ -25,6 +25,7 @@ from infra.config import ConfigError, apply_overrides, load_config, parse_overri
 from vinfo.api import estimate, write_outputs
 from vinfo.config import DEFAULT_RUN, VinfoConfig
 from vinfo.data import VinfoInputError, default_inputs, load_array
+from vinfo.dataset import trained_note
 from vinfo.targets import KINDS
 
 
@@ -193,6 +194,7 @@ def summary_lines(ds: xr.Dataset) -> list[str]:
                    f"not detected: cannot see effects smaller than {mde:.4f} {unit}")
         text = f"{family}: I_V {float(ds['vinfo'].values[i]):+.4f} [{low:+.4f}, {high:+.4f}] "
         text += f"{unit}, MDE {mde:.4f}: {verdict}"
+        text += trained_note(ds, i)
         if rate is not None:
             if bool(ds["cap_binds"].values[i]):
                 text += (f"; ABOVE the rate R = {rate:.4f}: the null, not Z, sets this number "
@@ -227,6 +229,6 @@ def _estimate_codec(
                                 "num_classes": pairs.num_classes,
                                 "fit_samples": cfg.fit_samples or pairs.fit_samples})
     ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
-                  representation_bits=pairs.bytes_per_image * 8.0, attrs=pairs.attrs(),
+                  representation_bits=pairs.representation_bits, attrs=pairs.attrs(),
                   log=_log)
     return ds, cfg

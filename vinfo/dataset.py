@@ -7,7 +7,11 @@ Every variable has a ``units`` attr; "unit" is the attr ``unit`` (pixel or sampl
         autoregressive families, next to the rate
     h_null_low/high, h_cond_low/high, vinfo_low/high (family): intervals  bits/unit
         (hierarchical bootstrap: refits, then images; vinfo.bootstrap.refit_replicates)
-    vinfo_mde (family): minimum detectable effect (80 % power at the interval's level)
+    vinfo_trained, vinfo_trained_low/high (family): I_V of the best trained members, where
+        a refit kept step 0 (the null: I_V exactly 0) its best later checkpoint; the raw
+        interval of a collapsed rung, and the MDE's spread                   bits/unit
+    vinfo_mde (family): minimum detectable effect (80 % power at the interval's level), from
+        the spread of vinfo_trained's bootstrap
     vinfo_guarded (family): 0 where collapsed (the interval not above 0), else max(vinfo, 0)
     vinfo_capped, vinfo_capped_low/high (family): with a rate R (bits/unit):
         clip(vinfo, 0, R), per bootstrap replicate for the interval (within [0, R]);
@@ -15,7 +19,8 @@ Every variable has a ``units`` attr; "unit" is the attr ``unit`` (pixel or sampl
     unconverged (family) bool: at the step limit still improving by more than the MDE
     stock_png_bpp, stock_webp_bpp, stock_jpegxl_bpp (): 8-bit image targets, stock lossless
         codecs on the evaluation images (vinfo.stock), bits/unit
-    rate_per_unit (): R, the representation's actual rate in bits per target unit
+    rate_per_unit (): R, the representation's rate in bits per target unit (the codec adapter:
+        the base payload, header excluded; it bounds I(Y;Z))
     vinfo_seed (family, seed), vinfo_seed_std (family; NaN for one seed)      bits/unit
     collapsed, negative (family) bool; n_parameters, train_steps (budget), best_step,
     steps_run (family, seed), at_cap (family, seed) bool: reached step_limit improving
@@ -53,7 +58,7 @@ from vinfo.curves import CurveResult
 from vinfo.data import Inputs
 from vinfo.pvi import FamilyEstimate, FamilyRun
 
-VINFO_VERSION = "0.3.0"
+VINFO_VERSION = "0.4.0"
 LN2 = math.log(2.0)
 INTERVAL_METHOD = ("percentile interval of a hierarchical bootstrap: each replicate resamples "
                    "the refits, then the evaluation images (paired across families, null and "
@@ -108,6 +113,10 @@ def to_dataset(
                       long_name="H_V(Y|Z): held-out loss of the family fed Z"),
         "vinfo": var(fam, vinfo, per_unit, long_name="I_V(Z->Y) = h_null - h_cond, seed mean"),
         **bounds("vinfo", "vinfo", "I_V"), **bounds("h_null", "h_null", "H_V(Y|null)"),
+        "vinfo_trained": var(fam, [e.vinfo_trained for e in estimates], per_unit,
+                             long_name="I_V of the best trained members: where a refit kept "
+                                       "step 0 (the null), its best later checkpoint"),
+        **bounds("vinfo_trained", "vinfo_trained", "I_V of the best trained members"),
         **bounds("h_cond", "h_cond", "H_V(Y|Z)"),
         "vinfo_guarded": var(fam, [e.guarded for e in estimates], per_unit,
                              long_name="0 where the null won on the guard split, else "
@@ -269,8 +278,22 @@ def null_note(ratio: float) -> str:
             "without it)")
 
 
+def trained_note(ds: xr.Dataset, i: int) -> str:
+    """For a collapsed family whose refits kept the null: " (the best trained members, not
+    kept: I_V [low, high])", the raw interval behind its MDE; else ""."""
+    if "vinfo_trained" not in ds or not bool(ds["collapsed"].values[i]):
+        return ""
+    value = float(ds["vinfo_trained"].values[i])
+    if np.isclose(value, float(ds["vinfo"].values[i])):
+        return ""
+    return (f" (the best trained members, not kept: {value:+.4f} "
+            f"[{float(ds['vinfo_trained_low'].values[i]):+.4f}, "
+            f"{float(ds['vinfo_trained_high'].values[i]):+.4f}])")
+
+
 CSV_COLUMNS = ("h_null", "h_null_low", "h_null_high", "h_cond", "h_cond_low", "h_cond_high",
-               "vinfo", "vinfo_low", "vinfo_high", "vinfo_guarded", "vinfo_capped",
+               "vinfo", "vinfo_low", "vinfo_high", "vinfo_trained", "vinfo_trained_low",
+               "vinfo_trained_high", "vinfo_guarded", "vinfo_capped",
                "vinfo_capped_low", "vinfo_capped_high", "vinfo_seed_std", "h_null_val",
                "h_cond_val", "h_null_guard", "h_cond_guard", "mdl_bits", "mdl_bits_per_unit")
 

@@ -95,6 +95,8 @@ class FamilyRun:
     guard_pvi: np.ndarray | None = None  # per-sample PVI on the guard splits, nats/unit
     recent_gain: np.ndarray | None = None  # [S] bits/unit: the largest selection-loss fall
     #                        over the second half of a fit stopped at the step limit
+    nll_trained: torch.Tensor | None = None  # [S, n, C] the best trained (step > 0) member
+    #   where a refit kept step 0 (the null), else nll_cond: the raw I_V and the MDE use it
 
 
 def per_unit(nll: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -174,7 +176,7 @@ def fit_family(
     # the selection samples than the fitted conditional, it is the family's best member
     cond_fits = [cond if cond.val_nats < null.val_nats else dataclasses.replace(
         null, note="; ".join(t for t in (cond.note, "the null won on selection") if t),
-        method=cond.method) for cond, null in zip(cond_fits, finals)]
+        method=cond.method, trained=cond.probe) for cond, null in zip(cond_fits, finals)]
     return finals, cond_fits
 
 
@@ -202,12 +204,12 @@ def run_family(
     results: dict[str, list] = {k: [] for k in (
         "nll_null", "nll_cond", "scale_null", "scale_cond", "maps_null", "maps_cond",
         "val_null", "val_cond", "guard_null", "guard_cond", "best_step", "steps_run",
-        "at_cap", "guard_pvi", "recent_gain")}
+        "at_cap", "guard_pvi", "recent_gain", "nll_trained")}
     first_fits, first_order, count, map_mask = None, None, None, None
     note, method, n_parameters = "", "", 0
     job = iter(range(len(parts)))
     for s_i, seed in enumerate(seeds):
-        stats: dict[str, list[SplitStats]] = {"null": [], "cond": []}
+        stats: dict[str, list[SplitStats]] = {"null": [], "cond": [], "trained": []}
         vals: dict[str, list[float]] = {k: [] for k in ("null", "cond", "gnull", "gcond")}
         steps, caps, gains = [], [], []
         for split in splits:
@@ -225,6 +227,9 @@ def run_family(
                 scale = target.profile(guard_stats.stat.sum(0), guard_stats.count.sum(0))
                 guard_nll[key] = per_sample(target.nll_from_stat(
                     guard_stats.stat, guard_stats.count, scale), guard_stats.count)
+            trained = fits["cond"].trained
+            stats["trained"].append(stats["cond"][-1] if trained is None else split_stats(
+                trained, target, data, split.eval_idx, settings.eval_batch_size))
             pvi = (guard_nll["null"] - guard_nll["cond"]).numpy()
             results["guard_pvi"].append(pvi[np.isfinite(pvi)])
             steps.append(fits["cond"].steps_run)
@@ -248,6 +253,7 @@ def run_family(
             results[f"maps_{key}"].append(maps)
             results[f"val_{key}"].append(float(np.mean(vals[key])))
             results[f"guard_{key}"].append(float(np.mean(vals[f"g{key}"])))
+        results["nll_trained"].append(_finalize(target, stats["trained"], order, ())[0])
         results["steps_run"].append(max(steps))
         results["at_cap"].append(any(caps))
         results["recent_gain"].append(max(gains))
@@ -274,7 +280,7 @@ def run_family(
         examples=tuple(examples), first_fits=first_fits, first_order=first_order,
         guard_separate=len(parts[0][3]) > 0 and not np.array_equal(parts[0][2], parts[0][3]),
         guard_pvi=np.concatenate(results["guard_pvi"]),
-        recent_gain=np.asarray(results["recent_gain"]),
+        recent_gain=np.asarray(results["recent_gain"]), nll_trained=stack("nll_trained"),
     )
 
 
@@ -293,6 +299,7 @@ class FamilyEstimate:
     pvi: np.ndarray  # [n] per-sample PVI, bits per unit
     pvi_map: np.ndarray | None  # [E, H, W] bits per pixel (summed over channels), NaN masked
     mde: float = math.nan  # minimum detectable effect, bits per unit
+    vinfo_trained: float = math.nan  # I_V of the best trained members (kept or not), bits/unit
     unconverged: bool = False  # a fit stopped at its limit still improving by more than the MDE
 
 
@@ -332,6 +339,8 @@ def summarize(run: FamilyRun, guard_level: float = 0.05,
     if interval is not None and np.isfinite(interval[0]):
         collapsed = bool(interval[0] <= 0.0)
     vinfo = float(vinfo_seed.mean())
+    trained = run.nll_cond if run.nll_trained is None else run.nll_trained
+    vinfo_trained = float((h_null_seed - per_unit(trained, run.count) / LN2).mean())
     gains = run.recent_gain if run.recent_gain is not None else np.zeros(1)
     unconverged = bool(run.at_cap.any() and (not np.isfinite(mde) or gains.max() > mde))
     return FamilyEstimate(
@@ -339,5 +348,5 @@ def summarize(run: FamilyRun, guard_level: float = 0.05,
         vinfo=vinfo, vinfo_seed=vinfo_seed, collapsed=collapsed,
         guarded=0.0 if collapsed else max(vinfo, 0.0), guard_t=t,
         pvi_sums=pvi_sums, pvi=per_sample(pvi_sums, run.count).numpy(), pvi_map=pvi_map,
-        mde=float(mde), unconverged=unconverged,
+        mde=float(mde), unconverged=unconverged, vinfo_trained=vinfo_trained,
     )

@@ -191,3 +191,27 @@ def test_estimate_takes_the_ridge_penalty_and_refuses_a_negative_one():
     assert float(ridge["vinfo"][0]) < float(plain["vinfo"][0])  # shrunk towards the null
     with pytest.raises(ConfigError, match="ridge_alpha"):
         vinfo.estimate(z, y, "gaussian", ridge_alpha=-1.0, **common)
+
+
+def test_a_fit_that_keeps_its_start_brings_its_best_trained_checkpoint_along():
+    """Where selection keeps step 0 (the null) the raw estimate still needs what training
+    found: the best checkpoint after step 0 comes back as ``trained``."""
+    from torch import nn
+
+    from vinfo.fitting import BestCheckpoint
+
+    probe = nn.Linear(1, 1)
+    with torch.no_grad():
+        probe.weight.fill_(0.0)
+    track = BestCheckpoint(probe, 1.0, FitSettings(max_steps=30, eval_every=10, patience=9))
+    for step, value in ((10, 1.5), (20, 1.2), (30, 1.4)):
+        with torch.no_grad():
+            probe.weight.fill_(float(step))
+        track.evaluate(step, value)
+    kept = track.finish(30, "adam", "")
+    assert kept.best_step == 0 and kept.probe.weight.item() == 0.0  # the start, kept
+    assert kept.trained is not None and kept.trained.weight.item() == 20.0  # best later
+    # a fit that improved on its start keeps its best checkpoint and brings nothing along
+    track = BestCheckpoint(probe, 1.0, FitSettings(max_steps=10, eval_every=10, patience=9))
+    track.evaluate(10, 0.5)
+    assert track.finish(10, "adam", "").trained is None

@@ -84,6 +84,12 @@ def test_uninformative_codes_are_not_detected_by_any_rung(scenes, code):
     assert ds["collapsed"].values.all() and (ds["vinfo_guarded"].values == 0).all()
     if code == "constant":  # every member fed a constant is the null: exactly 0
         assert np.allclose(ds["vinfo"].values, 0.0, atol=1e-9)
+        assert np.allclose(ds["vinfo_trained"].values, 0.0, atol=1e-6)  # float32 rounding
+    else:  # a rung that kept the null still reports what training found, with its spread
+        low, high = ds["vinfo_trained_low"].values, ds["vinfo_trained_high"].values
+        assert (low <= ds["vinfo_trained"].values).all() and (
+            ds["vinfo_trained"].values <= high).all()
+        assert (high > low).all() and (ds["vinfo_mde"].values > 0).all()
 
 
 @pytest.mark.slow
