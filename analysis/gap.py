@@ -7,14 +7,20 @@
 
 Three numbers per base (DESIGN §4):
 
-- R(Ŷ_b): the base's actual rate, mean ``bpp_actual`` of the base runs the enhancement runs
-  sit on (all base runs of that kind if none is linked), bits per original-image pixel.
+- R(Ŷ_b): the base's rate that carries information, mean ``bpp_payload`` (the base layer's
+  payload, the container header excluded: it is fixed given the image size) of the base runs
+  the enhancement runs sit on (all base runs of that kind if none is linked), bits per
+  original-image pixel; ``bpp_actual`` (header included) where an eval.nc predates
+  ``bpp_payload``. ``base_rate_kind`` says which.
 - The conditional coding gain R(X) − R(X|Ŷ_b), operationally: the *standalone* total rate
   minus the *scalable* total rate at equal quality. Computed as a rate difference at matched
   quality: each curve's total rate (bpp, linear) is interpolated as a function of quality with
   PCHIP (linear for two points), and the difference is averaged over the quality interval both
   curves cover. It is in bits per original-image pixel, so it sits next to R(Ŷ_b). The BD-rate
   of scalable against standalone (percent, Akima by default) is given beside it.
+- The usable fraction gain / R(Ŷ_b), flagged (``gain_*_exceeds_rate``) where the gain
+  exceeds R(Ŷ_b): by the two-part bound R(X) ≤ R(Ŷ_b) + R(X|Ŷ_b) a base cannot save more
+  than it carries, so there the reference (the standalone codec) is the weak part.
 - The vinfo ladder, from the ``vinfo.nc`` files given for each base, per probe family with
   intervals (over evaluation images and refits): H_V(Y|Ŷ_b), what is left to code of the
   target given the base (a codelength for autoregressive families), the raw I_V and the
@@ -106,11 +112,15 @@ def _base_rate(runs: list[Run], task: str, dataset: str, variant: str) -> dict:
     bases = {r.base.name: r.base for r in enhancements} or {
         r.name: r for r in runs if r.role == "base" and r.dataset == dataset
         and r.base_variant == variant}
-    rates = np.array([b.bpp_total for b in bases.values()], dtype=float)
+    payload = all(np.isfinite(b.bpp_payload_total) for b in bases.values())
+    rates = np.array([b.bpp_payload_total if payload else b.bpp_total
+                      for b in bases.values()], dtype=float)
     if rates.size == 0:
         return {"base_runs": 0, "base_linked": False, "base_bpp": np.nan,
-                "base_bpp_min": np.nan, "base_bpp_max": np.nan}
+                "base_bpp_min": np.nan, "base_bpp_max": np.nan, "base_rate_kind": ""}
     return {"base_runs": int(rates.size), "base_linked": bool(enhancements),
+            "base_rate_kind": "payload, header excluded" if payload else
+            "actual, header included",
             "base_bpp": float(rates.mean()), "base_bpp_min": float(rates.min()),
             "base_bpp_max": float(rates.max())}
 
@@ -124,6 +134,11 @@ def _fill_gain(row: dict, flavour: str, standalone: Curve, scalable: Curve,
         return str(err)
     row[f"gain_{flavour}_bpp"] = gain
     row[f"gain_{flavour}_interval"] = interval
+    # the two-part bound R(X) <= R(Ŷ_b) + R(X|Ŷ_b): a base cannot save more than it carries,
+    # so a gain above R(Ŷ_b) measures the reference's deficit, not the base
+    rate = row.get("base_bpp", np.nan)
+    row[f"usable_{flavour}"] = gain / rate if rate > 0 else np.nan
+    row[f"gain_{flavour}_exceeds_rate"] = bool(gain > rate)
     try:
         with warnings.catch_warnings():  # kept in the result's .warnings
             warnings.simplefilter("ignore", RDCurveWarning)

@@ -287,7 +287,7 @@ def _gap_table(rows: list[dict]) -> Table | str:
     if not rows:
         return "No base with secondary-task runs: the gap table is empty (see Missing)."
     header = ["base", "target", "R(Ŷ_b) (bpp)", "base runs",
-              *(f"gain vs {f} (bpp)" for f in STANDALONE),
+              *(f"gain vs {f} (bpp; / R(Ŷ_b))" for f in STANDALONE),
               *(f"BD-rate scalable vs {f} (%)" for f in STANDALONE)]
     body = []
     for r in rows:
@@ -295,9 +295,21 @@ def _gap_table(rows: list[dict]) -> Table | str:
             f"{_fmt(r['base_bpp'])} (range {_fmt(r['base_bpp_min'])}–{_fmt(r['base_bpp_max'])})")
         bds = [f"{r[f'bd_scalable_vs_{f}'].percent:+.2f} ({r[f'bd_scalable_vs_{f}'].method})"
                if r[f"bd_scalable_vs_{f}"] is not None else "–" for f in STANDALONE]
-        body.append([r["base"], r["target"], rate, str(r["base_runs"]),
-                     *(_fmt(r[f"gain_{f}_bpp"]) for f in STANDALONE), *bds])
+        if r.get("base_rate_kind"):
+            rate += f" ({r['base_rate_kind']})"
+        gains = [_gain_cell(r, f) for f in STANDALONE]
+        body.append([r["base"], r["target"], rate, str(r["base_runs"]), *gains, *bds])
     return Table(header, body)
+
+
+def _gain_cell(row: dict, flavour: str) -> str:
+    """"gain (gain / R(Ŷ_b))", flagged where the gain exceeds what the base carries."""
+    gain = row[f"gain_{flavour}_bpp"]
+    if not math.isfinite(gain):
+        return _fmt(gain)
+    flag = ("; ABOVE R(Ŷ_b): the reference is the weak part"
+            if row.get(f"gain_{flavour}_exceeds_rate") else "")
+    return f"{_fmt(gain)} ({_fmt(row[f'usable_{flavour}'])}{flag})"
 
 
 def _ladder_table(vinfo: dict[str, dict]) -> Table:

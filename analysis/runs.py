@@ -97,6 +97,9 @@ class Run:
     rate_weight_final: float | None = None
     # half-width of the 95% normal interval of each image mean ("rate", "psnr", "rmse")
     spread: dict[str, float] = field(default_factory=dict, repr=False)
+    # layer → mean bpp_payload (bpp_actual without the container header; empty for eval.nc
+    # files written before it existed)
+    bpp_payload: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def role(self) -> str:
@@ -114,6 +117,11 @@ class Run:
     @property
     def bpp_estimated_total(self) -> float:
         return _top(self.bpp_estimated)
+
+    @property
+    def bpp_payload_total(self) -> float:
+        """The payloads of the whole stream, header excluded (NaN where not recorded)."""
+        return _top(self.bpp_payload) if self.bpp_payload else float("nan")
 
     @property
     def bpp_enhancement(self) -> float:
@@ -266,6 +274,7 @@ def _read_run(path: Path, root: Path) -> Run:
         rate_weight=_optional_float(config.get("rate_weight")),
         reward_weight=_optional_float(config.get("reward_weight")),
         bpp=bpp, bpp_estimated=_bpp(path, ds, "bpp_estimated", required=False),
+        bpp_payload=_bpp(path, ds, "bpp_payload", required=False),
         metrics=metrics, n_images=int(ds.sizes.get("image", 0)), config=config,
         codec_id=str(ds.attrs.get("codec_id", "")),
         base_ref=str(config["base"]) if config.get("base") else None,

@@ -304,7 +304,7 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
                          source=pairs.source, ignore_value=pairs.ignore_value,
                          num_classes=pairs.num_classes)
     ds = estimate(pairs.Z, pairs.Y, config=cfg, representation_bpp=pairs.representation_bpp,
-                  representation_bits=pairs.bytes_per_image * 8.0,
+                  representation_bits=pairs.representation_bits,
                   attrs={**pairs.attrs(), **stamp, "base_label": label, "target": target},
                   log=detail.info, null_bank=null_bank)
     write_outputs(ds, cfg, folder, detail.info)

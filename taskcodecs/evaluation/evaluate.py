@@ -19,8 +19,18 @@ bpp_actual      image, layer     bits/pixel   bytes x 8 / (H x W) of the *origin
                                               container header included, cumulative: the
                                               bytes a decoder needs for this layer and the
                                               ones below (the stream cut after the layer)
+bpp_payload     image, layer     bits/pixel   bpp_actual without the container header: the
+                                              entropy-coded payloads (each with its flag
+                                              byte, 16-bit end check and rANS flush)
+bpp_container   image, layer     bits/pixel   the container header (bpp_actual − bpp_payload),
+                                              fixed given the image size: no information
 bpp_estimated   image, layer     bits/pixel   -log2 likelihoods of the codec's forward pass
                                               (eval mode), cumulative in the same way
+bpp_coded_      image, layer     bits/pixel   -log2 likelihoods under the decode-time
+estimate                                      (sequential) entropy parameters, the values
+                                              the coder codes; equal to bpp_estimated for
+                                              checkerboard contexts, not for autoregressive
+                                              ones (taskcodecs.coding.entropy)
 psnr            image, layer     dB           decoded reconstruction (clamped, rounded to 8
                                               bits) vs the image: base = the base's g_s,
                                               enhancement = the reconstruction target
@@ -81,6 +91,8 @@ from taskcodecs.runs.models import load_run_model
 from taskcodecs.training.distributed import resolve_device
 
 UNITS = {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",
+         "bpp_payload": "bits/pixel", "bpp_container": "bits/pixel",
+         "bpp_coded_estimate": "bits/pixel",
          "rmse": "pixels", "map": "1", "miou": "1", "height": "pixels", "width": "pixels",
          "confusion": "pixels"}
 DESCRIPTIONS = {
@@ -88,6 +100,16 @@ DESCRIPTIONS = {
                   "over layers (the stream cut after this layer)",
     "bpp_estimated": "-log2 likelihoods per original pixel (forward pass, eval mode), "
                      "cumulative over layers",
+    "bpp_payload": "the layers' entropy-coded payloads (flag byte, rANS stream, end check, "
+                   "flush) x 8 per original pixel, cumulative: bpp_actual without the "
+                   "container header",
+    "bpp_container": "the container header (magic, version, codec fingerprint, size, "
+                     "padding, layer records) x 8 per original pixel: a fixed cost given the "
+                     "image size, carrying no information about the image",
+    "bpp_coded_estimate": "-log2 likelihoods per original pixel under the decode-time "
+                          "(sequential) entropy parameters: what the coder codes, before its "
+                          "overheads; differs from bpp_estimated for autoregressive contexts "
+                          "(the forward pass sees a parallel context)",
     "psnr": "PSNR of the decoded reconstruction (clamped, 8-bit) against the image",
     "rmse": "disparity RMSE in pixels over the image's valid pixels",
     "map": "box mAP@[.5:.95] over the evaluated images (pycocotools)",
@@ -222,19 +244,32 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
         if not coded:
             _measure_base_task(col, "uncompressed", i, base_task, out, flat)
             continue
-        data = model.compress(image[0])
+        coded = model.compress_latents(image[0]) if hasattr(model, "compress_latents") \
+            else None  # the Codec protocol asks for compress only
+        data = coded.to_bytes() if coded is not None else model.compress(image[0])
         decoded = model.decompress(data, "all")
         stream = unpack(data, layers=[])
-        above_base = sum(n for name, n in stream.layer_sizes.items() if name != "base")
+        payload = dict(stream.layer_sizes)
+        above_base = sum(n for name, n in payload.items() if name != "base")
         col.put("bpp_actual", "base", i, (len(data) - above_base) * 8.0 / pixels)
+        col.put("bpp_payload", "base", i, payload.get("base", 0) * 8.0 / pixels)
+        col.put("bpp_container", "base", i, (len(data) - sum(payload.values())) * 8.0 / pixels)
         col.put("bpp_estimated", "base", i, float(out["bpp"]["base"]))
+        if coded is not None:
+            col.put("bpp_coded_estimate", "base", i, coded.estimated_bits["base"] / pixels)
         x_base = decoded.get("x_hat_base", decoded["x_hat"])
         col.put("psnr", "base", i, float(psnr(_to8bit(x_base.cpu()), image)[0]))
         _measure_base_task(col, "base", i, base_task, decoded, flat)
         if target:
             col.put("bpp_actual", "enhancement", i, len(data) * 8.0 / pixels)
+            col.put("bpp_payload", "enhancement", i, sum(payload.values()) * 8.0 / pixels)
+            col.put("bpp_container", "enhancement", i,
+                    (len(data) - sum(payload.values())) * 8.0 / pixels)
             col.put("bpp_estimated", "enhancement", i,
                     float(sum(v for v in out["bpp"].values())))
+            if coded is not None:
+                col.put("bpp_coded_estimate", "enhancement", i,
+                        sum(coded.estimated_bits.values()) / pixels)
             if target == "reconstruction":
                 col.put("psnr", "enhancement", i, float(psnr(_to8bit(decoded["x_hat"].cpu()), image)[0]))
             else:
@@ -284,7 +319,8 @@ def _dataset(col: _Collector, names: list[str], sizes: list[tuple[int, int]], da
         "height": ("image", np.array([s[0] for s in sizes], dtype=np.int64)),
         "width": ("image", np.array([s[1] for s in sizes], dtype=np.int64)),
     }
-    for name in ("bpp_actual", "bpp_estimated", "psnr", "rmse"):
+    for name in ("bpp_actual", "bpp_payload", "bpp_container", "bpp_estimated",
+                 "bpp_coded_estimate", "psnr", "rmse"):
         array = col.image_variable(name, n)
         if array is not None:
             data_vars[name] = (("image", "layer"), array)

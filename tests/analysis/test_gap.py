@@ -59,6 +59,11 @@ def test_gap_rows_from_runs(sweep_runs: list, known: dict) -> None:
         assert row["gain_standalone-refit_bpp"] == pytest.approx(known["gain_bpp"], abs=1e-9)
         assert row["bd_scalable_vs_standalone-refit"].percent < 0  # scalable saves rate
         assert np.isnan(row["gain_standalone-independent_bpp"])
+        # the usable fraction and its flag: a gain above R(Ŷ_b) is the reference's deficit
+        fraction = row["gain_standalone-refit_bpp"] / row["base_bpp"]
+        assert row["usable_standalone-refit"] == pytest.approx(fraction)
+        assert row["gain_standalone-refit_exceeds_rate"] == (fraction > 1)
+        assert row["base_rate_kind"] == "actual, header included"  # no bpp_payload written
     assert any("no COCO reconstruction runs" in m for m in missing)
     assert any("no standalone-independent runs" in m for m in missing)
 

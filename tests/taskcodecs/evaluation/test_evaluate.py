@@ -47,6 +47,8 @@ def test_scalable_run_writes_eval_nc_with_real_rates(runs, capsys):
     assert list(ds.layer.values) == ["base", "enhancement"]
     units = {name: ds[name].attrs["units"] for name in ds.data_vars}
     assert units == {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",
+                     "bpp_payload": "bits/pixel", "bpp_container": "bits/pixel",
+                     "bpp_coded_estimate": "bits/pixel",
                      "rmse": "pixels", "miou": "1", "height": "pixels", "width": "pixels",
                      "confusion": "pixels"}
     # the per-image confusion counts add up to the labelled pixels of each image
@@ -56,6 +58,30 @@ def test_scalable_run_writes_eval_nc_with_real_rates(runs, capsys):
     actual, estimated = ds.bpp_actual.values, ds.bpp_estimated.values
     assert np.all(actual >= 0.97 * estimated) and np.all(estimated > 0)
     assert np.all(actual[:, 1] > actual[:, 0]), "the enhancement adds bytes"
+    # one rate, said: actual = payload + container header, the header computed here from the
+    # format (bitstream module docstring): 4 magic + 1 version + 4 fingerprint + height 64
+    # (1 varint byte) + width 128 (2) + padding 0, 0 (1 + 1) + 1 layer count + per layer
+    # 1 code + 4 CRC + the payload length's varint
+    payload, container = ds.bpp_payload.values, ds.bpp_container.values
+    np.testing.assert_allclose(payload + container, actual, rtol=0, atol=1e-12)
+    codec = load_codec(run / "checkpoints" / "best")
+    from taskcodecs.coding.bitstream import unpack
+    from taskcodecs.runs.data import build_dataset, existing_data
+
+    cfg, _ = read_run(run)
+    image = build_dataset(cfg, existing_data(cfg), "val", train=False,
+                          targets=["labels"])[0]["image"]
+    stream = codec.compress(image)
+    sizes = unpack(stream, layers=[]).layer_sizes
+    varint = sum(1 if n < 128 else 2 if n < 2 ** 14 else 3 for n in sizes.values())
+    header = 4 + 1 + 4 + 1 + 2 + 1 + 1 + 1 + 2 * (1 + 4) + varint
+    assert len(stream) - sum(sizes.values()) == header
+    assert container[0, 1] == pytest.approx(header * 8 / (64 * 128))
+    # the decode-time estimate: what the coder codes; the payload adds bounded overheads
+    # (per layer a flag byte, a 16-bit end check, the rANS flush: -32..128 bits + 3 %)
+    coded = ds.bpp_coded_estimate.values * 64 * 128
+    overhead = payload * 64 * 128 - coded
+    assert np.all(overhead[:, 0] >= -32) and np.all(overhead[:, 0] <= 128 + 0.03 * coded[:, 0])
     # base layer: the base task (depth) and g_a's picture; enhancement: segmentation
     assert np.isfinite(ds.rmse.sel(layer="base")).all() and ds.rmse.sel(layer="enhancement").isnull().all()
     assert np.isfinite(ds.psnr.sel(layer="base")).all()
