@@ -31,6 +31,7 @@ with other settings is refused (exit 2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -55,6 +56,7 @@ from taskcompat.demo_steps import (
     train_reference,
     vinfo_stage,
 )
+from vinfo.dataset import trained_note
 
 log = logging.getLogger("taskcompat.demo")
 QUIET = ("taskcodecs.training.run", "taskcodecs.sweeps.sweep", "taskcodecs.evaluation.evaluate", "taskcompat.demo.detail")
@@ -189,9 +191,14 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
         lines.append("  none could be computed (see the report's Missing section)")
     gaps, _ = gap_rows(runs)
     for g in gaps:
-        lines.append(f"Gap, {g['target']}, {g['base']} base: R(Ŷ_b) {_f(g['base_bpp'])} bpp; "
-                     f"conditional coding gain (standalone-refit - scalable at equal quality) "
-                     f"{_f(g.get('gain_standalone-refit_bpp', math.nan))} bpp")
+        gain = g.get("gain_standalone-refit_bpp", math.nan)
+        usable = g.get("usable_standalone-refit", math.nan)
+        flag = ("; ABOVE R(Ŷ_b): more than the base carries, so the refit reference is the "
+                "weak part" if g.get("gain_standalone-refit_exceeds_rate") else "")
+        lines.append(f"Gap, {g['target']}, {g['base']} base: R(Ŷ_b) {_f(g['base_bpp'])} bpp "
+                     f"({g.get('base_rate_kind', '')}); conditional coding gain "
+                     f"(standalone-refit - scalable at equal quality) {_f(gain)} bpp, usable "
+                     f"fraction gain / R(Ŷ_b) {_f(usable)}{flag}")
     lines += _vinfo_lines(result["vinfo_dirs"], load_vinfo)
     missing = _missing(Path(paths["markdown"]))
     failed = [m for m in missing if "not computed: " in m and "no runs" not in m]
@@ -243,7 +250,7 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
             if ds is None:
                 continue
             rate = float(ds["rate_per_unit"]) if "rate_per_unit" in ds else math.nan
-            lines.append(f"  {label} base: R(Ŷ_b) = {_f(rate)} {units} (actual rate); "
+            lines.append(f"  {label} base: R(Ŷ_b) = {_f(rate)} {units} (base payload, header excluded); "
                          f"H_V(Y|∅) = {ds['h_null'].values[0]:.3f}")
             if "stock_jpegxl_bpp" in ds:
                 lines.append(f"    null vs stock lossless on the same images: PNG "
@@ -269,7 +276,7 @@ def _vinfo_lines(vinfo_dirs: dict[str, Path], load_vinfo) -> list[str]:
                     f"[{ds['h_cond_low'].values[i]:.3f}, {ds['h_cond_high'].values[i]:.3f}]; "
                     f"I_V {ds['vinfo'].values[i]:.4f} [{ds['vinfo_low'].values[i]:.4f}, "
                     f"{ds['vinfo_high'].values[i]:.4f}]{mde}{capped}"
-                    + (f" ({'; '.join(flags)})" if flags else ""))
+                    + (f" ({'; '.join(flags)})" if flags else "") + trained_note(ds, i))
             lines += _collapse_verdict(ds, rate, units)
     return lines
 
@@ -308,6 +315,10 @@ def _main(argv: list[str]) -> int:
                         help="smallest sizes, every stage (a smoke test; numbers not meaningful)")
     preset.add_argument("--study", action="store_true",
                         help="make study: 3 seeds, more data and rate points, segmentation")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=None,
+                        help="one training seed for every run instead of the preset's "
+                             "(e.g. a second demo to check that its verdict survives a rerun; "
+                             "use another --out)")
     parser.add_argument("--threads", type=cli.positive_int, default=1,
                         help="torch threads (default 1)")
     parser.add_argument("--verbose", action="store_true", help="show every training line")
@@ -316,6 +327,8 @@ def _main(argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     settings = (DemoSettings.quick() if args.quick else DemoSettings.study() if args.study
                 else DemoSettings())
+    if args.seed is not None:
+        settings = dataclasses.replace(settings, seeds=(args.seed,))
     default = "quick" if args.quick else "study" if args.study else ""
     out = args.out or Path("demo_output") / default
     start = time.perf_counter()
