@@ -25,7 +25,7 @@ from infra.config import ConfigError, apply_overrides, load_config, parse_overri
 from vinfo.api import estimate, write_outputs
 from vinfo.config import DEFAULT_RUN, VinfoConfig
 from vinfo.data import VinfoInputError, default_inputs, load_array
-from vinfo.dataset import trained_note
+from vinfo.report_schema import trained_note
 from vinfo.targets import KINDS
 
 

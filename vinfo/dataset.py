@@ -278,19 +278,6 @@ def null_note(ratio: float) -> str:
             "without it)")
 
 
-def trained_note(ds: xr.Dataset, i: int) -> str:
-    """For a collapsed family whose refits kept the null: " (the best trained members, not
-    kept: I_V [low, high])", the raw interval behind its MDE; else ""."""
-    if "vinfo_trained" not in ds or not bool(ds["collapsed"].values[i]):
-        return ""
-    value = float(ds["vinfo_trained"].values[i])
-    if np.isclose(value, float(ds["vinfo"].values[i])):
-        return ""
-    return (f" (the best trained members, not kept: {value:+.4f} "
-            f"[{float(ds['vinfo_trained_low'].values[i]):+.4f}, "
-            f"{float(ds['vinfo_trained_high'].values[i]):+.4f}])")
-
-
 CSV_COLUMNS = ("h_null", "h_null_low", "h_null_high", "h_cond", "h_cond_low", "h_cond_high",
                "vinfo", "vinfo_low", "vinfo_high", "vinfo_trained", "vinfo_trained_low",
                "vinfo_trained_high", "vinfo_guarded", "vinfo_capped",

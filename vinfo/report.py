@@ -44,7 +44,7 @@ from vinfo.report_figures import (
     pvi_histogram_figure,
     pvi_maps_figure,
 )
-from vinfo.report_schema import positive_attr, rate_per_unit, validated
+from vinfo.report_schema import positive_attr, rate_per_unit, trained_note, validated
 
 __all__ = ["FIGURE_NAMES", "format_bits", "short_title", "write_report"]
 
@@ -144,7 +144,7 @@ def _family_section(ds: xr.Dataset) -> Section:
               f"H_V(Y|Z) [{interval_name(ds)}]", f"I_V [{interval_name(ds)}]"]
     if capped:
         header.append("capped I_V [interval]")
-    header += ["guarded I_V", "seed std"]
+    header += ["guarded I_V", "MDE", "seed std"]
     if has_marginal:
         header.append("H_V(Y|∅) − h_marginal")
     header.append("flags")
@@ -154,7 +154,7 @@ def _family_section(ds: xr.Dataset) -> Section:
         negative = bool(ds["negative"].values[i]) if "negative" in ds else iv < 0
         flags = ["⚠ negative"] if negative else []
         if "collapsed" in ds and bool(ds["collapsed"].values[i]):
-            flags.append("⚠ collapsed to null")
+            flags.append("⚠ collapsed to null" + trained_note(ds, i))
         if "at_cap" in ds and bool(np.asarray(ds["at_cap"].values[i]).any()):
             flags.append("⚠ at step limit: not converged")
         if capped and bool(ds["cap_binds"].values[i]):
@@ -167,7 +167,8 @@ def _family_section(ds: xr.Dataset) -> Section:
         if capped:
             row.append(f"{format_bits(ds['vinfo_capped'].values[i])} "
                        f"{_interval(ds, 'vinfo_capped', i)}")
-        row += [_bits_or_dash(ds, "vinfo_guarded", i), _bits_or_dash(ds, "vinfo_seed_std", i)]
+        row += [_bits_or_dash(ds, "vinfo_guarded", i), _bits_or_dash(ds, "vinfo_mde", i),
+                _bits_or_dash(ds, "vinfo_seed_std", i)]
         if has_marginal:
             excess = float(ds["h_null"].values[i]) - float(ds["h_marginal"])
             row.append(format_bits(excess))
@@ -186,7 +187,9 @@ def _family_section(ds: xr.Dataset) -> Section:
         "target set and each adds its Z pathway to it (vinfo.nested), their null being the "
         "better of that null and the same member fed shuffled Z. '⚠ negative': the raw "
         "estimate is below 0; '⚠ collapsed to null': the interval does not lie above 0, so the "
-        "guarded estimate is 0; '⚠ at step limit': a probe was still improving when its budget "
+        "guarded estimate is 0 (where its refits kept the null itself, the best trained "
+        "members' I_V and interval follow); MDE: the minimum detectable effect, the smallest "
+        "I_V this interval would separate from 0 (80 % power); '⚠ at step limit': a probe was still improving when its budget "
         "reached the limit.",
         f"Information and loss columns in {units}; intervals are {interval_name(ds)}s, the seed "
         "std is over refits.",

@@ -135,3 +135,16 @@ def positive_attr(attrs: dict, key: str, allow_zero: bool = False) -> float:
 
 def _fmt_num(value: float) -> str:
     return f"{value:g}"
+
+
+def trained_note(ds: xr.Dataset, i: int) -> str:
+    """For a collapsed family whose refits kept the null: " (the best trained members, not
+    kept: I_V [low, high])", the raw interval behind its MDE; else ""."""
+    if "vinfo_trained" not in ds or not bool(ds["collapsed"].values[i]):
+        return ""
+    value = float(ds["vinfo_trained"].values[i])
+    if np.isclose(value, float(ds["vinfo"].values[i]), rtol=0, atol=1e-6):
+        return ""
+    return (f" (the best trained members, not kept: {value:+.4f} "
+            f"[{float(ds['vinfo_trained_low'].values[i]):+.4f}, "
+            f"{float(ds['vinfo_trained_high'].values[i]):+.4f}])")
