@@ -10,7 +10,9 @@ Out: ``matplotlib.figure.Figure`` objects (Agg canvas, no pyplot state):
   the codec-free detector as a horizontal line.
 - ``depth_rd``: disparity RMSE (pixels, lower is better) vs base rate — the same for depth.
 - ``reconstruction_coco`` / ``reconstruction_cityscapes``: PSNR (dB) vs total rate —
-  direct (the base's own g_a), scalable, standalone-refit, standalone-independent, per base.
+  direct (the base's own g_a), scalable, standalone-refit, standalone-independent, per base
+  (the independent one: our runs, else a CompressAI codec + the base's rate,
+  :mod:`analysis.references`).
 - ``segmentation_cityscapes``: mIoU (%) vs total rate — direct, scalable, standalones, and
   the codec-free segmentation model as a line.
 
@@ -29,6 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from analysis.references import standalone_reference
 from analysis.runs import (
     BASE_METHODS,
     METRICS,
@@ -119,7 +122,7 @@ def _enhancement_figure(runs: list[Run], task: str, dataset: str, name: str, tit
     for method, (style, marker) in ENHANCEMENT_STYLE.items():
         drawn, lacking = 0, []
         for variant in variants:
-            c = curve(runs, task=task, method=method, dataset=dataset, base_variant=variant)
+            c = standalone_reference(runs, task, dataset, variant, method).curve
             if c is None:
                 lacking.append(variant)
             else:

@@ -17,7 +17,15 @@ Three numbers per base (DESIGN §4):
   quality: each curve's total rate (bpp, linear) is interpolated as a function of quality with
   PCHIP (linear for two points), and the difference is averaged over the quality interval both
   curves cover. It is in bits per original-image pixel, so it sits next to R(Ŷ_b). The BD-rate
-  of scalable against standalone (percent, Akima by default) is given beside it.
+  of scalable against standalone (percent, Akima by default) is given beside it. The two
+  standalone flavours come from :func:`analysis.references.standalone_reference`:
+  ``standalone-refit`` our refit runs; ``standalone-independent`` our own independently
+  trained runs on that base where they exist (preferred: they are kept and the CompressAI
+  runs are then not used), else, for reconstruction, a CompressAI zoo codec trained on the
+  same dataset, its curve shifted right by the base's actual total rate (a system sending
+  the base plus an independent CompressAI stream pays both). ``source_{flavour}`` names the
+  reference used (e.g. "CompressAI mbt2018-mean + base"); ``independent_base_shift_bpp``
+  the base rate added to a CompressAI curve (NaN otherwise).
 - The usable fraction gain / R(Ŷ_b), flagged (``gain_*_exceeds_rate``) where the gain
   exceeds R(Ŷ_b): by the two-part bound R(X) ≤ R(Ŷ_b) + R(X|Ŷ_b) a base cannot save more
   than it carries, so there the reference (the standalone codec) is the weak part.
@@ -44,6 +52,7 @@ from scipy.interpolate import PchipInterpolator
 
 from analysis.bdrate import RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult
+from analysis.references import base_runs, standalone_reference
 from analysis.runs import METRICS, Curve, Run, base_variants, curve, select
 from infra.io import find_files
 from vinfo.errors import VinfoInputError
@@ -91,14 +100,15 @@ def gap_rows(runs: list[Run], method: str = "akima") -> tuple[list[dict], list[s
             scalable = curve(runs, task=task, method="scalable", dataset=dataset,
                              base_variant=variant)
             for flavour in STANDALONE:
-                standalone = curve(runs, task=task, method=flavour, dataset=dataset,
-                                   base_variant=variant)
+                ref = standalone_reference(runs, task, dataset, variant, flavour)
                 row[f"gain_{flavour}_bpp"] = np.nan
                 row[f"bd_scalable_vs_{flavour}"] = None
-                why = ("no scalable runs" if scalable is None else
-                       f"no {flavour} runs" if standalone is None else None)
+                row[f"source_{flavour}"] = ref.source
+                if flavour == "standalone-independent":
+                    row["independent_base_shift_bpp"] = ref.base_shift_bpp
+                why = ("no scalable runs" if scalable is None else ref.why_not or None)
                 if why is None:
-                    why = _fill_gain(row, flavour, standalone, scalable, method)
+                    why = _fill_gain(row, flavour, ref.curve, scalable, method)
                 if why:
                     missing.append(f"{target} on the {variant} base: {why}: conditional "
                                    f"coding gain vs {flavour} not computed")
@@ -107,18 +117,14 @@ def gap_rows(runs: list[Run], method: str = "akima") -> tuple[list[dict], list[s
 
 
 def _base_rate(runs: list[Run], task: str, dataset: str, variant: str) -> dict:
-    enhancements = [r for r in select(runs, task=task, dataset=dataset, base_variant=variant)
-                    if r.base is not None]
-    bases = {r.base.name: r.base for r in enhancements} or {
-        r.name: r for r in runs if r.role == "base" and r.dataset == dataset
-        and r.base_variant == variant}
-    payload = all(np.isfinite(b.bpp_payload_total) for b in bases.values())
-    rates = np.array([b.bpp_payload_total if payload else b.bpp_total
-                      for b in bases.values()], dtype=float)
+    bases, linked = base_runs(runs, task, dataset, variant)
+    payload = all(np.isfinite(b.bpp_payload_total) for b in bases)
+    rates = np.array([b.bpp_payload_total if payload else b.bpp_total for b in bases],
+                     dtype=float)
     if rates.size == 0:
         return {"base_runs": 0, "base_linked": False, "base_bpp": np.nan,
                 "base_bpp_min": np.nan, "base_bpp_max": np.nan, "base_rate_kind": ""}
-    return {"base_runs": int(rates.size), "base_linked": bool(enhancements),
+    return {"base_runs": int(rates.size), "base_linked": linked,
             "base_rate_kind": "payload, header excluded" if payload else
             "actual, header included",
             "base_bpp": float(rates.mean()), "base_bpp_min": float(rates.min()),

@@ -11,7 +11,9 @@ Stages (:mod:`taskcompat.demo_steps`; every one cached, so a rerun does only wha
    the depth model without a codec (the figure's reference line) -> OUT/sweeps/depth-uncompressed/
 3. reconstruction: the scalable reconstruction on each base at 5 total-rate targets (the
    lowest trained from scratch, each next one warm-started from it), and the standalone refit
-   of each point (the conditional coding gain) -> OUT/sweeps/cityscapes-reconstruction/
+   of each point (the conditional coding gain) -> OUT/sweeps/cityscapes-reconstruction/;
+   (study) a CompressAI mbt2018-mean codec at the same total-rate targets, the
+   standalone-independent reference (base + its stream) -> OUT/sweeps/compressai-reconstruction/
 4. (study) the same for scalable segmentation -> OUT/sweeps/cityscapes-segmentation/
 5. vinfo: the V-information ladders of both bases (:func:`demo_steps.vinfo_stage`)
 6. report: OUT/report/report.html (+ .md, figures/), led by the results table
@@ -52,6 +54,7 @@ from taskcompat.demo_steps import (
     enhancement_bases,
     make_data,
     train_bases,
+    train_compressai,
     train_enhancements,
     train_reference,
     vinfo_stage,
@@ -113,6 +116,8 @@ def run_demo(out: Path, settings: DemoSettings) -> dict:
     for seed, chosen in chosen_by_seed.items():
         stage("scalable reconstruction", 3, train_enhancements, out, settings, root, chosen,
               seed)
+        if settings.compressai_reference:
+            stage("CompressAI reference", 3, train_compressai, out, settings, root, seed)
         if settings.segmentation:
             stage("scalable segmentation", 4, train_enhancements, out, settings, root, chosen,
                   seed, "segmentation")
@@ -161,7 +166,7 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
              f"{settings.eval_images} val images; est. = -log2 likelihoods. Rate-targeted runs: "
              "target (estimated bpp) -> the selected checkpoint's validation estimate, final "
              "rate weight."]
-    order = {"base": 0, "reference": 1, "enhancement": 2}
+    order = {"base": 0, "reference": 1, "enhancement": 2, "standalone": 3}
     for r in sorted(runs, key=lambda r: (order[r.role], r.task, r.method, r.base_variant,
                                          int(r.config.get("seed") or 0),
                                          -(r.rate_target or 0))):
@@ -171,8 +176,9 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
             lines.append(f"  {r.task} | uncompressed: the task model without a codec | no "
                          "bitstream | " + ", ".join(shown))
             continue
-        where = r.base_variant if r.role == "base" else f"{r.method} on {r.base_variant}"
-        total = "" if r.role == "base" else " base+enh."
+        where = {"base": r.base_variant, "standalone": f"CompressAI {r.method}, no base"}.get(
+            r.role, f"{r.method} on {r.base_variant}")
+        total = "" if r.role in ("base", "standalone") else " base+enh."
         seed = f" | seed {r.config.get('seed')}" if len(settings.seeds) > 1 else ""
         lines.append(f"  {r.task} | {where}{seed} | {_rate_text(r)} | "
                      f"{_f(r.bpp_total)} bpp{total} (est. {_f(r.bpp_estimated_total)}) | "
@@ -198,16 +204,30 @@ def summary_lines(result: dict, settings: DemoSettings) -> list[str]:
         lines.append(f"Gap, {g['target']}, {g['base']} base: R(Ŷ_b) {_f(g['base_bpp'])} bpp "
                      f"({g.get('base_rate_kind', '')}); conditional coding gain "
                      f"(standalone-refit - scalable at equal quality) {_f(gain)} bpp, usable "
-                     f"fraction gain / R(Ŷ_b) {_f(usable)}{flag}")
+                     f"fraction gain / R(Ŷ_b) {_f(usable)}{flag}" + _independent_text(g))
     lines += _vinfo_lines(result["vinfo_dirs"], load_vinfo)
     missing = _missing(Path(paths["markdown"]))
     failed = [m for m in missing if "not computed: " in m and "no runs" not in m]
-    skipped = "COCO, standalone-independent" + ("" if settings.segmentation else ", segmentation")
+    skipped = ["COCO", *([] if settings.segmentation else ["segmentation"])]
+    if not settings.compressai_reference:  # else the CompressAI codec is the reference
+        skipped.append("standalone-independent")
+    elif settings.segmentation:  # a CompressAI codec reconstructs images: no seg. reference
+        skipped.append("standalone-independent segmentation")
     lines += ["", *(f"Not computed: {m}" for m in failed),
               f"{len(missing) - len(failed)} more item(s) not computed for lack of runs "
-              f"(experiments this preset does not run: {skipped}), listed in the report's "
+              f"(experiments this preset does not run: {', '.join(skipped)}), listed in the report's "
               "Missing section."]
     return lines
+
+
+def _independent_text(g: dict) -> str:
+    """The gain vs the standalone-independent reference, its source named (or "")."""
+    gain = g.get("gain_standalone-independent_bpp", math.nan)
+    if not math.isfinite(gain):
+        return ""
+    return (f"; vs standalone-independent ({g['source_standalone-independent']}) {_f(gain)} "
+            f"bpp, usable fraction {_f(g['usable_standalone-independent'])}"
+            + ("; ABOVE R(Ŷ_b)" if g.get("gain_standalone-independent_exceeds_rate") else ""))
 
 
 def _rate_text(run) -> str:

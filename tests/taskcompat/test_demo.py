@@ -3,14 +3,23 @@ that reuses every stage; and the refusal of an output folder made with other set
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import re
 
 import pytest
 import xarray as xr
 
+from analysis import load_runs
 from taskcompat.demo import main
-from taskcompat.demo_steps import DemoError, DemoSettings, check_settings
+from taskcompat.demo_steps import (
+    DemoError,
+    DemoSettings,
+    check_settings,
+    make_data,
+    train_compressai,
+)
 
 
 def test_an_output_folder_with_other_settings_is_refused(tmp_path, capsys):
@@ -35,6 +44,46 @@ def test_defaults_cover_what_the_demo_promises():
     assert 4 <= len(study.recon_rate_targets) <= 5 and 4 <= len(study.seg_rate_targets) <= 5
     assert len(study.base_rate_targets) >= 2  # base curves, not only the matched point
     assert DemoSettings.quick().smoke_test and not s.smoke_test and not study.smoke_test
+    # the CompressAI standalone-independent reference: the study only (demo time unchanged)
+    assert study.compressai_reference == "mbt2018-mean"
+    assert s.compressai_reference is None and DemoSettings.quick().compressai_reference is None
+    with pytest.raises(ValueError, match="compressai_reference must be None or one of"):
+        DemoSettings(compressai_reference="mbt2018")
+
+
+def test_no_compressai_stage_without_a_reference(tmp_path):
+    assert train_compressai(tmp_path, DemoSettings.quick(), tmp_path) == []
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.slow
+def test_the_compressai_stage_trains_rate_targeted_points_and_reruns_from_cache(tmp_path,
+                                                                               caplog):
+    s = dataclasses.replace(DemoSettings.quick(), compressai_reference="mbt2018-mean")
+    root = make_data(tmp_path, s)
+    points = train_compressai(tmp_path, s, root)
+    assert [p.rate_target for p in points] == sorted(s.recon_rate_targets)  # the same targets
+    assert points[1].init_from == points[0].run_dir  # warm-started like the reconstruction
+    runs = load_runs(tmp_path / "sweeps")
+    assert [r.role for r in runs] == ["standalone", "standalone"]
+    assert {r.rate_target for r in runs} == set(s.recon_rate_targets)
+    assert all(r.method == "mbt2018-mean" and r.bpp_total > r.bpp_payload_total > 0
+               and r.n_images == s.eval_images for r in runs)  # real bitstreams, header on top
+    assert (tmp_path / "sweeps" / "compressai-reconstruction" / "sweep.nc").is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="taskcompat.demo"):
+        train_compressai(tmp_path, s, root)
+    assert sum("reused" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_the_gap_line_names_the_independent_reference():
+    from taskcompat.demo import _independent_text
+
+    row = {"gain_standalone-independent_bpp": 0.0123, "usable_standalone-independent": 0.4,
+           "source_standalone-independent": "CompressAI mbt2018-mean + base"}
+    assert _independent_text(row) == ("; vs standalone-independent (CompressAI mbt2018-mean + "
+                                      "base) 0.0123 bpp, usable fraction 0.4")
+    assert _independent_text({"gain_standalone-independent_bpp": float("nan")}) == ""
 
 
 @pytest.mark.slow
