@@ -15,7 +15,6 @@ from taskcodecs.coding import rans
 from taskcodecs.coding.bitstream import BitstreamError
 from taskcodecs.coding.context import (
     AutoregressiveCoder,
-    MaskedConv2d,
     anchor_mask,
     check_schedule,
     context_sources,
@@ -28,6 +27,7 @@ from taskcodecs.coding.entropy import (
 from taskcodecs.coding.gaussian import bits
 from taskcodecs.data.scene import render_scene, sample_scene
 from taskcodecs.experiments.registry import create_model
+from taskcodecs.layers import MaskedConv2d
 from taskcodecs.models.base import BaseCodecConfig
 from taskcodecs.models.enhancement import EnhancementCodecConfig
 
