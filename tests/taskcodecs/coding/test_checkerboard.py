@@ -368,7 +368,7 @@ def test_config_fields_validate_and_reach_the_model_through_train_overrides():
     with pytest.raises(ConfigError, match="zigzag"):
         create_model("tiny-depth-base", context="zigzag")
     from taskcodecs.experiments.table import load_experiment
-    from taskcodecs.runs.models import build_model
+    from taskcodecs.runs.run_model import build_model
 
     cfg = load_experiment("tiny-depth-base-baseline", ["model_overrides.context=checkerboard"])
     assert build_model(cfg).entropy_model.context == "checkerboard"
