@@ -21,17 +21,12 @@ from analysis.gap import (
     rate_gain_at_matched_quality,
 )
 from analysis.runs import METRICS, Curve, Run, RunsError, curve, load_runs, runs_table
+from infra.lazy import lazy_exports
 
-
-def __getattr__(name: str):
-    """``write_report`` and ``bd_comparisons`` live in analysis.report, imported on first use
-    (importing it here would make ``python -m analysis.report`` import the module twice)."""
-    if name in ("write_report", "bd_comparisons"):
-        from analysis import report
-
-        return getattr(report, name)
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-
+# ``write_report`` and ``bd_comparisons`` live in analysis.report, imported on first use
+# (importing it here would make ``python -m analysis.report`` import the module twice).
+__getattr__ = lazy_exports(__name__, {"write_report": "analysis.report",
+                                      "bd_comparisons": "analysis.report"})
 
 __all__ = [
     "BD_METHODS",

@@ -15,12 +15,13 @@ How it is computed (all methods): log(rate) is modelled as a function of quality
 curve, both models are integrated over the common quality interval ``[q_lo, q_hi]``, and
 ``percent = (exp(mean log-rate difference) - 1) * 100`` (the log base cancels).
 
-- ``"akima"`` (default) and ``"pchip"``: piecewise interpolants through the points, computed
-  by the ``bjontegaard`` package (``bjontegaard.bd_rate``; Akima falls back to linear for two
-  points). Need >= 2 points per curve.
-- ``"cubic"``: the original VCEG-M33 computation, written here: a least-squares cubic
-  polynomial of log(rate) in quality per curve, integrated in closed form over the overlap.
-  Needs >= 4 points per curve (with exactly 4 the cubic passes through them).
+Every method is computed by the ``bjontegaard`` package (``bjontegaard.bd_rate``):
+
+- ``"akima"`` (default) and ``"pchip"``: piecewise interpolants through the points (Akima
+  falls back to linear for two points). Need >= 2 points per curve.
+- ``"cubic"``: the original VCEG-M33 computation: a least-squares cubic polynomial of
+  log(rate) in quality per curve, integrated in closed form over the overlap. Needs >= 4
+  points per curve (with exactly 4 the cubic passes through them).
 
 Lower-is-better metrics (``higher_is_better=False``, e.g. disparity RMSE): the quality axis is
 negated (q = -RMSE) before anything else, so "better" points are always to the right. The BD
@@ -137,12 +138,7 @@ def bd_rate(rate_ref: Sequence[float], dist_ref: Sequence[float],
                         f"(warning below {min_overlap:.0%}); the BD-rate extrapolates little "
                         "but averages over a short interval")
 
-    if method == "cubic":
-        mean_log_diff = _cubic_mean_log_rate(test[0], q_test, low, high) - _cubic_mean_log_rate(
-            ref[0], q_ref, low, high)
-        percent = (math.exp(mean_log_diff) - 1.0) * 100.0
-    else:
-        percent = _package_bd_rate(ref[0], q_ref, test[0], q_test, method, messages)
+    percent = _package_bd_rate(ref[0], q_ref, test[0], q_test, method, messages)
 
     for message in messages:
         warnings.warn(message, RDCurveWarning, stacklevel=2)
@@ -202,14 +198,3 @@ def _package_bd_rate(rate_ref: np.ndarray, q_ref: np.ndarray, rate_test: np.ndar
         raise ValueError(f"bjontegaard.bd_rate returned {value} for method {method!r}")
     return value
 
-
-def _cubic_mean_log_rate(rate: np.ndarray, quality: np.ndarray, low: float, high: float) -> float:
-    """VCEG-M33: mean over [low, high] of a least-squares cubic fit of ln(rate) in quality.
-
-    Quality is centred and scaled before fitting (the same polynomial, better conditioned).
-    """
-    centre, scale = quality.mean(), max(float(np.ptp(quality)), 1e-300)
-    coefficients = np.polyfit((quality - centre) / scale, np.log(rate), 3)
-    antiderivative = np.polyint(coefficients)
-    lo, hi = (low - centre) / scale, (high - centre) / scale
-    return float((np.polyval(antiderivative, hi) - np.polyval(antiderivative, lo)) / (hi - lo))

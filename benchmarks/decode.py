@@ -34,7 +34,6 @@ faster; the ratio to the image is printed above it.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -42,7 +41,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import timing  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script in compressai
+import infra  # noqa: E402,F401 - hides known third-party warnings (infra.cli.KNOWN_WARNINGS)
+
+# isort: split
 from compressai.models import JointAutoregressiveHierarchicalPriors  # noqa: E402
 
 from taskcodecs.experiments.registry import create_model  # noqa: E402

@@ -12,7 +12,8 @@ command lines, on generated data:
 3. ``codec encode`` of one validation image with the resumed run, and ``codec decode``.
 
 What is hashed: every file written, after removing what is not behaviour — the work
-directory's absolute path, wall times (``elapsed_s``, ``created``, "Generated ..."), the git
+directory's absolute path, wall times (``elapsed_s``, ``created``, "Generated ..."), checkpoint
+records' self-checksums (``record_sha256``, computed over those paths and times), the git
 commit, the platform, TensorBoard event files, ``train.log``, ``pip-freeze.txt`` and the
 random names of staged publication directories. NetCDF files are hashed by their variables'
 values and attributes (not their HDF5 bytes, which carry creation times). Recorded Python
@@ -37,8 +38,10 @@ import tempfile
 from pathlib import Path
 
 SKIP_NAMES = {"train.log", "pip-freeze.txt"}
+# record_sha256: a checkpoint record's checksum of its own JSON, which holds paths and
+# elapsed_s, so it differs between any two runs; the fields it covers are compared scrubbed.
 VOLATILE_KEYS = {"created", "git_commit", "elapsed_s", "platform", "python", "wall_s",
-                 "written", "load_average", "hostname"}
+                 "written", "load_average", "hostname", "record_sha256"}
 STAMP = re.compile(r"\d{8}-\d{6}-\d+-[0-9a-f]{8}")
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?")
 WALL = re.compile(r"\b\d+(\.\d+)? ?(s|min|ms)\b")

@@ -94,7 +94,7 @@ def _batch(dataset: str, experiment: str, n: int, h: int, w: int, device) -> dic
     elif "depth" in experiment:
         batch["disparity"] = torch.rand(n, 1, h, w, generator=g) * 100
         batch["disparity_mask"] = torch.rand(n, 1, h, w, generator=g) > 0.1
-    from taskcodecs.runs.data import move_to_device
+    from taskcodecs.runs.run_data import move_to_device
 
     return move_to_device(batch, device)
 

@@ -22,13 +22,12 @@ import logging
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import timing  # noqa: E402
 
-warnings.filterwarnings("ignore", category=FutureWarning)
+import infra  # noqa: E402,F401 - hides known third-party warnings (infra.cli.KNOWN_WARNINGS)
 from taskcodecs.experiments.table import get_experiment, list_experiments  # noqa: E402
 from taskcodecs.training.run import resolve_config, train  # noqa: E402
 

@@ -32,18 +32,16 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-warnings.filterwarnings("ignore", category=FutureWarning)
-
 import torch  # noqa: E402
 from scipy.special import expit, softmax  # noqa: E402
 
+import infra  # noqa: E402,F401 - hides known third-party warnings (infra.cli.KNOWN_WARNINGS)
 import vinfo  # noqa: E402
 
 

@@ -13,6 +13,8 @@ Rules
   Literal, list/tuple, dict, nested dataclass). An int is accepted for a float field;
   nothing else is coerced silently. Command-line values are parsed as YAML scalars first
   (``max_steps=20`` is an int, ``name=null`` is None, ``sizes=[1,2]`` is a list).
+* A YAML file may name a ``parent`` file and state only what differs from it
+  (:func:`load_yaml`); the config built from it is complete, like any other.
 """
 
 from __future__ import annotations
@@ -226,8 +228,25 @@ def apply_overrides(cfg: T, overrides: Mapping[str, Any] | Iterable[str] = (), *
     return _build(type(cfg), merged)
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+PARENT_KEY = "parent"
+
+
+def load_yaml(path: str | os.PathLike,
+              parent_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file, and resolve its parent chain.
+
+    A file may name a parent (``parent: NAME``: ``NAME.yaml`` beside it or in one of
+    ``parent_dirs``, or a YAML path relative to it) and state only what differs: the parent's
+    values, then the file's own on top, mappings merged key by key (the way ``key.sub=value``
+    overrides merge). Parents may have parents; a chain that loops, or a parent that cannot
+    be found, is a :class:`ConfigError` naming the file. The result holds no ``parent`` key.
+    """
+    dirs = tuple(Path(d) for d in parent_dirs)
+    return _load_chain(Path(path), dirs, ())
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """One YAML mapping as written (its ``parent`` not resolved), errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -242,17 +261,46 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _load_chain(path: Path, parent_dirs: tuple[Path, ...],
+                children: tuple[Path, ...]) -> dict[str, Any]:
+    data = read_yaml(path)
+    if PARENT_KEY not in data:
+        return _nest(data)
+    parent = data.pop(PARENT_KEY)
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: {PARENT_KEY} must name a preset or a YAML file, got {parent!r}")
+    parent_path = _find_parent(path, parent, parent_dirs)
+    chain = (*children, path)
+    if any(parent_path.resolve() == p.resolve() for p in chain):
+        loop = " -> ".join(str(p) for p in (*chain, parent_path))
+        raise ConfigError(f"{chain[0]}: the chain of parents loops: {loop}")
+    return _merge(_load_chain(parent_path, parent_dirs, chain), _nest(data))
+
+
+def _find_parent(path: Path, parent: str, parent_dirs: tuple[Path, ...]) -> Path:
+    name = parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml"
+    candidates = [path.parent / name] + [d / name for d in parent_dirs]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{path}: parent {parent!r} not found (looked for "
+                      f"{', '.join(str(c) for c in dict.fromkeys(candidates))})")
+
+
 def load_config(
     cls: type[T],
     path: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | Iterable[str] = (),
+    *,
+    parent_dirs: Iterable[str | os.PathLike] = (),
     **kwargs: Any,
 ) -> T:
-    """Build ``cls`` from defaults, then the YAML file at ``path``, then overrides, then kwargs."""
+    """Build ``cls`` from defaults, then the YAML file at ``path`` (its parent chain resolved,
+    :func:`load_yaml`), then overrides, then kwargs."""
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            values = _nest(load_yaml(path))
+            values = _nest(load_yaml(path, parent_dirs))
             cfg = _build(cls, values)
         except ConfigError as err:
             if str(err).startswith(str(path)):

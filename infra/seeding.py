@@ -12,7 +12,7 @@ def check_seed(seed: object, name: str = "seed") -> int:
     """Return ``seed`` as an int, rejecting None, bools and non-integers with a clear error.
 
     There is no "no seed" value: 0 is a real seed, and an unseeded run must be asked for
-    explicitly by drawing a seed (see :func:`fresh_seed`) and recording it.
+    explicitly by drawing a seed and recording it.
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"{name} must be an integer (0 is a valid seed), got {seed!r}")
@@ -30,12 +30,3 @@ def seed_everything(seed: int) -> int:
     torch.manual_seed(seed)
     return seed
 
-
-def make_rng(seed: int) -> np.random.Generator:
-    """A NumPy generator for ``seed`` (independent of the global state)."""
-    return np.random.default_rng(check_seed(seed))
-
-
-def fresh_seed() -> int:
-    """Draw a new seed from the OS entropy pool, to be recorded with the run."""
-    return int(np.random.SeedSequence().entropy % 2**31)

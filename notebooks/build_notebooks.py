@@ -26,14 +26,12 @@ def indent(code: str) -> str:
 
 SETUP = '''\
 import os
-import warnings
 from pathlib import Path
+
+import infra  # noqa: F401 - hides known third-party warnings (infra.cli.KNOWN_WARNINGS)
 
 TINY = os.environ.get("TASKCOMPAT_NB_TINY") == "1"  # the tests set this: smallest sizes
 OUT = Path(os.environ.get("TASKCOMPAT_NB_OUT", "notebook_output")) / "{name}"
-# compressai imports torch_geometric, which calls the deprecated torch.jit.script at import
-warnings.filterwarnings("ignore", message=r"`torch\\.jit\\.script(_method)?` is deprecated",
-                        category=FutureWarning)
 '''
 
 IMPORTS = '''\

@@ -10,8 +10,7 @@ The names below are imported lazily: ``import taskcodecs`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from infra.lazy import lazy_exports
 
 _EXPORTS = {
     "list_models": "taskcodecs.experiments.registry",
@@ -26,8 +25,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'taskcodecs' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

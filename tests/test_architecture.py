@@ -28,7 +28,7 @@ ALLOWED = {
 # The codec library's stages, in pipeline order; a module imports its own stage or earlier.
 STAGES = (
     "taskcodecs.data",              # datasets: COCO, Cityscapes, synthetic scenes
-    "taskcodecs.models.transforms",  # the networks' building blocks (f, g, residual blocks)
+    "taskcodecs.layers",            # building blocks: residual blocks, masked convs, resampling
     "taskcodecs.coding",            # entropy models, rANS, the bitstream
     "taskcodecs.models",            # task heads, losses, base and enhancement codecs
     "taskcodecs.experiments",       # the registry, the experiment table, typed configs

@@ -13,21 +13,16 @@ Definitions and units: :mod:`vinfo.pvi` and DESIGN §2.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from infra.lazy import lazy_exports
 from vinfo.errors import VinfoInputError
 
 __version__ = "0.1.0"
 __all__ = ["VinfoConfig", "VinfoInputError", "__version__", "estimate", "extract_codec_pairs"]
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy: ``import vinfo`` stays light, and the codec library is imported only when used.
-    if name == "estimate":
-        return importlib.import_module("vinfo.api").estimate
-    if name == "VinfoConfig":
-        return importlib.import_module("vinfo.config").VinfoConfig
-    if name == "extract_codec_pairs":
-        return importlib.import_module("vinfo.adapter.codec").extract_codec_pairs
-    raise AttributeError(f"module 'vinfo' has no attribute {name!r}")
+# Lazy: ``import vinfo`` stays light, and the codec library is imported only when used.
+# (``estimate`` is the function in vinfo.api, not the module vinfo.estimate.)
+__getattr__ = lazy_exports(__name__, {
+    "estimate": "vinfo.api",
+    "VinfoConfig": "vinfo.config",
+    "extract_codec_pairs": "vinfo.adapter.codec",
+})

@@ -10,7 +10,7 @@ integers big-endian)::
           ``name@confighash`` of taskcodecs.models.common.make_codec_id
     v v   original image height, width in pixels (each 1..65535)
     v v   padding right, bottom in pixels (0..65535; the codecs pad bottom/right only,
-          taskcodecs.models.transforms.pad_to_multiple: left and top are always 0)
+          taskcodecs.layers.pad_to_multiple: left and top are always 0)
     1     number of layers K (u8, 1..len(LAYER_CODES))
     then K layer records, codes strictly ascending (so the base, if present, comes first):
     1     layer code (u8, LAYER_CODES: 0 = "base", 1 = "enhancement")

@@ -1,11 +1,12 @@
-"""The context-model coding engine: masked convs, decoding schedules, the step-by-step coder.
+"""The context-model coding engine: decoding schedules and the step-by-step coder.
 
 :mod:`taskcodecs.coding.entropy` builds the models; this module runs them step by step.
 Encoder and decoder call the *same* :meth:`AutoregressiveCoder.run` with the same inputs, so
 they compute bitwise-identical means and scale indexes (the rANS tables are chosen by scale
 index, so any disagreement would desynchronize the stream).
 
-Two context models (``context``), each with its 5x5 masked conv and its schedule::
+Two context models (``context``), each with its 5x5 masked conv
+(:class:`taskcodecs.layers.MaskedConv2d`) and its schedule::
 
     autoregressive (type A)            checkerboard (He et al., CVPR 2021)
     x x x x x                          . x . x .      taps: odd dy + dx (12 of 25)
@@ -39,13 +40,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskcodecs.coding.rans import scale_indexes, single_threaded
+from taskcodecs.layers import MaskedConv2d
 
 __all__ = [
     "CONTEXTS",
@@ -53,7 +54,7 @@ __all__ = [
     "SCHEDULES",
     "AutoregressiveCoder",
     "CodedLatent",
-    "MaskedConv2d",
+    "MaskedConv2d",  # from taskcodecs.layers (kept here: vinfo.adapter.layers imports it here)
     "anchor_mask",
     "check_context",
     "check_order",
@@ -65,60 +66,8 @@ __all__ = [
 CONTEXTS: tuple[str, ...] = ("autoregressive", "checkerboard")
 ORDERS: tuple[str, ...] = ("wavefront", "raster")  # of an autoregressive context
 SCHEDULES: tuple[str, ...] = ("wavefront", "raster", "two-pass")
-MASK_TYPES: tuple[str, ...] = ("A", "B", "checkerboard")
 
 Step = tuple[Tensor, Tensor]  # (rows, cols) int64 index tensors of the positions of one step
-
-
-class MaskedConv2d(nn.Conv2d):
-    """A masked conv that never touches its parameters: ``conv(x, weight * mask)``.
-
-    ``mask_type="A"`` masks the centre tap and everything after it in raster order (the
-    autoregressive context's causal taps, see the module docstring); ``"B"`` keeps the
-    centre; ``"checkerboard"`` keeps the taps with odd dy + dx (12 of a 5x5 kernel).
-    Unlike CompressAI's ``MaskedConv2d`` (whose ``forward`` rewrites ``weight.data`` in
-    place), the weight tensor is left as it is: the masked-out taps never influence the
-    output, receive exactly zero gradient, and a frozen model stays bit-identical however
-    often it runs. Same constructor, initialization and state-dict keys (``weight``,
-    ``bias``, ``mask``) as CompressAI's. (n, C_in, H, W) -> (n, C_out, H', W').
-    """
-
-    def __init__(self, *args: Any, mask_type: str = "A", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
-        self.mask_type = mask_type
-        mask = torch.ones_like(self.weight.detach())
-        _, _, height, width = mask.shape
-        if mask_type == "checkerboard":
-            dy = torch.arange(height)[:, None] - height // 2
-            dx = torch.arange(width)[None, :] - width // 2
-            mask *= ((dy + dx) % 2 == 1).to(mask.dtype)
-        else:
-            mask[:, :, height // 2, width // 2 + (mask_type == "B") :] = 0
-            mask[:, :, height // 2 + 1 :] = 0
-        self.register_buffer("mask", mask)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        """Refuse a stored mask other than this conv's (e.g. weights of another context
-        model): ``load_state_dict`` raises instead of silently changing the taps."""
-        own_mask = self.mask.clone()
-        stored = state_dict.get(f"{prefix}mask")
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        if isinstance(stored, Tensor) and not torch.equal(stored.to(own_mask), own_mask):
-            self.mask.copy_(own_mask)  # load_state_dict raises; the taps stay this conv's
-            error_msgs = args[-1]
-            error_msgs.append(
-                f"{prefix}mask: the stored mask is not this conv's {self.mask_type!r} mask "
-                "(weights of a model with another context?)"
-            )
-
-    def masked_weight(self) -> Tensor:
-        """The weight the convolution uses: ``weight * mask`` (a new tensor)."""
-        return self.weight * self.mask
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.masked_weight(), self.bias)
 
 
 # -- contexts and schedules ------------------------------------------------------------------

@@ -94,7 +94,7 @@ from taskcodecs.coding.rans import (
     channel_indexes,
     make_tables_transient,
 )
-from taskcodecs.models.transforms import ResidualBlock
+from taskcodecs.layers import ResidualBlock
 
 __all__ = ["CONTEXTS", "AutoregressiveGaussianModel", "ConditionalAutoregressiveGaussianModel"]
 
@@ -189,7 +189,7 @@ class ConditionalAutoregressiveGaussianModel(GaussianContextModel):
     """Enhancement-layer entropy model: context + side branch on the base latent Ŷ_b.
 
     ``side_channels`` is Ŷ_b's channel count (default N); Ŷ_b must have the latent's h, w.
-    Each residual stack has ``num_res_blocks`` blocks (taskcodecs.models.transforms). For
+    Each residual stack has ``num_res_blocks`` blocks (taskcodecs.layers). For
     coding, pass the *bitstream* Ŷ_b (the base's ``encode(...).y_hat`` or ``decompress``
     output) on both sides; side=None zeroes the conditioning input (standalone flavour).
     ``context`` as for :class:`AutoregressiveGaussianModel`.

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from taskcodecs.coding.bitstream import BitstreamError
 from taskcodecs.coding.context import (
     AutoregressiveCoder,
-    MaskedConv2d,
     anchor_mask,
     check_context,
     check_order,
@@ -42,6 +41,7 @@ from taskcodecs.coding.rans import (
     SymbolWriter,
     make_tables_transient,
 )
+from taskcodecs.layers import MaskedConv2d
 
 SCALE_BOUND = 0.11
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from taskcodecs.coding.bitstream import BitstreamError
-from taskcodecs.coding.context import MaskedConv2d
+from taskcodecs.layers import MaskedConv2d
 
 __all__ = [
     "CONDITIONAL", "HYPERPRIOR", "check_value", "make_flags", "read_flags", "state_crc",

@@ -37,6 +37,14 @@ is reused) and refits only the entropy model with the side information zeroed.
 Presets: ``paper-…`` (real datasets at full resolution, the paper's network sizes) and
 ``tiny-…`` (synthetic scenes at 64x128, small networks; a CPU trains one in minutes).
 
+Presets are defaults plus differences: a YAML names its ``parent`` (another experiment of
+the table) and states only what differs, e.g. ``tiny-depth-base-proposed`` is
+``tiny-depth-base-baseline`` with another ``reward_weight`` and ``rate_weight``. The loader
+resolves the chain (:func:`infra.config.load_yaml`: mappings merged key by key; a loop or
+a missing parent is an error naming the file); every run still writes its complete resolved
+config. :func:`preset_chain` lists a preset's parents, :func:`preset_values` its resolved
+values (``python -m taskcodecs.train --config NAME --help`` prints them).
+
     cfg = load_experiment("tiny-depth-base-proposed", ["max_steps=20"], seed=1)
     for name in list_experiments(preset="tiny"): ...
 """
@@ -49,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from infra.config import ConfigError, load_config
+from infra.config import PARENT_KEY, ConfigError, config_to_dict, load_config, read_yaml
 from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.models.names import MODES, PRESETS
 
@@ -180,7 +188,33 @@ def load_experiment(
     overrides: Mapping[str, Any] | Iterable[str] = (),
     **kwargs: Any,
 ) -> TrainConfig:
-    """The :class:`TrainConfig` of an experiment name (or YAML path) with overrides applied."""
-    cfg = load_config(TrainConfig, config_path(name_or_path), overrides, **kwargs)
+    """The :class:`TrainConfig` of an experiment name (or YAML path) with overrides applied.
+
+    A YAML's ``parent`` may be an experiment name (looked up beside the file, then in
+    :data:`CONFIG_DIR`), so a YAML of one's own can start from a preset.
+    """
+    path = config_path(name_or_path)
+    if path.parent.resolve() == CONFIG_DIR and path.stem in EXPERIMENTS:
+        stated = read_yaml(path).get("experiment")
+        if stated != path.stem:  # not inherited from a parent, not another preset's
+            raise ConfigError(f"{path}: states experiment {stated!r}, expected {path.stem!r}")
+    cfg = load_config(TrainConfig, path, overrides, parent_dirs=(CONFIG_DIR,), **kwargs)
     get_experiment(cfg.experiment)  # the YAML must name a table entry
     return cfg
+
+
+def preset_chain(name: str) -> list[str]:
+    """Experiment ``name`` and its parents, nearest first (``[name]`` without a parent)."""
+    chain = [name]
+    while (parent := read_yaml(get_experiment(chain[-1]).config_path).get(PARENT_KEY)) is not None:
+        if parent in chain:
+            raise ConfigError(f"{get_experiment(name).config_path}: the chain of parents loops: "
+                              f"{' -> '.join([*chain, parent])}")
+        chain.append(str(parent))
+    return chain
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The resolved config of experiment ``name`` as a plain dict (defaults filled in)."""
+    return config_to_dict(load_experiment(name))
+

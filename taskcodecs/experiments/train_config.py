@@ -10,6 +10,7 @@ config is built (before anything runs): counts and step budgets >= 1, every floa
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -178,12 +179,26 @@ def config_keys(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, st
     return rows
 
 
-def config_keys_help() -> str:
-    """The ``train --help`` epilog section: one line per config key (type, default, note)."""
+def config_keys_help(values: Mapping[str, Any] | None = None, source: str = "") -> str:
+    """The ``train --help`` epilog section: one line per config key (type, default, note).
+
+    With ``values`` (an experiment's resolved config as a nested dict, ``source`` naming it)
+    each key shows that value instead of TrainConfig's default.
+    """
     rows = config_keys()
     width = max(len(key) for key, *_ in rows)
-    lines = ["config keys (key=value overrides; type = default  # note; the defaults are "
-             "TrainConfig's, an experiment's YAML sets its own):"]
+    if values is None:
+        lines = ["config keys (key=value overrides; type = default  # note; the defaults are "
+                 "TrainConfig's, an experiment's YAML sets its own):"]
+    else:
+        lines = [f"config keys (key=value overrides; type = value  # note; the values are "
+                 f"{source}, resolved):"]
     for key, kind, default, note in rows:
+        if values is not None:
+            node: Any = values
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, Mapping) else None
+            expanded = any(other.startswith(key + ".") for other, *_ in rows)
+            default = "(keys below)" if expanded and node is not None else repr(node)
         lines.append(f"  {key:<{width}}  {kind} = {default}" + (f"  # {note}" if note else ""))
     return "\n".join(lines)

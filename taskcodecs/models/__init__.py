@@ -6,8 +6,7 @@ needs), so importing one submodule never drags in torchvision's task models.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from infra.lazy import lazy_exports
 
 _EXPORTS = {
     "BaseCodec": "taskcodecs.models.base",
@@ -19,8 +18,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'taskcodecs.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

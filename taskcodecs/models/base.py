@@ -64,6 +64,7 @@ from torch import nn
 from infra.config import ConfigError, check_loss_weights
 from taskcodecs.coding.bitstream import Bitstream
 from taskcodecs.coding.entropy import CONTEXTS, AutoregressiveGaussianModel
+from taskcodecs.layers import DownSample, Padding, UpSample, crop_padding, pad_to_multiple
 from taskcodecs.models.common import (
     TRAINING_ONLY,
     CodedImage,
@@ -83,15 +84,7 @@ from taskcodecs.models.common import (
 )
 from taskcodecs.models.losses import depth_loss, detection_loss, rmse255
 from taskcodecs.models.tasks import build_task_model
-from taskcodecs.models.transforms import (
-    AnalysisTransform,
-    DownSample,
-    Padding,
-    SynthesisTransform,
-    UpSample,
-    crop_padding,
-    pad_to_multiple,
-)
+from taskcodecs.models.transforms import AnalysisTransform, SynthesisTransform
 
 __all__ = ["LEGACY_NAMES", "BaseCodec", "BaseCodecConfig", "Encoded"]
 

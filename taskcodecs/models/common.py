@@ -23,7 +23,7 @@ import torch
 
 from infra.config import config_to_dict
 from taskcodecs.coding.bitstream import Bitstream, BitstreamError, pack, unpack
-from taskcodecs.models.transforms import Padding
+from taskcodecs.layers import Padding
 
 TRANSFORM_DOWNSAMPLING = 16  # the analysis transform's four stride-2 convs
 HYPERPRIOR_DOWNSAMPLING = 4  # a Ballé-2018 hyperprior adds two more stride-2 stages

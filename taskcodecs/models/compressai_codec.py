@@ -39,6 +39,7 @@ from torch import nn
 
 from infra.config import ConfigError, check_loss_weights
 from taskcodecs.coding.bitstream import BitstreamError
+from taskcodecs.layers import Padding, crop_padding, pad_to_multiple
 from taskcodecs.models.common import (
     TRAINING_ONLY,
     CodedImage,
@@ -55,7 +56,6 @@ from taskcodecs.models.common import (
     unpack_for,
 )
 from taskcodecs.models.losses import rmse255
-from taskcodecs.models.transforms import Padding, crop_padding, pad_to_multiple
 
 __all__ = ["ARCHITECTURES", "CompressAICodec", "CompressAICodecConfig"]
 

@@ -45,6 +45,7 @@ from torch import nn
 from infra.config import ConfigError, check_loss_weights, config_to_dict
 from taskcodecs.coding.entropy import CONTEXTS, ConditionalAutoregressiveGaussianModel
 from taskcodecs.data.labels import IGNORE_INDEX
+from taskcodecs.layers import DownSample, Padding, UpSample, crop_padding, pad_to_multiple
 from taskcodecs.models.base import BaseCodec, Encoded
 from taskcodecs.models.common import (
     TRAINING_ONLY,
@@ -63,15 +64,7 @@ from taskcodecs.models.common import (
 )
 from taskcodecs.models.losses import rmse255, segmentation_loss
 from taskcodecs.models.tasks import build_task_model
-from taskcodecs.models.transforms import (
-    AnalysisTransform,
-    DownSample,
-    Padding,
-    SynthesisTransform,
-    UpSample,
-    crop_padding,
-    pad_to_multiple,
-)
+from taskcodecs.models.transforms import AnalysisTransform, SynthesisTransform
 
 __all__ = ["EnhancementCodec", "EnhancementCodecConfig", "TARGETS"]
 

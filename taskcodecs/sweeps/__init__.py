@@ -1,1 +1,2 @@
-"""Grids of runs: plan, run and gather a sweep (sweep); as SLURM job arrays (launch)."""
+"""Grids of runs: plan and run a sweep (sweep), its points and plan (points), its results in
+one sweep.nc (gather); as SLURM job arrays (launch)."""

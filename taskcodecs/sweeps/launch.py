@@ -354,7 +354,7 @@ def launch_sweep(points: list, overrides: dict[str, Any], out: Path,
     """Run a sweep's points as submitit job arrays, stage by stage (module docstring);
     returns the failure messages. ``OUT/sweep.json`` must already hold the plan."""
     from taskcodecs.experiments.table import load_experiment
-    from taskcodecs.runs.data import ensure_data, synthetic_dir
+    from taskcodecs.runs.run_data import ensure_data, synthetic_dir
     from taskcodecs.sweeps.sweep import _train_overrides
 
     executor = make_executor(args, out / "submitit", f"sweep-{out.resolve().name}", slurm)

@@ -62,50 +62,25 @@ import json
 import logging
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import xarray as xr
-
 from infra import cli
 from infra.config import ConfigError
-from infra.io import atomic_write
 from taskcodecs.experiments.table import get_experiment, load_experiment, sibling
 from taskcodecs.runs.checkpoint import CheckpointError, read_metadata
-from taskcodecs.runs.links import checkpoint_path, read_run
+from taskcodecs.runs.links import checkpoint_path
+from taskcodecs.sweeps.gather import gather, gather_again
+from taskcodecs.sweeps.points import Point, SweepPlan, load_plan
 from taskcodecs.training.rate_control import final_weight
 
+# gather, gather_again (sweeps.gather), Point, SweepPlan, load_plan (sweeps.points) are
+# re-exported: callers import them from here.
+__all__ = ["Point", "SweepPlan", "commands", "gather", "gather_again", "load_plan", "plan",
+           "run_point", "train_argv", "training_finished", "validate_overrides"]
+
 log = logging.getLogger("taskcodecs.sweeps.sweep")
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run of the sweep."""
-
-    experiment: str
-    method: str
-    rate_weight: float
-    reward_weight: float | None  # base families
-    base_label: str | None  # enhancement families
-    base_run: str | None
-    run_dir: str
-    init_from: str | None  # standalone-refit: the scalable point's run dir
-    rate_target: float | None = None  # rate-targeted point: estimated bpp (rate_weight: start)
-    steps: int | None = None  # max_steps of this point (warm-started points), else the config's
-
-    @property
-    def inherits_weight(self) -> bool:
-        """A targeted refit, or a warm-started targeted point without its own initial weight,
-        starts from its init run's final rate weight."""
-        return self.rate_target is not None and self.init_from is not None and (
-            self.method == "standalone-refit" or self.rate_weight is None)
-
-    @property
-    def rate_coordinate(self) -> float:
-        """The point's place along the sweep's rate axis: its target, else its weight."""
-        return self.rate_target if self.rate_target is not None else self.rate_weight
 
 
 def parse_floats(text: str | None, what: str) -> list[float]:
@@ -350,102 +325,3 @@ def validate_overrides(points: list[Point], overrides: dict[str, Any]) -> None:
         cfg = load_experiment(point.experiment, flat)
         if cfg.model is not None:
             model_config(cfg.model, **cfg.model_overrides)
-
-
-def gather(points: list[Point], out: Path, config: str) -> xr.Dataset:
-    """Every point's eval.nc in one Dataset (module docstring), written to OUT/sweep.nc."""
-    enhancement = points[0].base_label is not None
-    second = "base" if enhancement else "reward_weight"
-    axis = "rate_target" if any(p.rate_target is not None for p in points) else "rate_weight"
-    parts, meta, units = [], [], {}
-    for p in points:
-        with xr.open_dataset(Path(p.run_dir) / "eval.nc", engine="h5netcdf") as ds:
-            ds = ds.load()
-        units.update({name: v.attrs["units"] for name, v in ds.data_vars.items() if "units" in v.attrs})
-        sizes = ds[["height", "width"]]
-        key = p.base_label if enhancement else p.reward_weight
-        rates = ([p.rate_coordinate] if p.method != "direct"
-                 else sorted({q.rate_coordinate for q in points if q.method != "direct"}
-                             or {p.rate_coordinate}))
-        final = float(ds.attrs.get("rate_weight_final", _config_weight(ds)))
-        for lam in rates:
-            coords = {"method": [p.method], second: [key], axis: [lam]}
-            parts.append(ds.drop_attrs().drop_vars(["height", "width"]).expand_dims(coords))
-            meta.append((p.method, key, lam, p.run_dir, ds.attrs["codec_id"],
-                         int(ds.attrs["checkpoint_step"]), final))
-    merged = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    merged["height"], merged["width"] = sizes["height"], sizes["width"]
-    dims = ("method", second, axis)
-    shape = tuple(merged.sizes[d] for d in dims)
-    run_dir = np.full(shape, "", dtype=object)
-    codec_id = np.full(shape, "", dtype=object)
-    step = np.full(shape, -1, dtype=np.int64)
-    weight = np.full(shape, np.nan)
-    index = {d: list(merged[d].values) for d in dims}
-    for method, key, lam, directory, cid, ckpt_step, final in meta:
-        at = (index["method"].index(method), index[second].index(key), index[axis].index(lam))
-        run_dir[at], codec_id[at], step[at], weight[at] = directory, cid, ckpt_step, final
-    merged["run_dir"] = (dims, run_dir)
-    merged["codec_id"] = (dims, codec_id)
-    merged["checkpoint_step"] = (dims, step)
-    merged["rate_weight_final"] = (dims, weight, {
-        "units": "1", "description": "the rate weight the run ended with (its config's for "
-                                     "runs without a rate target)"})
-    for name, variable in merged.data_vars.items():
-        if name in units:
-            variable.attrs["units"] = units[name]
-    merged[axis].attrs["description"] = (
-        "weight of bits per pixel in the training loss" if axis == "rate_weight" else
-        "the point's rate target: estimated bits per pixel of the original image")
-    if enhancement:
-        labels = list(merged["base"].values)
-        runs = {p.base_label: p.base_run for p in points}
-        merged = merged.assign_coords(
-            base_run=("base", np.array([runs[b] for b in labels], dtype=object)),
-            base_reward_weight=("base", np.array([_reward(runs[b]) for b in labels])),
-        )
-    else:
-        merged["reward_weight"].attrs["description"] = "weight of the base's reconstruction reward"
-    merged.attrs.update({"config": config, "experiment_family": get_experiment(config).family,
-                         "bpp_normalization": "bits per pixel of the original H x W image"})
-    atomic_write(out / "sweep.nc", lambda tmp: merged.to_netcdf(tmp, engine="h5netcdf"))
-    return merged
-
-
-def _config_weight(ds: xr.Dataset) -> float:
-    weight = json.loads(ds.attrs.get("config", "{}")).get("rate_weight")
-    return np.nan if weight is None else float(weight)
-
-
-def _reward(base_run: str) -> float:
-    cfg, _ = read_run(base_run)
-    return float("nan") if cfg.reward_weight is None else float(cfg.reward_weight)
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """What ``OUT/sweep.json`` holds: the points and how to train and evaluate them."""
-
-    config: str
-    overrides: dict[str, Any]
-    points: list[Point]
-    split: str = "val"
-    eval_limit: int | None = None
-
-
-def load_plan(path: Path) -> SweepPlan:
-    """The plan a sweep wrote to ``path`` (``OUT/sweep.json``)."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: no sweep plan here (a sweep writes OUT/sweep.json)")
-    spec = json.loads(path.read_text())
-    return SweepPlan(spec["config"], spec["overrides"], [Point(**p) for p in spec["points"]],
-                     spec.get("split", "val"), spec.get("eval_limit"))
-
-
-def gather_again(out: Path) -> xr.Dataset:
-    sweep = load_plan(out / "sweep.json")
-    missing = [p.run_dir for p in sweep.points if not (Path(p.run_dir) / "eval.nc").is_file()]
-    if missing:
-        raise ConfigError(f"{len(missing)} of {len(sweep.points)} points have no eval.nc yet "
-                          f"(first: {missing[0]}); run the sweep command again or wait for its jobs")
-    return gather(sweep.points, out, sweep.config)

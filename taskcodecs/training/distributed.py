@@ -155,15 +155,6 @@ def epoch_batches(
     return [[int(i) for i in row] for row in mine]
 
 
-def batch_at_step(
-    step: int, num_items: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
-) -> tuple[int, list[int]]:
-    """(epoch, indices) of the batch rank ``rank`` trains on at 0-based ``step``."""
-    steps = steps_per_epoch(num_items, batch_size, world_size)
-    epoch, position = divmod(step, steps)
-    return epoch, epoch_batches(num_items, batch_size, seed, epoch, rank, world_size)[position]
-
-
 class StepBatchSampler(torch.utils.data.Sampler):
     """Yields ``[(epoch, index), ...]`` per step from ``start_step`` on, for ever.
 

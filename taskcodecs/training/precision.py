@@ -20,8 +20,8 @@ Entropy *coding* (``compress``/``decompress``) always runs on a float64 CPU copy
 entropy model, whatever device or precision the codec was trained with: bitstreams do not
 depend on the training device.
 
-``compile=true``: every transform (the modules of :mod:`taskcodecs.models.transforms`:
-analysis/synthesis transforms, DownSample, UpSample) is compiled in place with
+``compile=true``: every transform (analysis/synthesis transforms of
+:mod:`taskcodecs.models.transforms`, DownSample and UpSample of :mod:`taskcodecs.layers`) is compiled in place with
 ``nn.Module.compile`` (``compile_backend``, default ``inductor``), so parameter names and
 checkpoints are unchanged. The entropy model and the task networks stay eager. The first
 steps (and the first validation, at another batch size) are slow while the graphs compile;
@@ -37,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from taskcodecs.models.transforms import AnalysisTransform, DownSample, SynthesisTransform, UpSample
+from taskcodecs.layers import DownSample, UpSample
+from taskcodecs.models.transforms import AnalysisTransform, SynthesisTransform
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILED_TYPES = (AnalysisTransform, SynthesisTransform, DownSample, UpSample)

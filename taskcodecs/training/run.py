@@ -42,7 +42,13 @@ from typing import Any
 
 from infra import cli
 from infra.config import ConfigError, apply_overrides, parse_overrides
-from taskcodecs.experiments.table import list_experiments, load_experiment
+from taskcodecs.experiments.table import (
+    EXPERIMENTS,
+    list_experiments,
+    load_experiment,
+    preset_chain,
+    preset_values,
+)
 from taskcodecs.experiments.train_config import TrainConfig, config_keys_help
 from taskcodecs.runs.checkpoint import read_metadata_or_none
 from taskcodecs.runs.links import checkpoint_path, read_run, resolve_links
@@ -106,15 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(_main, argv)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config: str | None = None) -> argparse.ArgumentParser:
     """The ``python -m taskcodecs.train`` argument parser; the epilog lists the experiments
-    and every config key with its type and default."""
+    and every config key with its type and default, or, for ``config`` an experiment name
+    (``--config NAME --help``), with that experiment's resolved value and parent chain."""
+    if config in EXPERIMENTS:
+        keys = config_keys_help(preset_values(config), " <- ".join(preset_chain(config)))
+    else:
+        keys = config_keys_help()
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.train",
                                      description=__doc__.split("\n\n")[0],
                                      epilog=textwrap.fill("experiments: " + ", ".join(
                                          list_experiments()), 100, subsequent_indent="  ",
-                                         break_on_hyphens=False)
-                                     + "\n\n" + config_keys_help(),
+                                         break_on_hyphens=False) + "\n\n" + keys,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="experiment name (taskcodecs.experiments) or YAML path")
     parser.add_argument("--out", metavar="DIR", default=None,
@@ -137,7 +147,9 @@ def _with_out(overrides: list[str], out: str | None) -> list[str]:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config")
+    args = build_parser(early.parse_known_args(argv)[0].config).parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     cli.setup_logging(logging.INFO if rank == 0 else logging.WARNING)
     overrides = _with_out(args.overrides, args.out)

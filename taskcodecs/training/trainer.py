@@ -54,16 +54,16 @@ from infra.seeding import seed_everything
 from taskcodecs.experiments.table import get_experiment
 from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.runs.checkpoint import load_checkpoint, unwrap_model
-from taskcodecs.runs.data import (
+from taskcodecs.runs.links import check_links, checkpoint_path
+from taskcodecs.runs.resume import ResumePoint, commit_resume
+from taskcodecs.runs.run_data import (
     build_dataset,
     check_items,
     collate_for,
     ensure_data,
     move_to_device,
 )
-from taskcodecs.runs.links import check_links, checkpoint_path
-from taskcodecs.runs.models import build_model, save_run_checkpoint
-from taskcodecs.runs.resume import ResumePoint, commit_resume
+from taskcodecs.runs.run_model import build_model, save_run_checkpoint
 from taskcodecs.training import distributed as D
 from taskcodecs.training.lr_schedule import learning_rate
 from taskcodecs.training.outputs import (

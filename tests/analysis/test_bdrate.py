@@ -59,7 +59,7 @@ def test_agrees_with_bjontegaard_package(method: str) -> None:
     assert -25 < ours.percent < -5  # and it is a plausible saving, not a degenerate value
 
 
-def test_cubic_is_our_own_fit_and_agrees_on_unequal_point_counts() -> None:
+def test_cubic_agrees_with_the_package_on_unequal_point_counts() -> None:
     rate_test = np.array([0.06, 0.12, 0.25, 0.5, 0.7, 1.0])
     psnr_test = np.array([24.5, 28.2, 31.5, 34.0, 35.0, 36.1])
     ours = bd_rate(RATE, PSNR, rate_test, psnr_test, method="cubic")

@@ -15,7 +15,6 @@ from taskcodecs.coding import rans
 from taskcodecs.coding.bitstream import BitstreamError
 from taskcodecs.coding.context import (
     AutoregressiveCoder,
-    MaskedConv2d,
     anchor_mask,
     check_schedule,
     context_sources,
@@ -28,6 +27,7 @@ from taskcodecs.coding.entropy import (
 from taskcodecs.coding.gaussian import bits
 from taskcodecs.data.scene import render_scene, sample_scene
 from taskcodecs.experiments.registry import create_model
+from taskcodecs.layers import MaskedConv2d
 from taskcodecs.models.base import BaseCodecConfig
 from taskcodecs.models.enhancement import EnhancementCodecConfig
 
@@ -368,7 +368,7 @@ def test_config_fields_validate_and_reach_the_model_through_train_overrides():
     with pytest.raises(ConfigError, match="zigzag"):
         create_model("tiny-depth-base", context="zigzag")
     from taskcodecs.experiments.table import load_experiment
-    from taskcodecs.runs.models import build_model
+    from taskcodecs.runs.run_model import build_model
 
     cfg = load_experiment("tiny-depth-base-baseline", ["model_overrides.context=checkerboard"])
     assert build_model(cfg).entropy_model.context == "checkerboard"

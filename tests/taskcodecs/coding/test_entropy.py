@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from taskcodecs.coding.bitstream import BitstreamError
-from taskcodecs.coding.context import MaskedConv2d, decoding_schedule
+from taskcodecs.coding.context import decoding_schedule
 from taskcodecs.coding.entropy import (
     AutoregressiveGaussianModel,
     ConditionalAutoregressiveGaussianModel,
@@ -62,31 +62,6 @@ def side():
 
 def _side_for(kind, side):
     return side if kind == "conditional" else None
-
-
-# -- masked context conv ---------------------------------------------------------------------
-
-
-def test_masked_conv_matches_a_conv_with_the_masked_weight_and_never_mutates():
-    torch.manual_seed(0)
-    conv = MaskedConv2d(3, 4, kernel_size=5, padding=2, mask_type="A")
-    assert set(conv.state_dict()) == {"weight", "bias", "mask"}  # CompressAI's keys
-    mask = conv.mask[0, 0]
-    assert mask.sum() == 12 and mask[2, 1] == 1 and mask[2, 2] == 0 and mask[3:].sum() == 0
-    assert MaskedConv2d(3, 4, kernel_size=5, padding=2, mask_type="B").mask[0, 0, 2, 2] == 1
-    with torch.no_grad():
-        conv.weight.add_(1.0)  # non-zero masked taps
-    before = conv.weight.detach().clone()
-    x = torch.randn(2, 3, 6, 7, requires_grad=True)
-    out = conv(x)
-    expected = torch.nn.functional.conv2d(x, before * conv.mask, conv.bias, padding=2)
-    assert torch.equal(out, expected)
-    assert torch.equal(conv.weight, before)  # forward leaves the parameter alone
-    out.square().sum().backward()
-    assert torch.all(conv.weight.grad[conv.mask == 0] == 0)  # masked taps: exactly zero
-    assert torch.all(conv.weight.grad[conv.mask == 1] != 0)
-    with pytest.raises(ValueError, match="mask_type"):
-        MaskedConv2d(3, 4, kernel_size=5, mask_type="C")
 
 
 @pytest.mark.parametrize("kind", KINDS)

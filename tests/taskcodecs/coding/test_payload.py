@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from taskcodecs.coding.bitstream import BitstreamError
-from taskcodecs.coding.context import MaskedConv2d
 from taskcodecs.coding.entropy import AutoregressiveGaussianModel
 from taskcodecs.coding.payload import (
     CONDITIONAL,
@@ -22,6 +21,7 @@ from taskcodecs.coding.payload import (
     read_flags,
     state_crc,
 )
+from taskcodecs.layers import MaskedConv2d
 
 CONTEXTS = ("autoregressive", "checkerboard")
 MODEL_BITS = (0, HYPERPRIOR, CONDITIONAL, HYPERPRIOR | CONDITIONAL)

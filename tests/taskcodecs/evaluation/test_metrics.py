@@ -18,8 +18,8 @@ from taskcodecs.evaluation.metrics import (
     disparity_rmse,
     psnr,
 )
+from taskcodecs.layers import pad_to_multiple
 from taskcodecs.models.losses import rmse255
-from taskcodecs.models.transforms import pad_to_multiple
 
 
 def test_psnr_of_a_constant_error_of_a_tenth_is_20_db() -> None:

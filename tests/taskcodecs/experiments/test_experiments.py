@@ -22,7 +22,7 @@ from taskcodecs.experiments.table import (
 )
 from taskcodecs.experiments.train_config import TrainConfig
 from taskcodecs.runs.links import checkpoint_path, read_run
-from taskcodecs.runs.models import build_model
+from taskcodecs.runs.run_model import build_model
 from taskcodecs.training.run import resolve_config, train
 
 SMALL = {"synthetic.train": 4, "synthetic.val": 2, "log_every": 1, "num_workers": 0}

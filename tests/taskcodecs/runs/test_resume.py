@@ -83,7 +83,8 @@ def test_data_order_is_a_function_of_seed_and_step():
     for start in (0, 2, 3, 5):
         resumed = iter(D.StepBatchSampler(n, batch, seed=0, start_step=start))
         assert [next(resumed) for _ in range(8 - start)] == stream[start:]
-        epoch, indices = D.batch_at_step(start, n, batch, seed=0)
+        epoch, position = divmod(start, steps)
+        indices = D.epoch_batches(n, batch, seed=0, epoch=epoch)[position]
         assert stream[start] == [(epoch, i) for i in indices]
     epoch0 = [i for batch_ in D.epoch_batches(n, batch, seed=0, epoch=0) for i in batch_]
     assert len(set(epoch0)) == 6 and set(epoch0) <= set(range(n))

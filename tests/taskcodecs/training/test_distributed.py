@@ -26,11 +26,11 @@ def test_ranks_split_every_epoch_without_overlap():
             if n >= batch * world:  # no repetition needed: the ranks see different images
                 assert len(set(together)) == len(together)
             assert set(together) <= set(range(n))
-        # a rank's batch at a step is the same whichever way it is computed
+        # the sampler the trainer uses gives a rank the same batch at a step
         position = steps - 1  # the last step of epoch 3
-        epoch, indices = D.batch_at_step(3 * steps + position, n, batch, 7, rank=world - 1,
-                                         world_size=world)
-        assert epoch == 3 and indices == per_rank[world - 1][position]
+        sampler = D.StepBatchSampler(n, batch, 7, start_step=3 * steps + position,
+                                     rank=world - 1, world_size=world)
+        assert next(iter(sampler)) == [(3, i) for i in per_rank[world - 1][position]]
 
 
 @pytest.mark.slow

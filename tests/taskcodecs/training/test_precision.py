@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 from taskcodecs.evaluation.evaluate import evaluate_run
 from taskcodecs.runs.checkpoint import read_metadata
 from taskcodecs.runs.codecs import load_codec
-from taskcodecs.runs.data import build_dataset, collate_for, ensure_data
 from taskcodecs.runs.links import checkpoint_path
-from taskcodecs.runs.models import build_model
+from taskcodecs.runs.run_data import build_dataset, collate_for, ensure_data
+from taskcodecs.runs.run_model import build_model
 from taskcodecs.training.precision import Precision
 from taskcodecs.training.run import resolve_config, train
 

@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import ConfigError
 from taskcodecs.experiments.table import load_experiment
-from taskcodecs.runs.data import ensure_data, has_dataset
+from taskcodecs.runs.run_data import ensure_data, has_dataset
 from taskcodecs.training import run as train_cli
 
 NAME = "tiny-depth-base-proposed"

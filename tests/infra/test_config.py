@@ -1,3 +1,5 @@
+"""Typed configs (infra.config): YAML, overrides, type checks, parent chains."""
+
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -8,7 +10,9 @@ from infra.config import (
     apply_overrides,
     config_to_dict,
     load_config,
+    load_yaml,
     parse_overrides,
+    read_yaml,
     save_config,
 )
 
@@ -93,3 +97,54 @@ def test_save_and_reload_round_trip(tmp_path):
     assert again == cfg
     assert config_to_dict(again)["optim"] == {"lr": 3e-4, "clip": 1.0}
     assert not list(tmp_path.glob(".*tmp"))
+
+
+# -- parents: a YAML states only what differs from the file it names -------------------------
+
+
+def test_a_parent_chain_resolves_nearest_last(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\nmax_steps: 100\noptim: {lr: 0.5, clip: 2.0}\n")
+    (tmp_path / "b.yaml").write_text("parent: a\nmax_steps: 50\noptim: {lr: 0.1}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("parent: ../b.yaml\nname: c\n")
+    cfg = load_config(Cfg, tmp_path / "sub" / "c.yaml", ["flip=false"])
+    assert (cfg.name, cfg.max_steps, cfg.flip) == ("c", 50, False)
+    assert cfg.optim.lr == 0.1 and cfg.optim.clip == 2.0  # mappings merge key by key
+    assert "parent" not in load_yaml(tmp_path / "sub" / "c.yaml")
+    assert read_yaml(tmp_path / "sub" / "c.yaml") == {"parent": "../b.yaml", "name": "c"}
+
+
+def test_a_parent_is_found_in_the_parent_dirs(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "base.yaml").write_text("max_steps: 7\n")
+    (tmp_path / "mine.yaml").write_text("parent: base\nname: mine\n")
+    with pytest.raises(ConfigError, match="parent 'base' not found"):
+        load_config(Cfg, tmp_path / "mine.yaml")
+    cfg = load_config(Cfg, tmp_path / "mine.yaml", parent_dirs=[tmp_path / "presets"])
+    assert (cfg.name, cfg.max_steps) == ("mine", 7)
+
+
+def test_a_loop_of_parents_is_an_error_naming_the_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("parent: b\nmax_steps: 1\n")
+    (tmp_path / "b.yaml").write_text("parent: c\n")
+    (tmp_path / "c.yaml").write_text("parent: a\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: the chain of parents loops: .*a\.yaml -> "
+                                          r".*b\.yaml -> .*c\.yaml -> .*a\.yaml"):
+        load_config(Cfg, tmp_path / "a.yaml")
+    (tmp_path / "self.yaml").write_text("parent: self\n")
+    with pytest.raises(ConfigError, match="self.yaml: the chain of parents loops"):
+        load_config(Cfg, tmp_path / "self.yaml")
+
+
+def test_a_missing_or_bad_parent_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "orphan.yaml").write_text("parent: nowhere\nmax_steps: 1\n")
+    with pytest.raises(ConfigError, match=r"orphan\.yaml: parent 'nowhere' not found "
+                                          r"\(looked for .*nowhere\.yaml\)"):
+        load_config(Cfg, tmp_path / "orphan.yaml")
+    (tmp_path / "empty.yaml").write_text("parent: ''\n")
+    with pytest.raises(ConfigError, match="empty.yaml: parent must name"):
+        load_config(Cfg, tmp_path / "empty.yaml")
+    (tmp_path / "broken.yaml").write_text("max_steps: [\n")
+    (tmp_path / "child.yaml").write_text("parent: broken\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(Cfg, tmp_path / "child.yaml")
