@@ -39,7 +39,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,9 +86,7 @@ def _setup_logging(verbose: bool) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    # compressai imports torch_geometric, which calls the deprecated torch.jit.script at import
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script(_method)?` is deprecated",
-                            category=FutureWarning)
+    cli.filter_known_warnings()  # the one filter (compressai's torch.jit.script warning)
 
 
 def run_demo(out: Path, settings: DemoSettings) -> dict:

@@ -99,14 +99,10 @@ def estimate(
     return estimate_inputs(inputs, cfg, extra, log, rate_bits=bits, null_bank=null_bank)
 
 
-def write_outputs(
-    ds: xr.Dataset, cfg: VinfoConfig, out_dir: str | Path, log: Callable[[str], None] | None = None
-) -> dict[str, Path]:
-    """Write vinfo.nc, vinfo.csv, config.yaml and (if vinfo.report exists) the report as one
+def write_outputs(ds: xr.Dataset, cfg: VinfoConfig, out_dir: str | Path) -> dict[str, Path]:
+    """Write vinfo.nc, vinfo.csv, config.yaml and the report as one
     set (:func:`infra.io.publish_set`): a reader of ``out_dir`` sees the previous set or
     this one, never a mix, whatever interrupts the write; a second writer is refused."""
-    import importlib.util
-
     from infra.config import save_config
     from infra.io import atomic_write, atomic_write_text, publish_set
 
@@ -117,13 +113,9 @@ def write_outputs(
             "csv": atomic_write_text(stage / "vinfo.csv", table_csv(ds)),
             "config": save_config(cfg, stage / "config.yaml"),
         }
-        if importlib.util.find_spec("vinfo.report") is None:
-            if log is not None:
-                log("vinfo.report is not available: wrote vinfo.nc and vinfo.csv without a report")
-        else:
-            from vinfo.report import write_report
+        from vinfo.report import write_report
 
-            paths.update(write_report(ds, stage))
+        paths.update(write_report(ds, stage))
         return paths
 
     return publish_set(out_dir, write, what="vinfo output")

@@ -146,7 +146,7 @@ def _main(argv: list[str]) -> int:
                                         "fit_samples": cfg.fit_samples or inputs.fit_samples})
             ds = estimate(inputs.z, inputs.y, config=cfg, log=_log,
                           representation_bits=inputs.rate_bits)
-        paths = write_outputs(ds, cfg, cfg.out, _log)
+        paths = write_outputs(ds, cfg, cfg.out)
     columns = [c for c in ("h_null", "h_cond", "vinfo", "vinfo_low", "vinfo_high", "vinfo_mde",
                            "vinfo_capped") if c in ds]
     table = ds[columns].to_dataframe()

@@ -7,8 +7,8 @@ Every variable has a ``units`` attr; "unit" is the attr ``unit`` (pixel or sampl
         autoregressive families, next to the rate
     h_null_low/high, h_cond_low/high, vinfo_low/high (family): intervals  bits/unit
         (hierarchical bootstrap: refits, then images; vinfo.bootstrap.refit_replicates)
-    vinfo_trained, vinfo_trained_low/high (family): I_V of the best trained members, where
-        a refit kept step 0 (the null: I_V exactly 0) its best later checkpoint; the raw
+    vinfo_trained, vinfo_trained_low/high (family): I_V of the trained members, where a
+        refit kept step 0 (the null: I_V exactly 0) the member at the end of its training; the raw
         interval of a collapsed rung, and the MDE's spread                   bits/unit
     vinfo_mde (family): minimum detectable effect (80 % power at the interval's level), from
         the spread of vinfo_trained's bootstrap
@@ -114,9 +114,9 @@ def to_dataset(
         "vinfo": var(fam, vinfo, per_unit, long_name="I_V(Z->Y) = h_null - h_cond, seed mean"),
         **bounds("vinfo", "vinfo", "I_V"), **bounds("h_null", "h_null", "H_V(Y|null)"),
         "vinfo_trained": var(fam, [e.vinfo_trained for e in estimates], per_unit,
-                             long_name="I_V of the best trained members: where a refit kept "
-                                       "step 0 (the null), its best later checkpoint"),
-        **bounds("vinfo_trained", "vinfo_trained", "I_V of the best trained members"),
+                             long_name="I_V of the trained members: where a refit kept step "
+                                       "0 (the null), the member at the end of its training"),
+        **bounds("vinfo_trained", "vinfo_trained", "I_V of the trained members"),
         **bounds("h_cond", "h_cond", "H_V(Y|Z)"),
         "vinfo_guarded": var(fam, [e.guarded for e in estimates], per_unit,
                              long_name="0 where the null won on the guard split, else "

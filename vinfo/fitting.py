@@ -46,7 +46,6 @@ float64; their conversion to nats per unit is in :mod:`vinfo.pvi`.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,8 +233,8 @@ class FitResult:
     budget: int = 0  # the budget it ended with (steps)
     recent_gain: float = 0.0  # at_cap fits: selection-loss fall over the fit's second half
     #                           (nats/unit; compared with the minimum detectable effect)
-    trained: Probe | None = None  # kept step 0 (the start, i.e. the null): the best
-    #                               checkpoint after step 0, scored beside it for the raw
+    trained: Probe | None = None  # kept step 0 (the start, i.e. the null): the member at
+    #                               the end of its training, scored beside it for the raw
     #                               interval and the MDE (what training found, not kept)
     data: ProbeData | None = None  # the inputs it is scored on (None: the estimate's own)
 
@@ -429,14 +428,10 @@ class BestCheckpoint:
         self.best_val, self.best_state = value, copy.deepcopy(probe.state_dict())
         self.best_step, self.bad, self.budget = 0, 0, settings.max_steps
         self.curve = [(0, value)]
-        self.trained_val, self.trained_state = math.inf, None  # best after step 0
 
     def evaluate(self, step: int, value: float) -> bool:
         """Record the selection loss of ``step``; True when patience is spent (stop)."""
         self.curve.append((step, value))
-        if value < self.trained_val:
-            self.trained_val = value
-            self.trained_state = copy.deepcopy(self.probe.state_dict())
         if value < self.best_val - 1e-7 * max(1.0, abs(self.best_val)):
             self.best_val, self.best_step, self.bad = value, step, 0
             self.best_state = copy.deepcopy(self.probe.state_dict())
@@ -450,13 +445,11 @@ class BestCheckpoint:
 
     def finish(self, step: int, method: str, note: str) -> FitResult:
         """Load the best checkpoint into the probe and describe the fit; where that is step
-        0 (the start), the best later checkpoint comes along as ``trained``."""
+        0 (the start) of a fit that trained, the member at the end of its training comes
+        along as ``trained``."""
         trained = None
-        if self.best_step == 0 and self.trained_state is not None:
-            trained = copy.deepcopy(self.probe)
-            trained.load_state_dict(self.trained_state)
-            trained.eval()
-        self.trained_state = None
+        if self.best_step == 0 and step > 0:
+            trained = copy.deepcopy(self.probe).eval()
         self.probe.load_state_dict(self.best_state)
         limit = self.settings.limit
         at_cap = (step >= limit and self.settings.max_steps > 0

@@ -140,7 +140,7 @@ def estimate_inputs(
         reps = refit_replicates(run.nll_null.numpy() / LN2, run.nll_cond.numpy() / LN2,
                                 run.count.numpy(), cfg.bootstrap, cfg.seed, bits)
         intervals = {k: percentile_interval(v, cfg.confidence) for k, v in reps.items()}
-        # the raw estimate of the best *trained* members: where a refit kept step 0 (the
+        # the raw estimate of the *trained* members: where a refit kept step 0 (the
         # null) its I_V is exactly 0, which says nothing of the estimator's noise; the MDE
         # is that of what training found
         trained = refit_replicates(run.nll_null.numpy() / LN2, run.nll_trained.numpy() / LN2,

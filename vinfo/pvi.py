@@ -95,7 +95,7 @@ class FamilyRun:
     guard_pvi: np.ndarray | None = None  # per-sample PVI on the guard splits, nats/unit
     recent_gain: np.ndarray | None = None  # [S] bits/unit: the largest selection-loss fall
     #                        over the second half of a fit stopped at the step limit
-    nll_trained: torch.Tensor | None = None  # [S, n, C] the best trained (step > 0) member
+    nll_trained: torch.Tensor | None = None  # [S, n, C] the member at the end of training
     #   where a refit kept step 0 (the null), else nll_cond: the raw I_V and the MDE use it
 
 
@@ -299,7 +299,7 @@ class FamilyEstimate:
     pvi: np.ndarray  # [n] per-sample PVI, bits per unit
     pvi_map: np.ndarray | None  # [E, H, W] bits per pixel (summed over channels), NaN masked
     mde: float = math.nan  # minimum detectable effect, bits per unit
-    vinfo_trained: float = math.nan  # I_V of the best trained members (kept or not), bits/unit
+    vinfo_trained: float = math.nan  # I_V of the trained members (kept or not), bits/unit
     unconverged: bool = False  # a fit stopped at its limit still improving by more than the MDE
 
 

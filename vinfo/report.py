@@ -187,9 +187,10 @@ def _family_section(ds: xr.Dataset) -> Section:
         "target set and each adds its Z pathway to it (vinfo.nested), their null being the "
         "better of that null and the same member fed shuffled Z. '⚠ negative': the raw "
         "estimate is below 0; '⚠ collapsed to null': the interval does not lie above 0, so the "
-        "guarded estimate is 0 (where its refits kept the null itself, the best trained "
+        "guarded estimate is 0 (where its refits kept the null itself, the trained "
         "members' I_V and interval follow); MDE: the minimum detectable effect, the smallest "
-        "I_V this interval would separate from 0 (80 % power); '⚠ at step limit': a probe was still improving when its budget "
+        "I_V this interval would separate from 0 (80 % power); '⚠ at step limit': a probe "
+        "was still improving when its budget "
         "reached the limit.",
         f"Information and loss columns in {units}; intervals are {interval_name(ds)}s, the seed "
         "std is over refits.",

@@ -138,13 +138,13 @@ def _fmt_num(value: float) -> str:
 
 
 def trained_note(ds: xr.Dataset, i: int) -> str:
-    """For a collapsed family whose refits kept the null: " (the best trained members, not
+    """For a collapsed family whose refits kept the null: " (the trained members, not
     kept: I_V [low, high])", the raw interval behind its MDE; else ""."""
     if "vinfo_trained" not in ds or not bool(ds["collapsed"].values[i]):
         return ""
     value = float(ds["vinfo_trained"].values[i])
     if np.isclose(value, float(ds["vinfo"].values[i]), rtol=0, atol=1e-6):
         return ""
-    return (f" (the best trained members, not kept: {value:+.4f} "
+    return (f" (the trained members, not kept: {value:+.4f} "
             f"[{float(ds['vinfo_trained_low'].values[i]):+.4f}, "
             f"{float(ds['vinfo_trained_high'].values[i]):+.4f}])")

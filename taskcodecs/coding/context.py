@@ -54,7 +54,6 @@ __all__ = [
     "SCHEDULES",
     "AutoregressiveCoder",
     "CodedLatent",
-    "MaskedConv2d",  # from taskcodecs.layers (kept here: vinfo.adapter.layers imports it here)
     "anchor_mask",
     "check_context",
     "check_order",

@@ -59,7 +59,7 @@ attrs: ``config`` (the run's resolved config, JSON), ``codec_id`` ("none" for re
 ``ds.map`` is the Dataset method.)
 
 Evaluation never creates data: a missing or empty dataset folder is an error that gives the
-command regenerating the run's synthetic scenes (:func:`taskcodecs.runs.data.existing_data`).
+command regenerating the run's synthetic scenes (:func:`taskcodecs.runs.run_data.existing_data`).
 A second evaluation writing the same eval.nc while one runs is refused (a lock file,
 :func:`infra.io.exclusive_lock`). Errors print one line, exit 2 (:mod:`infra.cli`).
 """
@@ -86,8 +86,8 @@ from infra.io import atomic_write, check_writable, exclusive_lock
 from taskcodecs.coding.bitstream import unpack
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.evaluation.metrics import ConfusionMatrix, MaskedRMSE, coco_map, psnr
-from taskcodecs.runs.data import build_dataset, collate_for, existing_data, move_to_device
-from taskcodecs.runs.models import load_run_model
+from taskcodecs.runs.run_data import build_dataset, collate_for, existing_data, move_to_device
+from taskcodecs.runs.run_model import load_run_model
 from taskcodecs.training.distributed import resolve_device
 
 UNITS = {"bpp_actual": "bits/pixel", "bpp_estimated": "bits/pixel", "psnr": "dB",

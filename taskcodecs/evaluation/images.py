@@ -68,7 +68,7 @@ from infra.io import atomic_write, check_writable, write_json
 from taskcodecs.coding.bitstream import unpack
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.transforms import open_rgb_image, rgb_to_tensor
-from taskcodecs.runs.models import load_run_model
+from taskcodecs.runs.run_model import load_run_model
 from taskcodecs.training.distributed import resolve_device
 
 __all__ = ["IMAGE_SUFFIXES", "ImageResult", "evaluate_images", "find_images", "ms_ssim_8bit",

@@ -10,7 +10,7 @@ coco_map            box AP@[.5:.95], AP50, AP75 (COCOeval)      torchvision-styl
 ==================  ==========================================  ===========================
 
 Image metrics take ``padding`` = (left, right, top, bottom) as returned by
-``taskcodecs.models.transforms.pad_to_multiple``; padded pixels are cropped from both images
+``taskcodecs.layers.pad_to_multiple``; padded pixels are cropped from both images
 before measuring (255 x RMSE, the reconstruction loss, is
 :func:`taskcodecs.models.losses.rmse255`). Values are used as given: clamp (and round to 8 bits) first when the
 decoded image is meant as a real picture. MS-SSIM is ``pytorch_msssim.ms_ssim`` (used by

@@ -23,11 +23,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from taskcodecs.layers import ResidualBlock, conv5x5_down, deconv5x5_up, residual_stack
+from taskcodecs.layers import conv5x5_down, deconv5x5_up, residual_stack
 from taskcodecs.layers.checks import check_positive
 
-# ResidualBlock is re-exported: vinfo.adapter.layers imports it from here.
-__all__ = ["AnalysisTransform", "ResidualBlock", "SynthesisTransform"]
+__all__ = ["AnalysisTransform", "SynthesisTransform"]
 
 
 class AnalysisTransform(nn.Module):

@@ -56,7 +56,7 @@ from taskcodecs.data.errors import DatasetError
 from taskcodecs.data.labels import IGNORE_INDEX
 from taskcodecs.runs.checkpoint import CheckpointError
 from taskcodecs.runs.links import read_run
-from taskcodecs.runs.models import load_run_model
+from taskcodecs.runs.run_model import load_run_model
 from vinfo.errors import VinfoInputError
 
 TARGETS = ("reconstruction", "segmentation", "depth")

@@ -66,7 +66,7 @@ def test_scalable_run_writes_eval_nc_with_real_rates(runs, capsys):
     np.testing.assert_allclose(payload + container, actual, rtol=0, atol=1e-12)
     codec = load_codec(run / "checkpoints" / "best")
     from taskcodecs.coding.bitstream import unpack
-    from taskcodecs.runs.data import build_dataset, existing_data
+    from taskcodecs.runs.run_data import build_dataset, existing_data
 
     cfg, _ = read_run(run)
     image = build_dataset(cfg, existing_data(cfg), "val", train=False,

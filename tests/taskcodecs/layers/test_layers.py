@@ -114,12 +114,3 @@ def test_bad_arguments_raise_clear_errors() -> None:
         pad_to_multiple(torch.rand(1, 3, 16, 16), mode="reflect")
     with pytest.raises(ValueError, match="leaves nothing"):
         crop_padding(torch.rand(1, 3, 8, 8), (0, 8, 0, 0))
-
-
-def test_the_old_import_paths_used_by_vinfo_still_work() -> None:
-    # vinfo.adapter.layers imports MaskedConv2d from coding.context and ResidualBlock from
-    # models.transforms; both are the taskcodecs.layers classes.
-    from taskcodecs.coding.context import MaskedConv2d as FromContext
-    from taskcodecs.models.transforms import ResidualBlock as FromTransforms
-
-    assert FromContext is MaskedConv2d and FromTransforms is ResidualBlock
