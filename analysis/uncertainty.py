@@ -100,6 +100,8 @@ class Samples:
     rate_estimated: np.ndarray  # (n,) the same from −log2 likelihoods (bpp_estimated)
     values: dict[str, np.ndarray]  # "psnr" / "rmse" at the top layer, "psnr_base", (n,)
     confusion: np.ndarray | None  # (n, C, C) top layer, for mIoU
+    rate_payload: np.ndarray | None = None  # (n,) bpp_payload: the coded layers without the
+    #                                         container header (None: eval.nc predates it)
 
 
 def load_samples(run: Run) -> Samples:
@@ -134,7 +136,8 @@ def load_samples(run: Run) -> Samples:
         confusion = np.asarray((var.sel(layer=top) if "layer" in var.dims else var).values)
     missing = np.full(len(images), np.nan)
     return Samples(run, images, rate if rate is not None else missing,
-                   estimated if estimated is not None else missing, values, confusion)
+                   estimated if estimated is not None else missing, values, confusion,
+                   rate_payload=at("bpp_payload", top))
 
 
 def miou_of(confusion: np.ndarray) -> float:
@@ -157,7 +160,12 @@ class Point:
                              " that the other runs of the comparison were")
         order = np.array([where[name] for name in images])
         self.run, self.metric = samples.run, metric
-        self.rate = (samples.rate if rate == "actual" else samples.rate_estimated)[order]
+        rates = {"actual": samples.rate, "estimated": samples.rate_estimated,
+                 "payload": samples.rate_payload}
+        if rates.get(rate) is None:
+            raise ValueError(f"run {samples.run.name}: no per-image {rate!r} rate (expected "
+                             f"one of {', '.join(k for k, v in rates.items() if v is not None)})")
+        self.rate = rates[rate][order]
         if metric == "miou":
             if samples.confusion is None:
                 raise ValueError(f"run {samples.run.name}: its eval.nc has no per-image "

@@ -42,7 +42,8 @@ SPREAD = np.array([0.9, 1.0, 1.1])  # per-image factors, mean 1
 def write_run(root: Path, name: str, experiment: str, *, bpp: dict[str, float] | None,
               metrics: dict[str, float | dict[str, float]], rate_weight: float | None = None,
               reward_weight: float | None = None, base: Path | str | None = None,
-              units: bool = True, seed: int | None = None) -> Path:
+              units: bool = True, seed: int | None = None,
+              payload: dict[str, float] | None = None) -> Path:
     """RUN/eval.nc (+ config.json, meta.json) with per-image values whose mean is as given
     (``seed``: the training seed in the config, as the results table groups runs by it)."""
     run = root / name
@@ -57,6 +58,9 @@ def write_run(root: Path, name: str, experiment: str, *, bpp: dict[str, float] |
         per_image = np.cumsum([[bpp[layer] * s for layer in layers] for s in SPREAD], axis=1)
         data["bpp_actual"] = (("image", "layer"), per_image, {"units": "bits/pixel"})
         data["bpp_estimated"] = (("image", "layer"), per_image * 0.99, {"units": "bits/pixel"})
+    if payload:  # bpp_payload per layer (the coded layers without the container header)
+        per_image = np.cumsum([[payload[layer] * s for layer in layers] for s in SPREAD], axis=1)
+        data["bpp_payload"] = (("image", "layer"), per_image, {"units": "bits/pixel"})
     metric_units = {"psnr": "dB", "map": "1", "rmse": "pixels", "miou": "1"}
     for metric, value in metrics.items():
         if isinstance(value, dict):  # per layer, per image

@@ -96,16 +96,19 @@ LABEL = "CS recon.: scalable BD-rate, proposed vs baseline base"
 
 
 def _pair(root, seeds=(0, 1), points=4, base_factor=1.0, shift=0.0, swap=False,
-          base_psnr=22.0):
+          base_psnr=22.0, payload_factor=None):
     """Scalable reconstruction on a baseline and a proposed base per training seed: the
     proposed curve at 0.8x the total rate (BD-rate -20 %, a little different per seed),
     healthy unless told: ``base_factor`` the proposed base's rate, ``points`` per curve,
     ``shift`` dB added to the proposed PSNRs, ``swap`` its 3rd and 4th PSNR (not monotone),
-    ``base_psnr`` the proposed base's own reconstruction (dB)."""
+    ``base_psnr`` the proposed base's own reconstruction (dB), ``payload_factor`` (if given)
+    the proposed base's payload rate relative to the baseline's (bpp_payload written)."""
     for seed in seeds:
         for method, factor, reward in (("baseline", 1.0, 0.0), ("proposed", base_factor, 0.1)):
+            payload = None if payload_factor is None else {"base": 0.08 * (
+                payload_factor if method == "proposed" else 1.0)}
             base = write_run(root, f"s{seed}/depth-{method}", f"tiny-depth-base-{method}",
-                             bpp={"base": 0.1 * factor},
+                             bpp={"base": 0.1 * factor}, payload=payload,
                              metrics={"rmse": 5.0, "psnr": {"base": 22.0}},
                              rate_weight=1.0, reward_weight=reward, seed=seed)
             psnrs = [p + (shift if method == "proposed" else 0.0) for p in ENH_PSNR][:points]
@@ -130,6 +133,11 @@ def test_a_healthy_pair_over_two_seeds_gets_a_verdict(tmp_path):
     assert row.verdict == "yes: saves rate"
     assert any("the reward helps" in c and "2 training seeds" in c for c in table.conclusions)
     assert table.pairs[0].health == "healthy"
+    # with payloads written and equal, the bases are matched on them, and the verdict stands
+    paid = results_table(_pair(tmp_path / "paid", payload_factor=1.0), n_boot=100)
+    rows = {r.quantity: r for r in paid.rows}
+    assert "base rate R(Ŷ_b), payload (header excluded)" in rows
+    assert rows[LABEL].verdict == "yes: saves rate"
     quiet = results_table(_pair(tmp_path), n_boot=20, verdicts=False)  # the --quick smoke test
     assert all(r.verdict == SMOKE for r in quiet.rows)
     assert not any("helps" in c for c in quiet.conclusions)
@@ -142,6 +150,9 @@ def test_a_healthy_pair_over_two_seeds_gets_a_verdict(tmp_path):
     ({"base_psnr": 29.0}, "collapsed point"),
     ({"shift": 5.0}, "quality ranges overlap on"),
     ({"seeds": (0,)}, ONE_SEED),
+    # equal estimated rates, but the coder wrote 30 % more for the proposed base: the bases
+    # are matched on the payload, the rate that carries information
+    ({"payload_factor": 1.3}, "bases not matched (payload base rate"),
 ])
 def test_a_pair_failing_a_health_check_gets_no_verdict(tmp_path, broken, check):
     table = results_table(_pair(tmp_path, **broken), n_boot=50)
