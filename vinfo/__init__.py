@@ -8,7 +8,7 @@
 ``python -m vinfo.estimate``, :mod:`vinfo.cli`). Bad inputs raise
 :class:`VinfoInputError`. ``vinfo.extract_codec_pairs(run_dir, dataset, target)``
 (:mod:`vinfo.adapter.codec`) turns a base codec run and a dataset into (ŷ_b, target) pairs.
-Definitions and units: :mod:`vinfo.pvi` and DESIGN §2.
+Definitions and units: :mod:`vinfo.stats.pvi` and DESIGN §2.
 """
 
 from __future__ import annotations
