@@ -56,7 +56,7 @@ from analysis.references import base_runs, standalone_reference
 from analysis.runs import METRICS, Curve, Run, base_variants, curve, select
 from infra.io import find_files
 from vinfo.errors import VinfoInputError
-from vinfo.report_schema import REQUIRED_VARIABLES
+from vinfo.report.schema import REQUIRED_VARIABLES
 
 STANDALONE = ("standalone-refit", "standalone-independent")
 TARGETS = (("reconstruction", "coco"), ("reconstruction", "cityscapes"),

@@ -11,8 +11,8 @@
     ``vinfo.estimate`` does, with a dense categorical target (8 classes at 16 x 32 pixels,
     stride 4). Budget of the demo's probes: full batch, at most 150 Adam steps (quick: 60),
     lr 3e-3, validation every 10 steps, patience 3. Contenders, timed interleaved: the
-    probes fitted one after another with ``vinfo.fitting.fit_probe`` (``batched=False``)
-    and in one batched call (``vinfo.batched.fit_probes``). Printed: both times, each
+    probes fitted one after another with ``vinfo.fit.loop.fit_probe`` (``batched=False``)
+    and in one batched call (``vinfo.fit.batched.fit_probes``). Printed: both times, each
     probe's validation loss (nats/pixel), I_V per contender (bits/pixel, with its 95%
     paired-bootstrap interval on the evaluation split), the largest difference of val_nats
     and ``ratio batched_probes_vs_sequential=`` (sequential median / batched median).
@@ -22,7 +22,7 @@
 (b) ``ridge_vs_sklearn``: the linear-Gaussian rung's solve on float64 data of its size
     on a latent grid: rows = 50 000 latent positions (quick: 10 000), 192 latent channels
     (+ the unpenalised intercept), 768 outputs (3 channels x 16²); alpha = 1.
-    ``vinfo.ridge.ridge_solve`` vs ``sklearn.linear_model.Ridge(alpha, solver="auto")``,
+    ``vinfo.fit.ridge.ridge_solve`` vs ``sklearn.linear_model.Ridge(alpha, solver="auto")``,
     timed interleaved; the largest |difference| of coefficients and intercepts (also for
     alpha = 0) and ``ratio ridge_vs_sklearn=`` (sklearn median / ours median).
 
@@ -46,21 +46,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import interleaved, machine, median, parser, print_ratio  # noqa: E402
 
-from vinfo.batched import ProbeJob, fit_probes  # noqa: E402
-from vinfo.bootstrap import paired_interval  # noqa: E402
-from vinfo.families import parse_family  # noqa: E402
-from vinfo.fitting import (  # noqa: E402
-    FitResult,
-    FitSettings,
-    ProbeData,
-    Split,
-    head_tail,
-    make_splits,
-    split_stats,
-)
-from vinfo.pvi import per_unit  # noqa: E402
-from vinfo.ridge import ridge_solve  # noqa: E402
-from vinfo.targets import Target, make_target  # noqa: E402
+from vinfo.fit.batched import ProbeJob, fit_probes  # noqa: E402
+from vinfo.fit.loop import FitResult  # noqa: E402
+from vinfo.fit.ridge import ridge_solve  # noqa: E402
+from vinfo.fit.settings import FitSettings  # noqa: E402
+from vinfo.fit.splits import Split, head_tail, make_splits  # noqa: E402
+from vinfo.probes.families import parse_family  # noqa: E402
+from vinfo.probes.probe import ProbeData, split_stats  # noqa: E402
+from vinfo.probes.targets import Target, make_target  # noqa: E402
+from vinfo.stats.bootstrap import paired_interval  # noqa: E402
+from vinfo.stats.pvi import per_unit  # noqa: E402
 
 LN2 = math.log(2.0)
 
@@ -185,7 +180,7 @@ def ridge_benchmark(quick: bool, runs: int) -> float:
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     seconds = interleaved({
         "sklearn Ridge(solver='auto')": lambda: Ridge(alpha=alpha, solver="auto").fit(x, y),
-        "vinfo.ridge.ridge_solve": lambda: ridge_solve(xt, yt, alpha)}, runs)
+        "vinfo.fit.ridge.ridge_solve": lambda: ridge_solve(xt, yt, alpha)}, runs)
     sk_s, ours_s = (median(v) for v in seconds.values())
     for a in (alpha, 0.0):
         ref = Ridge(alpha=a, solver="auto").fit(x, y)

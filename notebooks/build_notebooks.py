@@ -342,7 +342,7 @@ therefore at most R(Ŷ_b): usable bits per transmitted bit ≤ 1. Where the cap 
 I_V measures the weakness of the null, not information in Ŷ_b."""),
     new_code_cell('''\
 import vinfo
-from vinfo.nulls import NullBank
+from vinfo.fit.nulls import NullBank
 
 results, bank = {}, NullBank()  # factorized families: the bases share their null
 for label, found in pairs.items():
@@ -388,10 +388,10 @@ plt.show()
 
 Per pixel: −log2 f_null(x) + log2 f_Ŷ_b(x) for the richest family, in bits per pixel (red:
 Ŷ_b helped the probe, blue: it misled it, white: no difference), on the same held-out images for
-both bases, in the vinfo report's colour scale (`vinfo.report_figures.pvi_color_scale`:
+both bases, in the vinfo report's colour scale (`vinfo.report.figures.pvi_color_scale`:
 symmetric around 0; maps that are all 0 stay white)."""),
     new_code_cell('''\
-from vinfo.report_figures import pvi_color_scale
+from vinfo.report.figures import pvi_color_scale
 
 richest = FAMILIES[-1]
 examples = list(next(iter(results.values()))["example"].values)[:3]

@@ -58,7 +58,7 @@ from taskcompat.demo_steps import (
     train_reference,
     vinfo_stage,
 )
-from vinfo.report_schema import trained_note
+from vinfo.report.schema import trained_note
 
 log = logging.getLogger("taskcompat.demo")
 QUIET = ("taskcodecs.training.run", "taskcodecs.sweeps.sweep", "taskcodecs.evaluation.evaluate", "taskcompat.demo.detail")

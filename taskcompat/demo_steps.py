@@ -313,7 +313,7 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
     """I_V(Ŷ_b -> target) for the probe ladder -> OUT/vinfo/LABEL/TARGET/ (vinfo.nc, vinfo.csv,
     config.yaml, report). Returns (vinfo.nc path, reused?). The probing protocol: every train
     image (through the base's real bitstream) fits the probes, the val images select and
-    evaluate. ``null_bank`` (a ``vinfo.nulls.NullBank``) lets the bases share the null: both
+    evaluate. ``null_bank`` (a ``vinfo.fit.nulls.NullBank``) lets the bases share the null: both
     are estimated on the same target images, and a null never sees Ŷ_b (one shared
     autoregressive null per target set)."""
     import xarray as xr
@@ -352,7 +352,7 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
 def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -> dict[str, Path]:
     """Every (base, target) ladder on the bases of the first training seed (both at the
     matched base rate); returns {label: OUT/vinfo/LABEL} for the analysis report."""
-    from vinfo.nulls import NullBank
+    from vinfo.fit.nulls import NullBank
 
     jobs = [(label, run, target) for target in s.vinfo_targets for label, run in bases.items()]
     bar = tqdm(jobs, desc="vinfo ladders", unit="ladder", disable=None, dynamic_ncols=True)

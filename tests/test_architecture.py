@@ -4,7 +4,8 @@ Every import of the five packages is read from the AST, function-local ones incl
 local import may keep a command line light; it may not hide a cycle), and three things must
 hold: no module imports itself round a cycle; a package imports only the packages below it
 (infra < taskcodecs < vinfo < analysis < taskcompat, vinfo reaching taskcodecs only inside
-``vinfo/adapter/``); inside taskcodecs a module imports only its own stage or earlier ones.
+``vinfo/adapter/``); inside taskcodecs a module imports only its own stage or earlier ones,
+and inside vinfo only its own floor or lower ones.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ STAGES = (
     "taskcodecs.evaluation",        # metrics and eval.nc
     "taskcodecs.sweeps",            # grids of runs, local or as SLURM job arrays
     "taskcodecs",                   # the command lines (train, evaluate, codec, sweep)
+)
+# The estimator's floors, lowest first; a module imports its own floor or lower ones.
+VINFO_FLOORS = (
+    "vinfo.report",                 # the report reads a finished Dataset: no other vinfo
+    "vinfo.errors",                 # VinfoInputError
+    "vinfo.adapter",                # the one door into taskcodecs
+    "vinfo.probes",                 # likelihoods, AR cores, families, the probe and its stats
+    "vinfo.fit",                    # settings, splits, the fit loop, batched/nested, null bank
+    "vinfo.stats",                  # PVI and per-family estimates, bootstrap, curves, MDL
+    "vinfo",                        # inputs, config, results, pipeline, API, command lines
 )
 
 
@@ -82,9 +93,10 @@ MODULES = _modules()
 EDGES = _imports(MODULES)
 
 
-def _stage(module: str) -> int:
-    return max(i for i, stage in enumerate(STAGES)
-               if module == stage or module.startswith(stage + "."))
+def _stage(module: str, stages: tuple[str, ...] = STAGES) -> int:
+    """The index of the most specific stage (or floor) that holds ``module``."""
+    return max((len(stage), i) for i, stage in enumerate(stages)
+               if module == stage or module.startswith(stage + "."))[1]
 
 
 def test_the_tree_is_read_whole():
@@ -143,6 +155,26 @@ def test_codec_stages_import_only_their_own_or_earlier_stages():
            f"({STAGES[_stage(t)]}, a later stage)"
            for m, targets in EDGES.items() if m.startswith("taskcodecs")
            for t, line in targets if t.startswith("taskcodecs") and _stage(t) > _stage(m)]
+    assert bad == [], "\n".join(sorted(bad))
+
+
+def test_a_module_is_in_its_most_specific_stage():
+    # (the package itself is the last stage and holds every module: it must not win)
+    assert [_stage(m) for m in ("taskcodecs.data.coco", "taskcodecs.coding", "taskcodecs.codec")] \
+        == [0, 2, len(STAGES) - 1]
+    assert [_stage(m, VINFO_FLOORS) for m in ("vinfo.report.schema", "vinfo.fit.loop", "vinfo.api")] \
+        == [0, 4, len(VINFO_FLOORS) - 1]
+
+
+def test_vinfo_floors_import_only_their_own_or_lower_floors():
+    def floor(module: str) -> int:
+        return _stage(module, VINFO_FLOORS)
+
+    assert set(VINFO_FLOORS) <= set(MODULES)  # every floor exists
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{line} ({VINFO_FLOORS[floor(m)]}) imports {t} "
+           f"({VINFO_FLOORS[floor(t)]}, a higher floor)"
+           for m, targets in EDGES.items() if m.startswith("vinfo")
+           for t, line in targets if t.startswith("vinfo") and floor(t) > floor(m)]
     assert bad == [], "\n".join(sorted(bad))
 
 

@@ -8,7 +8,21 @@
 ``python -m vinfo.estimate``, :mod:`vinfo.cli`). Bad inputs raise
 :class:`VinfoInputError`. ``vinfo.extract_codec_pairs(run_dir, dataset, target)``
 (:mod:`vinfo.adapter.codec`) turns a base codec run and a dataset into (ŷ_b, target) pairs.
-Definitions and units: :mod:`vinfo.pvi` and DESIGN §2.
+Definitions and units: :mod:`vinfo.stats.pvi` and DESIGN §2.
+
+Layout, by floor (a module imports its own floor or lower ones; tests/test_architecture.py):
+
+    report/    the report of a result Dataset (document, figures, schema); no other vinfo
+    errors     VinfoInputError
+    adapter/   the one door into taskcodecs (codec pairs, layers, synthetic scenes, jobs)
+    probes/    likelihoods (targets), autoregressive cores, families, the probe (probe)
+    fit/       settings, splits, the fit loop (loop, ridge), grouped/batched fitting,
+               nested rungs (nested), the null bank (nulls)
+    stats/     PVI and per-family estimates (pvi), bootstrap and MDE, loss-data curves,
+               prequential MDL, stock lossless codecs
+    (top)      inputs (checks, the embedded default), config, results (the result Dataset,
+               its documented schema and ``VINFO_VERSION``, the CSV), pipeline, api, cli,
+               estimate (``python -m vinfo.estimate``), ladder (``python -m vinfo.ladder``)
 """
 
 from __future__ import annotations

@@ -5,18 +5,18 @@
     vinfo.api.write_outputs(ds, cfg, "out/")       # vinfo.nc, vinfo.csv, config.yaml, report
 Definitions (DESIGN §2; all outputs in bits, internally nats): for each probe family V,
 H_V(Y|∅) is the held-out loss of the family's null (its core alone, a learned positional
-map included: :mod:`vinfo.families`), H_V(Y|Z) that of the family fed Z, I_V(Z -> Y) =
+map included: :mod:`vinfo.probes.families`), H_V(Y|Z) that of the family fed Z, I_V(Z -> Y) =
 H_V(Y|∅) - H_V(Y|Z), and the pointwise V-information of a held-out value is
--log2 f_null(y) + log2 f_Z(y) (:mod:`vinfo.pvi`). Units are "bits/pixel" for dense targets
+-log2 f_null(y) + log2 f_Z(y) (:mod:`vinfo.stats.pvi`). Units are "bits/pixel" for dense targets
 (per pixel of the target resolution, summed over its channels: comparable with a codec's
 bits per pixel at that resolution) and "bits/sample" otherwise (summed over D values). For
 dense categorical and discretized targets the default families are autoregressive
-(``ar-…``, :mod:`vinfo.autoregressive`): their losses are lossless codelengths, and with
+(``ar-…``, :mod:`vinfo.probes.autoregressive`): their losses are lossless codelengths, and with
 the representation's rate R the capped I_V, min(H_V(Y|∅), R + H_V(Y|Z)) - H_V(Y|Z) <= R,
 is reported beside I_V.
 
 The pipeline is :mod:`vinfo.pipeline`, the configuration :mod:`vinfo.config`, the result
-Dataset's schema :mod:`vinfo.dataset`.
+Dataset's schema :mod:`vinfo.results`.
 
 Outputs of :func:`write_outputs` (and of ``python -m vinfo.estimate --out``, :mod:`vinfo.cli`): ``vinfo.nc`` (h5netcdf), ``vinfo.csv`` (per-family table),
 ``config.yaml`` (the resolved config) and the report of :func:`vinfo.report.write_report`.
@@ -33,11 +33,11 @@ import torch
 import xarray as xr
 
 from vinfo.config import VinfoConfig, resolve_config
-from vinfo.data import VinfoInputError, check_inputs, load_array
-from vinfo.dataset import table_csv
-from vinfo.nulls import NullBank
+from vinfo.fit.nulls import NullBank
+from vinfo.inputs import VinfoInputError, check_inputs, load_array
 from vinfo.pipeline import estimate_inputs
-from vinfo.targets import KINDS
+from vinfo.probes.targets import KINDS
+from vinfo.results import table_csv
 
 
 def estimate(
@@ -61,9 +61,9 @@ def estimate(
     its actual bits per sample (a codec's bytes x 8), or ``representation_bpp`` (bits per original-image pixel, with
     ``attrs["image_pixels"]`` per sample); with either, the capped I_V is reported (discrete
     targets). ``attrs`` go to the result's attributes. ``null_bank`` (a
-    :class:`vinfo.nulls.NullBank`) shares fitted nulls between estimates on the same targets.
-    Returns the result Dataset (schema: :mod:`vinfo.dataset`); bad inputs raise
-    :class:`vinfo.data.VinfoInputError`, bad config values ``infra.config.ConfigError``.
+    :class:`vinfo.fit.nulls.NullBank`) shares fitted nulls between estimates on the same targets.
+    Returns the result Dataset (schema: :mod:`vinfo.results`); bad inputs raise
+    :class:`vinfo.inputs.VinfoInputError`, bad config values ``infra.config.ConfigError``.
     """
     if target_kind is not None and target_kind not in KINDS:
         raise VinfoInputError(f"unknown target kind {target_kind!r}; expected one of "

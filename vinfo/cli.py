@@ -6,7 +6,7 @@
     python -m vinfo.estimate --codec RUN_DIR --dataset DIR \\
         --target {reconstruction,segmentation,depth} [--split val] [--limit N] \\
         [--checkpoint best|last] [--families ...] --out DIR    # Z = a base codec's ŷ_b
-    python -m vinfo.estimate        # the embedded default: a planted code (vinfo.data)
+    python -m vinfo.estimate        # the embedded default: a planted code (vinfo.inputs)
 
 Outputs in ``--out``: those of :func:`vinfo.api.write_outputs`.
 """
@@ -24,9 +24,9 @@ import xarray as xr
 from infra.config import ConfigError, apply_overrides, load_config, parse_overrides
 from vinfo.api import estimate, write_outputs
 from vinfo.config import DEFAULT_RUN, VinfoConfig
-from vinfo.data import VinfoInputError, default_inputs, load_array
-from vinfo.report_schema import trained_note
-from vinfo.targets import KINDS
+from vinfo.inputs import VinfoInputError, default_inputs, load_array
+from vinfo.probes.targets import KINDS
+from vinfo.report.schema import trained_note
 
 
 def _int_list(text: str) -> list[int]:

@@ -1,7 +1,7 @@
 """The estimator's configuration: :class:`VinfoConfig`, its checks and the embedded default.
 
     cfg = resolve_config(families="ar-linear,ar-mlp-64", seeds=[0, 1, 2])
-    settings = fit_settings(cfg)          # the families' training budget (vinfo.fitting)
+    settings = fit_settings(cfg)          # the families' training budget (vinfo.fit.settings)
 
 Every field is a YAML key (``--config FILE``), a ``key=value`` override on the command line
 and a keyword argument of :func:`vinfo.api.estimate`. Families and their budgets are
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from infra.config import ConfigError, apply_overrides
 from vinfo.adapter.scenes import SyntheticData
-from vinfo.fitting import FitSettings
+from vinfo.fit.settings import FitSettings
 
 
 @dataclass
@@ -50,7 +50,7 @@ class VinfoConfig:
     bootstrap: int = 1000
     confidence: float = 0.95
     device: str = "cpu"  # probes and data ("cuda", "cuda:1"); closed forms run in float64
-    # the training budget of every family (part of V): defaults from vinfo.fitting.FitSettings
+    # the training budget of every family (part of V): defaults from vinfo.fit.settings.FitSettings
     max_steps: int = FitSettings.max_steps
     step_limit: int = FitSettings.step_limit  # 0: 8 x max_steps
     lr: float = FitSettings.lr
@@ -62,9 +62,9 @@ class VinfoConfig:
     synthesis_widths: list[int] = field(
         default_factory=lambda: list(FitSettings.synthesis_widths))
     synthesis_blocks: int = FitSettings.synthesis_blocks
-    batched: bool = FitSettings.batched  # a family's probes fitted together (vinfo.batched)
+    batched: bool = FitSettings.batched  # a family's probes fitted together (vinfo.fit.batched)
     ridge_alpha: float = FitSettings.ridge_alpha  # linear-Gaussian closed form: L2 penalty
-    context_width: int = FitSettings.context_width  # autoregressive families (vinfo.autoregressive)
+    context_width: int = FitSettings.context_width  # autoregressive families (probes.autoregressive)
     context_kernel: int = FitSettings.context_kernel
     context_layers: int = FitSettings.context_layers
     z_features: int = FitSettings.z_features
@@ -89,7 +89,7 @@ class VinfoConfig:
     default_data: DefaultData = field(default_factory=DefaultData)
 
 
-# The embedded default (no inputs given, vinfo.data.default_inputs): a planted code of known
+# The embedded default (no inputs given, vinfo.inputs.default_inputs): a planted code of known
 # information, small so that it runs in about a minute on one CPU thread.
 DEFAULT_RUN = {"target_kind": "discretized", "seeds": [0],
                "families": ["ar-linear", "ar-mlp-64", "ar-cnn-1x32"], "null_steps": 300,

@@ -1,20 +1,20 @@
 """The estimate for checked inputs: splits, the shared nulls, the ladder, intervals, curves.
 
-    ds = estimate_inputs(inputs, cfg, attrs, log)     # inputs: vinfo.data.check_inputs(...)
+    ds = estimate_inputs(inputs, cfg, attrs, log)     # inputs: vinfo.inputs.check_inputs(...)
 
 Steps (DESIGN §2; units: bits, per target pixel or per sample):
 
 1. standardize Z per channel, move Z, Y and the masks to ``cfg.device``; one seeded split
    by sample (fit / selection / guard / evaluation, or K cross-fitting folds);
 2. for every family (ladder order): its conditional probes for every (refit seed, fold),
-   each started from the shared null of its likelihood (:mod:`vinfo.nulls`: fitted once,
+   each started from the shared null of its likelihood (:mod:`vinfo.fit.nulls`: fitted once,
    reused by every rung and by estimates on the same targets given the same ``null_bank``);
 3. per family: held-out H_V(Y|∅), H_V(Y|Z), I_V, PVI (and per-pixel PVI maps), the guard,
    and intervals that combine the image bootstrap with the refits
-   (:func:`vinfo.bootstrap.refit_replicates`); with the representation's rate, the capped
+   (:func:`vinfo.stats.bootstrap.refit_replicates`); with the representation's rate, the capped
    I_V of the two-part code, min(H_V(Y|∅), R + H_V(Y|Z)) − H_V(Y|Z) ≤ R;
 4. loss-data curves and the prequential codelength (optional), the closed-form marginal;
-5. the result Dataset (:func:`vinfo.dataset.to_dataset`).
+5. the result Dataset (:func:`vinfo.results.to_dataset`).
 """
 
 from __future__ import annotations
@@ -29,26 +29,20 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from infra.config import ConfigError
-from vinfo.bootstrap import minimum_detectable_effect, percentile_interval, refit_replicates
 from vinfo.config import VinfoConfig, check_config, fit_settings
-from vinfo.curves import curves_and_mdl, train_sizes
-from vinfo.data import Inputs
-from vinfo.dataset import FamilyResult, to_dataset
 from vinfo.errors import VinfoInputError
-from vinfo.families import AR_KINDS, default_ladder, parse_family
-from vinfo.fitting import (
-    ProbeData,
-    Split,
-    head_tail,
-    make_splits,
-    protocol_split,
-    select_guard,
-)
-from vinfo.mdl import reference_codelength
-from vinfo.nulls import NullBank
-from vinfo.pvi import LN2, run_family, summarize
-from vinfo.stock import stock_applicable, stock_bits_per_pixel
-from vinfo.targets import Target, make_target
+from vinfo.fit.nulls import NullBank
+from vinfo.fit.splits import Split, head_tail, make_splits, protocol_split, select_guard
+from vinfo.inputs import Inputs
+from vinfo.probes.families import AR_KINDS, default_ladder, parse_family
+from vinfo.probes.probe import ProbeData
+from vinfo.probes.targets import Target, make_target
+from vinfo.results import FamilyResult, to_dataset
+from vinfo.stats.bootstrap import minimum_detectable_effect, percentile_interval, refit_replicates
+from vinfo.stats.curves import curves_and_mdl, train_sizes
+from vinfo.stats.mdl import reference_codelength
+from vinfo.stats.pvi import LN2, run_family, summarize
+from vinfo.stats.stock import stock_applicable, stock_bits_per_pixel
 
 
 def _standardize(z: np.ndarray) -> torch.Tensor:
@@ -185,7 +179,7 @@ def estimate_inputs(
 
 
 def _marginal_bits(target: Target, data: ProbeData, splits: list[Split]) -> float:
-    """Closed-form marginal null (vinfo.targets.Target.marginal_nats), bits per unit; with
+    """Closed-form marginal null (vinfo.probes.targets.Target.marginal_nats), bits per unit; with
     folds, the evaluation-size weighted mean over folds."""
     values, weights = [], []
     y, mask = data.y.cpu(), data.mask.cpu()

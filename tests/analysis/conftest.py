@@ -146,7 +146,7 @@ def vinfo_file():
             "h_null": ("family", h_null, attrs), "h_cond": ("family", h_null - value, attrs),
             "vinfo": ("family", value, attrs), "vinfo_low": ("family", value - 0.05, attrs),
             "vinfo_high": ("family", value + 0.05, attrs)}
-        if rate is not None:  # the capped I_V of vinfo.dataset, with a fixed interval
+        if rate is not None:  # the capped I_V of vinfo.results, with a fixed interval
             capped = np.minimum(value, rate)
             variables.update(
                 rate_per_unit=((), rate, attrs), vinfo_capped=("family", capped, attrs),

@@ -41,7 +41,7 @@ def test_notebook_03_draws_pvi_maps_in_the_reports_colour_scale():
     keeps all-zero maps white) instead of computing its own limit."""
     nb = nbformat.read(NOTEBOOKS / "03_vinformation_gap.ipynb", as_version=4)
     source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "from vinfo.report_figures import pvi_color_scale" in source
+    assert "from vinfo.report.figures import pvi_color_scale" in source
     assert "**scale" in source and "vmax=" not in source and "RdBu" not in source
 
 

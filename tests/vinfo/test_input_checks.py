@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vinfo import cli
-from vinfo.data import VinfoInputError, check_inputs
+from vinfo.inputs import VinfoInputError, check_inputs
 
 
 def _pair(scale=1.0):

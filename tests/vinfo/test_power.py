@@ -20,9 +20,9 @@ import pytest
 
 import vinfo
 from vinfo.adapter.scenes import generate_dataset
-from vinfo.data import planted_block_code
-from vinfo.families import AR_LADDER
-from vinfo.nulls import NullBank
+from vinfo.fit.nulls import NullBank
+from vinfo.inputs import planted_block_code
+from vinfo.probes.families import AR_LADDER
 
 TRAIN, VAL = 48, 32
 FAST = dict(seeds=[0], bootstrap=400, curves=False, null_steps=200, max_steps=100,

@@ -32,7 +32,7 @@ Choices made here:
   carries no information about the image and only loosens the bound (about 23 bytes, 0.02
   bits/pixel at 64x128, a third of a tiny base's rate).
 
-Refused with :class:`vinfo.data.VinfoInputError` (the message names the path): a run directory
+Refused with :class:`vinfo.inputs.VinfoInputError` (the message names the path): a run directory
 that is not a base codec run (enhancement or reference runs), a missing checkpoint, a missing
 dataset or split, a dataset without the target (depth without ``disparity/``), images of
 different sizes. A missing run directory raises ``infra.config.ConfigError``.

@@ -1,0 +1,355 @@
+"""Fitting probes: the training loop with a growing budget, and the closed forms.
+
+A probe (:class:`vinfo.probes.probe.Probe`) is a *core* and, for a conditional member, a
+*Z pathway* (:mod:`vinfo.probes.families`). The null is the core alone; a conditional member
+starts from its fitted null (the core's parameters copied, the Z pathway's head at zero), so
+at step 0 it *is* its null. Probes train on the fit samples of a split
+(:mod:`vinfo.fit.splits`) with Adam (full batch, or minibatches of ``batch_size``; the
+learning rate warms up linearly over the first ``warmup_steps``, whose evaluations cost no
+patience), are scored on ``select`` every ``eval_every`` steps, keep their best checkpoint
+(step 0 included) and stop after ``patience`` evaluations without improvement
+(:class:`vinfo.fit.settings.FitSettings` holds every knob).
+
+The budget grows. Training starts with a budget of ``max_steps``; when a probe reaches its
+budget while still improving (its best checkpoint in the second half of the budget), the
+budget doubles, up to ``step_limit`` (0: 8 x ``max_steps``). A probe that reaches the limit
+still improving is reported ``at_cap``: under-trained, not converged (DESIGN §2: a gap between
+rungs is a capacity effect only if every rung has converged).
+
+Closed forms (factorized Gaussian targets, float64, :func:`vinfo.fit.ridge.ridge_solve`): the
+null is the fit split's mean (per position for dense targets: the positional null's MLE)
+with the MSE as variance; the linear rung is least squares, on a latent grid with one
+intercept per target position (the positional map) and weights shared by every latent cell
+(exact "within" least squares when nothing is masked, alternating least squares otherwise).
+``ridge_alpha > 0`` adds ``ridge_alpha * |W|^2`` on the head weights, which map standardized
+inputs to standardized target values; 0 is plain least squares.
+
+Minibatches are drawn up front by :func:`minibatch_plan` (a seeded reshuffle per epoch), so
+the batched fitting of :mod:`vinfo.fit.batched` gives every member the batches this loop would.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infra.seeding import check_seed
+from vinfo.fit.ridge import ridge_solve
+from vinfo.fit.settings import FitSettings
+from vinfo.probes.families import FamilySpec, build_core, build_zpath
+from vinfo.probes.probe import Probe, ProbeData, heldout_nats, split_stats
+from vinfo.probes.targets import Target
+
+ALS_SWEEPS = 25  # alternating least squares sweeps of the masked positional linear rung
+
+
+@dataclass
+class FitResult:
+    """A fitted probe, its selection loss (nats/unit, profiled scale) and how it got there."""
+
+    probe: Probe
+    val_nats: float
+    best_step: int
+    steps_run: int
+    method: str
+    note: str = ""
+    at_cap: bool = False  # reached step_limit still improving
+    budget: int = 0  # the budget it ended with (steps)
+    recent_gain: float = 0.0  # at_cap fits: selection-loss fall over the fit's second half
+    #                           (nats/unit; compared with the minimum detectable effect)
+    trained: Probe | None = None  # kept step 0 (the start, i.e. the null): the member at
+    #                               the end of its training, scored beside it for the raw
+    #                               interval and the MDE (what training found, not kept)
+    data: ProbeData | None = None  # the inputs it is scored on (None: the estimate's own)
+
+
+def new_probe(
+    spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, settings: FitSettings,
+    seed: int, null: bool, init: Probe | None = None,
+) -> tuple[Probe, str]:
+    """A probe of ``spec`` (its null with ``null``) and the family's note. The core starts at
+    the marginal solution of ``fit_idx``, or as a copy of ``init`` (a fitted null of the same
+    likelihood); the trunk is seeded by ``seed``; the Z pathway's head is zero."""
+    b = torch.as_tensor(fit_idx, device=data.y.device)
+    y, mask = data.y[b], data.mask[b]
+    device = data.z.device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(check_seed(seed))
+        core = build_core(spec, target, y.cpu(), mask.cpu(), data.dense, settings.context_width,
+                          settings.context_kernel, settings.mixtures, settings.label_embedding,
+                          settings.context_layers)
+        zpath, note = None, ""
+        if not null:
+            out_ch = settings.context_width if spec.autoregressive else target.out_channels
+            zpath, note = build_zpath(spec, data.z.shape[1], out_ch, data.stride,
+                                      settings.synthesis_widths, settings.synthesis_blocks)
+    probe = Probe(core, zpath, target.marginal_log_scale(y.cpu(), mask.cpu())).to(device)
+    if init is not None:
+        probe.core.load_state_dict(init.core.state_dict())
+        if probe.log_scale is not None:
+            with torch.no_grad():
+                probe.log_scale.copy_(init.log_scale)
+    return probe, note
+
+
+def closed_form(spec: FamilySpec, target: Target, settings: FitSettings) -> bool:
+    """True when ``spec`` is fitted by least squares (the factorized linear-Gaussian rung and
+    the factorized Gaussian null)."""
+    return (settings.closed_form_linear and not spec.autoregressive
+            and spec.kind in ("linear", "null") and target.kind == "gaussian")
+
+
+def minibatch_plan(fit_idx: np.ndarray, settings: FitSettings, seed: int) -> torch.Tensor | None:
+    """The samples of every step up to the budget's limit [limit, batch] (None: full batch,
+    every fit sample each step): ``fit_idx`` reshuffled with the seed's generator whenever a
+    batch would not fit."""
+    fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long)
+    batch = settings.batch_size if 0 < settings.batch_size < len(fit) else len(fit)
+    if batch == len(fit):
+        return None
+    generator = torch.Generator().manual_seed(check_seed(seed))
+    order, cursor, steps = fit[torch.randperm(len(fit), generator=generator)], 0, []
+    for _ in range(settings.limit if settings.max_steps > 0 else 1):
+        if cursor + batch > len(order):
+            order, cursor = fit[torch.randperm(len(fit), generator=generator)], 0
+        steps.append(order[cursor : cursor + batch])
+        cursor += batch
+    return torch.stack(steps) if steps else torch.empty(0, batch, dtype=torch.long)
+
+
+class Minibatches:
+    """The (z, y, mask) of each optimizer step: the :func:`minibatch_plan`'s samples, or
+    every fit sample (full batch)."""
+
+    def __init__(self, data: ProbeData, fit_idx: np.ndarray, settings: FitSettings,
+                 seed: int) -> None:
+        self.data, self.plan = data, minibatch_plan(fit_idx, settings, seed)
+        if self.plan is None:
+            fit = torch.as_tensor(np.asarray(fit_idx), dtype=torch.long, device=data.z.device)
+            self.full = (data.z[fit], data.y[fit], data.mask[fit])
+
+    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch of optimizer step ``step`` (1-based)."""
+        if self.plan is None:
+            return self.full
+        b = self.plan[step - 1].to(self.data.z.device)
+        return self.data.z[b], self.data.y[b], self.data.mask[b]
+
+
+def train_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, lr: float,
+               z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> bool:
+    """One optimizer step at ``lr`` on the probe's training NLL of a batch; False (and no
+    step) when the loss is not finite."""
+    probe.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
+    if not torch.isfinite(loss):
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return True
+
+
+def still_improving(best_step: int, budget: int) -> bool:
+    """A probe is still improving at its budget when its best checkpoint lies in the second
+    half of the budget (robust to a noisy last evaluation)."""
+    return best_step > budget // 2
+
+
+def next_budget(budget: int, best_step: int, settings: FitSettings) -> int:
+    """The budget after a probe reached ``budget`` with its best checkpoint at ``best_step``:
+    doubled (up to the limit) while it still improves, else unchanged (it stops)."""
+    if still_improving(best_step, budget) and budget < settings.limit:
+        return min(2 * budget, settings.limit)
+    return budget
+
+
+def fit_probe(
+    spec: FamilySpec, target: Target, data: ProbeData, fit_idx: np.ndarray, val_idx: np.ndarray,
+    settings: FitSettings, seed: int, null: bool = False, init: Probe | None = None,
+) -> FitResult:
+    """Fit one member of ``spec`` (or its null) on ``fit_idx``, selected on ``val_idx``;
+    ``init`` is the fitted null a conditional member starts from (see the module doc)."""
+    probe, note = new_probe(spec, target, data, fit_idx, settings, seed, null, init)
+
+    def validate() -> float:
+        return heldout_nats(target, split_stats(probe, target, data, val_idx,
+                                                settings.eval_batch_size))
+
+    if closed_form(spec, target, settings):
+        _least_squares(probe, target, data, fit_idx, settings.ridge_alpha)
+        method = "least squares" if settings.ridge_alpha == 0 or null else \
+            f"ridge least squares (alpha={settings.ridge_alpha:g})"
+        return FitResult(probe, validate(), 0, 0, method, note)
+
+    optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
+    track = BestCheckpoint(probe, validate(), settings)
+    batches = Minibatches(data, fit_idx, settings, seed)
+    step = 0
+    while step < track.budget:
+        step += 1
+        if not train_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step)):
+            note += f"; non-finite loss at step {step}, kept step {track.best_step}"
+            break
+        if (step % settings.eval_every == 0 or step == track.budget) and \
+                track.evaluate(step, validate()):
+            break
+    return track.finish(step, "adam", note)
+
+
+class BestCheckpoint:
+    """The bookkeeping of one fit: its best checkpoint on the selection samples (step 0, the
+    start, included), patience after the warm-up, the budget that grows while the fit still
+    improves (:func:`next_budget`), and the selection-loss curve (:func:`recent_gain`)."""
+
+    def __init__(self, probe: nn.Module, value: float, settings: FitSettings) -> None:
+        self.probe, self.settings = probe, settings
+        self.best_val, self.best_state = value, copy.deepcopy(probe.state_dict())
+        self.best_step, self.bad, self.budget = 0, 0, settings.max_steps
+        self.curve = [(0, value)]
+
+    def evaluate(self, step: int, value: float) -> bool:
+        """Record the selection loss of ``step``; True when patience is spent (stop)."""
+        self.curve.append((step, value))
+        if value < self.best_val - 1e-7 * max(1.0, abs(self.best_val)):
+            self.best_val, self.best_step, self.bad = value, step, 0
+            self.best_state = copy.deepcopy(self.probe.state_dict())
+        elif step > self.settings.warmup:
+            self.bad += 1
+            if self.bad >= self.settings.patience:
+                return True
+        if step == self.budget:
+            self.budget = next_budget(self.budget, self.best_step, self.settings)
+        return False
+
+    def finish(self, step: int, method: str, note: str) -> FitResult:
+        """Load the best checkpoint into the probe and describe the fit; where that is step
+        0 (the start) of a fit that trained, the member at the end of its training comes
+        along as ``trained``."""
+        trained = None
+        if self.best_step == 0 and step > 0:
+            trained = copy.deepcopy(self.probe).eval()
+        self.probe.load_state_dict(self.best_state)
+        limit = self.settings.limit
+        at_cap = (step >= limit and self.settings.max_steps > 0
+                  and still_improving(self.best_step, limit))
+        return FitResult(self.probe, self.best_val, self.best_step, step, method, note, at_cap,
+                         self.budget, recent_gain(self.curve) if at_cap else 0.0, trained)
+
+
+def recent_gain(curve: list[tuple[int, float]]) -> float:
+    """How much a selection loss (nats/unit) fell over the second half of a fit: the value
+    at the evaluation nearest half the last step minus the best value (>= 0)."""
+    if len(curve) < 2:
+        return 0.0
+    last = curve[-1][0]
+    half = min(curve, key=lambda point: abs(point[0] - last / 2))[1]
+    return max(0.0, half - min(v for _, v in curve))
+
+
+def _least_squares(
+    probe: Probe, target: Target, data: ProbeData, fit_idx: np.ndarray, alpha: float = 0.0
+) -> None:
+    """Closed-form Gaussian fit of the null or the linear rung (module docstring): core
+    (bias, positional map) and head weights by least squares in standardized units,
+    log-scale = the fit split's MSE (its MLE)."""
+    device = data.z.device
+    b = torch.as_tensor(fit_idx, device=device)
+    y, mask = data.y[b].double().cpu(), data.mask[b].cpu()
+    loc = target.loc.reshape(1, -1, *([1] * (y.dim() - 2)))
+    y_std = (y - loc) / target.spread.reshape(loc.shape)  # the model predicts standardized values
+    core = probe.core
+    if probe.null:
+        valid = mask.double()
+        if core.pos is None:
+            offset = (y_std * valid).sum(0) / valid.sum(0).clamp_min(1)
+        else:  # per position; a position never valid keeps the channel's overall mean
+            dims = [0, *range(2, y.dim())]
+            overall = (y_std * valid).sum(dims) / valid.sum(dims).clamp_min(1)
+            count = valid.sum(0)
+            offset = torch.where(count > 0, (y_std * valid).sum(0) / count.clamp_min(1),
+                                 overall.reshape(-1, 1, 1))
+        _set_core(core, offset)
+    elif data.stride is not None:
+        weight, offset = _positional_least_squares(data.z[b].double().cpu(), y_std, mask,
+                                                   data.stride, alpha)
+        head = probe.zpath.head
+        with torch.no_grad():
+            head.weight.copy_(weight.T.reshape(head.weight.shape).float())
+            head.bias.zero_()
+        _set_core(core, offset)
+    else:
+        weight, bias = masked_ridge(data.z[b].double().cpu(), y_std, mask, alpha)
+        with torch.no_grad():
+            probe.zpath.head.weight.copy_(weight.T.float())
+            probe.zpath.head.bias.zero_()
+        _set_core(core, bias)
+    with torch.no_grad():
+        value = probe.stat(data.z[b], data.y[b], data.mask[b]).double().cpu()
+        dims = [d for d in range(value.dim()) if d != 1]
+        mse = value.sum(dims) / mask.double().sum(dims).clamp_min(1)
+        probe.log_scale.copy_(torch.log(mse.clamp_min(1e-12).sqrt() / target.spread).float())
+
+
+def _set_core(core: nn.Module, offset: torch.Tensor) -> None:
+    """Core output := ``offset`` ([C] for vectors, [C, H, W] dense): bias 0 + map, or bias."""
+    with torch.no_grad():
+        if core.pos is None:
+            core.bias.copy_(offset.float())
+        else:
+            core.bias.zero_()
+            core.pos.copy_(offset.float())
+
+
+def _positional_least_squares(
+    z: torch.Tensor, y_std: torch.Tensor, mask: torch.Tensor, s: int, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear rung on a latent grid with one intercept per target position: weights [D, O]
+    shared by the latent cells (O = C·s² patch values) and the intercept map [C, H, W]."""
+    n, d, h, w = z.shape
+    x = z.permute(0, 2, 3, 1).reshape(n, h * w, d)  # [n, L, D]
+    cols = F.pixel_unshuffle(y_std, s).permute(0, 2, 3, 1).reshape(n, h * w, -1)  # [n, L, O]
+    valid = F.pixel_unshuffle(mask.double(), s).permute(0, 2, 3, 1).reshape(n, h * w, -1) > 0
+    if bool(valid.all()):  # exact: demean per latent cell across samples ("within" estimator)
+        x_bar, y_bar = x.mean(0, keepdim=True), cols.mean(0, keepdim=True)
+        weight, _ = ridge_solve((x - x_bar).reshape(-1, d), (cols - y_bar).reshape(-1,
+                                cols.shape[2]), alpha)
+        intercept = y_bar[0] - x_bar[0] @ weight  # [L, O]
+    else:  # alternating least squares over the valid values
+        v = valid.double()
+        intercept = (cols * v).sum(0) / v.sum(0).clamp_min(1)
+        for _ in range(ALS_SWEEPS):
+            weight, bias = masked_ridge(x.reshape(-1, d), (cols - intercept).reshape(
+                -1, cols.shape[2]), valid.reshape(-1, cols.shape[2]), alpha)
+            residual, count = cols - x @ weight, v.sum(0)
+            intercept = torch.where(count > 0, (residual * v).sum(0) / count.clamp_min(1),
+                                    intercept + bias)
+    offset = F.pixel_shuffle(intercept.T.reshape(1, -1, h, w), s)[0]  # [C, H, W]
+    return weight, offset
+
+
+def masked_ridge(
+    x: torch.Tensor, cols: torch.Tensor, valid: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge weights [D, O] and bias [O] of each output column over its valid rows only.
+
+    All rows valid: one multi-output solve. Otherwise one solve per distinct validity
+    pattern (outputs sharing a pattern are solved together); a column with no valid row
+    gets weights and bias 0."""
+    if bool(valid.all()):
+        return ridge_solve(x, cols, alpha)
+    weight = torch.zeros(x.shape[1], cols.shape[1], dtype=torch.float64)
+    bias = torch.zeros(cols.shape[1], dtype=torch.float64)
+    patterns, which = torch.unique(valid.T, dim=0, return_inverse=True)
+    for p, rows in enumerate(patterns):
+        if bool(rows.any()):
+            outputs = torch.nonzero(which == p).flatten()
+            weight[:, outputs], bias[outputs] = ridge_solve(x[rows], cols[rows][:, outputs], alpha)
+    return weight, bias
