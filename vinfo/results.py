@@ -234,7 +234,7 @@ def to_dataset(
                         "every factorized family (their null families coincide) and the "
                         "conditionals start from it; autoregressive families: one null per "
                         "target set and fold, frozen, and every rung is that null plus a Z "
-                        "pathway (vinfo.nested)"),
+                        "pathway (vinfo.fit.nested)"),
         "guard": ("collapsed = the interval of I_V does not lie above 0; guard_t (a one-sided "
                   "t test of the per-sample PVI on "
                   f"{info.get('n_guard', 0)} samples per seed that selected neither checkpoint"

@@ -227,7 +227,7 @@ def fit_nested(
                 track.evaluate(step, validate()):
             break
     return track.finish(step, "adam, Z pathway + coupling on the frozen shared null "
-                        "(vinfo.nested)", note)
+                        "(vinfo.fit.nested)", note)
 
 
 

@@ -24,13 +24,13 @@ class FitSettings:
     eval_batch_size: int = 256
     synthesis_widths: tuple[int, ...] = (192, 48, 24)
     synthesis_blocks: int = 1
-    batched: bool = True  # fit a family's probes together as one network (vinfo.batched)
+    batched: bool = True  # fit a family's probes together as one network (vinfo.fit.batched)
     ridge_alpha: float = 0.0  # closed form: L2 penalty on the standardized head weights
     context_width: int = 32  # autoregressive families: causal-context features per pixel
     context_kernel: int = 5  # its masked (type A) convolution, k x k
     mixtures: int = 2  # discretized autoregressive likelihood: logistic components
     context_layers: int = 2  # autoregressive null: gated masked residual blocks
-    z_features: int = 16  # autoregressive rungs: Z features per target pixel (vinfo.nested)
+    z_features: int = 16  # autoregressive rungs: Z features per target pixel (vinfo.fit.nested)
     null_steps: int = 600  # autoregressive null: its starting step budget (it grows too)
     null_lr: float = 5e-3  # autoregressive null: its learning rate
     label_embedding: int = 4  # categorical autoregressive context: dims per label

@@ -108,7 +108,7 @@ def split_stats(
 
 
 def heldout_nats(target: Target, stats: SplitStats) -> float:
-    """Nats per unit on the split (scale profiled for gaussian/laplace; see vinfo.targets)."""
+    """Nats per unit on the split (scale profiled for gaussian/laplace; see vinfo.probes.targets)."""
     stat_sum, count = stats.stat.sum(0), stats.count.sum(0)
     scale = target.profile(stat_sum, count)
     nll = target.nll_from_stat(stat_sum.reshape(1, -1), count.reshape(1, -1), scale).reshape(-1)

@@ -184,7 +184,7 @@ def _family_section(ds: xr.Dataset) -> Section:
         "quantity to put next to a rate. I_V = H_V(Y|∅) − H_V(Y|Z), with H_V(Y|∅) the loss of "
         "the family's null (its core, with a learned positional map: optional ignorance), shared "
         "by the factorized families; autoregressive families share one frozen null of the "
-        "target set and each adds its Z pathway to it (vinfo.nested), their null being the "
+        "target set and each adds its Z pathway to it (vinfo.fit.nested), their null being the "
         "better of that null and the same member fed shuffled Z. '⚠ negative': the raw "
         "estimate is below 0; '⚠ collapsed to null': the interval does not lie above 0, so the "
         "guarded estimate is 0 (where its refits kept the null itself, the trained "

@@ -63,7 +63,7 @@ def test_the_shared_null_stays_frozen_and_the_member_only_trains_z_and_the_coupl
         assert torch.equal(value, before[key]), key
     trainable = {n for n, p in result.probe.named_parameters() if p.requires_grad}
     assert trainable and all(n.split(".")[0] in ("zpath", "coef") for n in trainable)
-    assert result.steps_run > 0 and result.method.endswith("(vinfo.nested)")
+    assert result.steps_run > 0 and result.method.endswith("(vinfo.fit.nested)")
 
 
 def test_cached_null_features_equal_the_network():
