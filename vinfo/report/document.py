@@ -244,7 +244,7 @@ def _information_section(ds: xr.Dataset) -> Section:
                      "not above 0). ")
         blocks.append(
             f"Available: R = {format_bits(rate_value)} {units} ({rule}). Sending Z at its "
-            "actual rate and then Y with the probe is a lossless two-part code, so H(Y) ≤ R + "
+            "rate R and then Y with the probe is a lossless two-part code, so H(Y) ≤ R + "
             "H_V(Y|Z): no family can use more than R bits of Z. The capped I_V = min(H_V(Y|∅), "
             "R + H_V(Y|Z)) − H_V(Y|Z) ≤ R respects this by construction. " + ratio
             + (f"The cap binds for {', '.join(binds)}: there the raw I_V exceeds R, which "
@@ -352,7 +352,7 @@ def _rate_text(ds: xr.Dataset) -> str:
     if "representation_bpp" not in ds.attrs:
         return "not recorded"
     bpp = positive_attr(ds.attrs, "representation_bpp", allow_zero=True)
-    return f"{format_bits(bpp)} bits per original-image pixel"
+    return f"{format_bits(bpp)} bits per original-image pixel (actual, header included)"
 
 
 def _attr(attrs: dict, key: str, separator: str = ", ") -> str:

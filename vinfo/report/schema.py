@@ -103,7 +103,8 @@ def rate_per_unit(ds: xr.Dataset) -> tuple[float, str] | None:
     attrs = ds.attrs
     if "rate_per_unit" in ds:
         return float(ds["rate_per_unit"]), (
-            "actual bits of the evaluation samples' representation / their valid target units")
+            "the bits given for the evaluation samples' representation (the codec adapter: the "
+            "base payload, header excluded) / their valid target units")
     if "representation_bpp" not in attrs:
         return None
     bpp = positive_attr(attrs, "representation_bpp", allow_zero=True)

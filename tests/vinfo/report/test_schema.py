@@ -171,7 +171,7 @@ def test_rate_variable_of_the_estimate_comes_first():
     ds.attrs.update(representation_bpp=10.0, image_pixels=100, target_pixels=1)
     rate, rule = rate_per_unit(ds)
     assert rate == 0.75 and isinstance(rate, float)
-    assert rule.startswith("actual bits of the evaluation samples' representation")
+    assert rule.startswith("the bits given for the evaluation samples' representation")
 
 
 def test_rate_per_sample_is_bpp_times_image_pixels():
