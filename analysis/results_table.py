@@ -63,6 +63,17 @@ import xarray as xr
 
 from analysis.bdrate import RDCurveWarning, bd_rate
 from analysis.gap import rate_gain_at_matched_quality
+from analysis.health import (
+    MATCH_TOLERANCE,
+    MIN_OVERLAP,
+    MIN_POINTS,
+    ONE_SEED,
+    SMOKE,
+    Health,
+    bases_matched,
+    collapsed_points,
+    verdict_text,
+)
 from analysis.runs import METRICS, Curve, Run
 from analysis.uncertainty import (
     DEFAULT_BOOT,
@@ -71,11 +82,11 @@ from analysis.uncertainty import (
     Point,
     Samples,
     bootstrap,
-    bootstrap_mean_difference,
     common_images,
     curve_at,
     load_samples,
 )
+from analysis.vinfo_rows import vinfo_difference, vinfo_quantities
 from infra.reportdoc import Table
 
 TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
@@ -84,12 +95,6 @@ TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
 SHORT = {"Cityscapes reconstruction": "CS recon.", "Cityscapes segmentation": "CS segm.",
          "COCO reconstruction": "COCO recon."}
 BASE_TASK = {"cityscapes": "depth", "coco": "detection"}
-MATCH_TOLERANCE = 0.05  # bases matched within ±5 % of the baseline's estimated base rate
-MIN_POINTS = 4  # per curve, for a BD-rate verdict
-MIN_OVERLAP = 0.5  # of the union of both curves' quality ranges
-COLLAPSE_MARGIN_DB = 2.0  # a PSNR point this far below its curve's trend is collapsed
-ONE_SEED = "1 seed: training variance not covered"
-SMOKE = "smoke test of the pipeline: no verdict"
 
 
 @dataclass
@@ -167,101 +172,6 @@ class ResultsTable:
                          + (f"; health: {p.health}" if p.health else ""))
         lines += ["", *self.notes, *self.conclusions]
         return lines
-
-
-# --- V-information: the ONE place that reads vinfo.nc variables --------------------------------
-
-def vinfo_quantities(ds: xr.Dataset) -> list[tuple[str, str, Estimate, str]]:
-    """(quantity, family, estimate, units) of one vinfo.nc, in table order.
-
-    Today's schema: I_V (``vinfo`` with ``vinfo_low``/``vinfo_high``), the capped I_V
-    (``vinfo_capped`` and its interval) where present, and H_V(Y|Ŷ_b) (``h_cond``, with
-    ``h_cond_low``/``h_cond_high`` where present)."""
-    rows = []
-    units = str(ds["vinfo"].attrs.get("units", ""))
-    def get(i: int, name: str, low: str, high: str) -> Estimate | None:
-        if name not in ds:
-            return None
-        bounds = [float(ds[v].values[i]) if v in ds else math.nan for v in (low, high)]
-        return Estimate(float(ds[name].values[i]), *bounds)
-
-    for i, family in enumerate(str(f) for f in ds["family"].values):
-        for label, names in (("I_V(Ŷ_b → Y)", ("vinfo", "vinfo_low", "vinfo_high")),
-                             ("I_V capped at R(Ŷ_b)", ("vinfo_capped", "vinfo_capped_low",
-                                                       "vinfo_capped_high")),
-                             ("H_V(Y | Ŷ_b)", ("h_cond", "h_cond_low", "h_cond_high"))):
-            estimate = get(i, *names)
-            if estimate is not None:
-                rows.append((label, family, estimate, units))
-    return rows
-
-
-def vinfo_difference(a: xr.Dataset, b: xr.Dataset, family: str, n_boot: int = DEFAULT_BOOT,
-                     confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> Estimate | None:
-    """ΔI_V = I_V(b) − I_V(a) for ``family`` from the per-sample PVI (``pvi``, dims family,
-    sample) on the evaluation samples both estimates share, paired bootstrap over samples.
-    None if either file lacks ``pvi`` or they share no sample. The interval holds the fitted
-    probes fixed (no refit variance)."""
-    if "pvi" not in a or "pvi" not in b or family not in a["family"] or family not in b["family"]:
-        return None
-    pa, pb = a["pvi"].sel(family=family), b["pvi"].sel(family=family)
-    shared = np.intersect1d(pa["sample"].values, pb["sample"].values)
-    if shared.size < 2:
-        return None
-    return bootstrap_mean_difference(pa.sel(sample=shared).values, pb.sel(sample=shared).values,
-                                     n_boot, confidence, seed)
-
-
-# --- health: the checks a comparison must pass before it gets a verdict ---------------------
-
-def _trend(rates: np.ndarray, quality: np.ndarray, at: float) -> float:
-    """The least-squares line quality = a + b ln(rate) through the points (slope b >= 0), at
-    ``at``; above every point's rate, capped at their best quality (no extrapolation past
-    the codec)."""
-    x = np.log(rates)
-    if x.size < 2 or np.ptp(x) == 0:
-        return math.nan
-    slope, _ = np.polyfit(x, quality, 1)
-    slope = max(float(slope), 0.0)  # a trend never falls with rate (a bad high point is none)
-    line = float(np.mean(quality) + slope * (math.log(at) - np.mean(x)))
-    return min(line, float(quality.max())) if at > rates.max() else line
-
-
-def collapsed_points(rates: np.ndarray, psnr: np.ndarray, base_psnr: np.ndarray,
-                     margin_db: float = COLLAPSE_MARGIN_DB) -> list[str]:
-    """Collapsed points of one PSNR curve (rates in bits/pixel, PSNR and the base's own
-    reconstruction of each point in dB, means over the same images): a point below its base's
-    own reconstruction, or more than ``margin_db`` below the line (slope >= 0) through the
-    *other* points in ln(rate) (leave-one-out; needs >= 3 points). Returns one description per collapsed
-    point, empty if none."""
-    rates, psnr, base_psnr = (np.asarray(v, dtype=float) for v in (rates, psnr, base_psnr))
-    found = []
-    for i in range(rates.size):
-        why = []
-        if math.isfinite(base_psnr[i]) and psnr[i] < base_psnr[i]:
-            why.append(f"below its base's own reconstruction {base_psnr[i]:.2f} dB")
-        others = np.arange(rates.size) != i
-        if rates.size >= 3:
-            trend = _trend(rates[others], psnr[others], rates[i])
-            if math.isfinite(trend) and psnr[i] < trend - margin_db:
-                why.append(f"{trend - psnr[i]:.1f} dB below its curve's trend")
-        if why:
-            found.append(f"{psnr[i]:.2f} dB at {rates[i]:.3g} bpp, " + " and ".join(why))
-    return found
-
-
-@dataclass(frozen=True)
-class Health:
-    """The checks of one comparison (module docstring): ``failed`` names each failed one."""
-
-    failed: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def text(self) -> str:
-        return "healthy" if self.ok else "; ".join(self.failed)
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -419,13 +329,13 @@ class _Builder:
                                  len(images))
             matched = None
             if what in ("rate", "estimated", "payload"):
-                matched = _matched(diff, est["baseline"].value)
+                matched = bases_matched(diff, est["baseline"].value)
                 if what == match_on and not matched:
                     self.bases_failed = (f"bases not matched ({what} base rate: proposed − "
                                          f"baseline {diff.text(3, 'bpp', True)}, interval "
                                          f"excludes 0 and beyond ±{100 * MATCH_TOLERANCE:g}%)")
             table.rows.append(Row(label, unit, est["baseline"].text(), est[self.proposed].text(),
-                                  diff, _verdict(diff, better, rate=what != "q",
+                                  diff, verdict_text(diff, better, rate=what != "q",
                                                  matched=matched)))
 
     def versus_row(self, table: ResultsTable, task: str, dataset: str, name: str) -> None:
@@ -452,7 +362,7 @@ class _Builder:
         table.pairs[-1].health = health.text()
         ref, test = curves[0]
         table.rows.append(Row(label, "%", f"{len(ref)} points", f"{len(test)} points", est,
-                              _verdict(est, False, bd=True, health=health)))
+                              verdict_text(est, False, bd=True, health=health)))
         # the same on estimated rates: without the container header and coder overhead,
         # which at tiny rates is a large, base-dependent share of the actual rate
         on_estimate = self.interval([self.bd_stat(self.points(r, metric.name, images,
@@ -461,7 +371,7 @@ class _Builder:
                                                               "estimated"), True)
                                      for r, t in curves], len(images))
         table.rows.append(Row(label + " (estimated rates)", "%", "", "", on_estimate,
-                              _verdict(on_estimate, False, bd=True, health=health)))
+                              verdict_text(on_estimate, False, bd=True, health=health)))
         shown = f"scalable BD-rate {est.text(3, '%', True)}"
         if not health.ok:
             table.conclusions.append(
@@ -573,11 +483,11 @@ class _Builder:
         table.rows.append(Row(f"{SHORT.get(name, name)}: coding gain (refit − scalable rate)", "bits/pixel",
                               cells["baseline"],
                               cells[self.proposed], diff,
-                              _verdict(diff, True, health=both) if diff else "–"))
+                              verdict_text(diff, True, health=both) if diff else "–"))
         table.rows.append(Row(f"{SHORT.get(name, name)}: BD-rate scalable vs refit", "%",
                               bds["baseline"].text(3) if "baseline" in bds else "–",
                               bds[self.proposed].text(3) if self.proposed in bds else "–",
-                              None, "; ".join(f"{v}: {_verdict(bds[v], False, bd=True, health=health[v])}"
+                              None, "; ".join(f"{v}: {verdict_text(bds[v], False, bd=True, health=health[v])}"
                                               for v in bds)))
 
     def pair(self, name: str, curves: list, metric: str, images: list[str],
@@ -616,7 +526,7 @@ class _Builder:
                         if quantity.startswith("I_V(") else None)
                 table.rows.append(Row(f"{quantity.replace('Y', key, 1)}, {family}", units,
                                       est_a.text(), est_b.text(), diff,
-                                      _verdict(diff, True) if diff else "–"))
+                                      verdict_text(diff, True) if diff else "–"))
 
 
 def _proposed_variant(runs: list[Run]) -> str | None:
@@ -628,37 +538,3 @@ def _proposed_variant(runs: list[Run]) -> str | None:
 def _target(run: Run) -> float | None:
     value = run.config.get("rate_target_bpp")
     return None if value is None else float(value)
-
-
-def _matched(diff: Estimate, baseline: float) -> bool:
-    """Bases matched: the difference's interval covers 0, or it is within ±MATCH_TOLERANCE of
-    the baseline's value."""
-    return (not diff.excludes_zero) or (
-        math.isfinite(baseline) and baseline > 0
-        and abs(diff.value) <= MATCH_TOLERANCE * baseline)
-
-
-def _verdict(est: Estimate | None, higher_is_better: bool | None, bd: bool = False,
-             rate: bool = False, health: Health | None = None,
-             matched: bool | None = None) -> str:
-    """Words for a difference (proposed − baseline) and its interval: a verdict only for a
-    healthy comparison (``health``) whose interval covers the training variance (>= 2 seeds);
-    rate rows say whether the bases are matched (``matched``: :func:`_matched`)."""
-    if health is not None and not health.ok:
-        return "no verdict: " + health.text()
-    if est is None or not (math.isfinite(est.low) and math.isfinite(est.high)):
-        return "no interval (too few resamples could be computed)"
-    if rate:
-        if not est.excludes_zero:
-            return "no: the interval covers 0 (rates matched)"
-        if matched:
-            return f"yes, but within ±{100 * MATCH_TOLERANCE:g}% (rates matched)"
-        return "yes: the base rates differ"
-    if est.n_seeds < 2:
-        return f"no verdict: {ONE_SEED} (interval over images only)"
-    if not est.excludes_zero:
-        return "no: the interval covers 0"
-    if bd:
-        return "yes: " + ("saves rate" if est.value < 0 else "costs rate")
-    better = (est.value > 0) == bool(higher_is_better)
-    return "yes: proposed " + ("better" if better else "worse")

@@ -9,16 +9,11 @@ import pytest
 import xarray as xr
 
 from analysis.gap import load_vinfo
+from analysis.health import ONE_SEED, SMOKE, collapsed_points
 from analysis.report import write_report
-from analysis.results_table import (
-    ONE_SEED,
-    SMOKE,
-    collapsed_points,
-    results_table,
-    vinfo_difference,
-    vinfo_quantities,
-)
+from analysis.results_table import results_table
 from analysis.runs import load_runs
+from analysis.vinfo_rows import vinfo_difference, vinfo_quantities
 from tests.analysis.conftest import ENH_BPP, ENH_PSNR, write_run
 
 

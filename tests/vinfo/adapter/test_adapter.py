@@ -78,8 +78,14 @@ def test_cli_codec_writes_rate_attrs_and_usable_bits_line(setup, capsys):
     assert code == 0, capsys.readouterr().err
     with xr.open_dataset(out / "vinfo.nc", engine="h5netcdf") as ds:
         ds = ds.load()
-    pairs = extract_codec_pairs(setup["base"], setup["data"], "reconstruction")
+    pairs = extract_codec_pairs(setup["base"], setup["data"], "reconstruction",
+                                fit_split="train")  # the CLI's default protocol
     assert ds.attrs["representation_bpp"] == pytest.approx(pairs.representation_bpp)
+    # the bound is the payload (header excluded), per target pixel of the evaluated images
+    evaluated = ds["sample"].values
+    rate = pairs.representation_bits[evaluated].sum() / (len(evaluated) * 64 * 96)
+    assert float(ds["rate_per_unit"]) == pytest.approx(rate)
+    assert rate < pairs.bytes_per_image[evaluated].mean() * 8 / (64 * 96)  # header excluded
     assert ds.attrs["image_pixels"] == ds.attrs["target_pixels"] == 64 * 96
     assert ds.attrs["codec_id"] == pairs.codec_id and ds.attrs["target_kind"] == "discretized"
     # the probing protocol: the 4 train images (coded first) fit, the 12 val images select
