@@ -34,7 +34,8 @@ def test_hand_checked_values_of_resolved_presets():
     assert (proposed["lr"], proposed["max_steps"], proposed["rate_tolerance"]) == (3e-3, 250, 0.2)
     assert proposed["synthetic"] == {"train": 192, "val": 40, "height": 64, "width": 128,
                                      "seed": 0}
-    assert proposed["model_overrides"] == {"half_resolution": False}
+    # (the checkerboard context was added after the rewrite, on purpose: one rate, issue 20)
+    assert proposed["model_overrides"] == {"half_resolution": False, "context": "checkerboard"}
     baseline = preset_values("tiny-depth-base-baseline")
     assert (baseline["reward_weight"], baseline["rate_weight"]) == (0.0, 0.5)
     assert {k for k in proposed if proposed[k] != baseline[k]} == {
