@@ -60,9 +60,9 @@ VINFO_KINDS = {"reconstruction": "discretized", "segmentation": "categorical"}
 @dataclass(frozen=True)
 class DemoSettings:
     """What the demo runs (``make demo``); :meth:`study` is ``make study``, :meth:`quick` the
-    smoke test. Defaults: 12.6 minutes of CPU on the 2-core dev CPU (one thread; 17.6 min
-    wall beside a second demo), 6.0 of them the V-information stage (benchmarks/RESULTS.md,
-    "The demo's bases, matched, and the reproducibility pair")"""
+    smoke test. Defaults: 12.7 minutes wall on the 2-core dev CPU alone (one thread), 5.8 of
+    them the V-information stage (benchmarks/RESULTS.md, "The demo's bases, matched, and the
+    reproducibility pair")"""
 
     height: int = 64  # synthetic scenes, pixels
     width: int = 128
