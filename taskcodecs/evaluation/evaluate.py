@@ -251,9 +251,10 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
         stream = unpack(data, layers=[])
         payload = dict(stream.layer_sizes)
         above_base = sum(n for name, n in payload.items() if name != "base")
+        container = (len(data) - sum(payload.values())) * 8.0 / pixels  # the header, per layer
         col.put("bpp_actual", "base", i, (len(data) - above_base) * 8.0 / pixels)
         col.put("bpp_payload", "base", i, payload.get("base", 0) * 8.0 / pixels)
-        col.put("bpp_container", "base", i, (len(data) - sum(payload.values())) * 8.0 / pixels)
+        col.put("bpp_container", "base", i, container)
         col.put("bpp_estimated", "base", i, float(out["bpp"]["base"]))
         if coded is not None:
             col.put("bpp_coded_estimate", "base", i, coded.estimated_bits["base"] / pixels)
@@ -263,8 +264,7 @@ def _evaluate(run_dir: Path, split: str, checkpoint: str, limit: int | None, dev
         if target:
             col.put("bpp_actual", "enhancement", i, len(data) * 8.0 / pixels)
             col.put("bpp_payload", "enhancement", i, sum(payload.values()) * 8.0 / pixels)
-            col.put("bpp_container", "enhancement", i,
-                    (len(data) - sum(payload.values())) * 8.0 / pixels)
+            col.put("bpp_container", "enhancement", i, container)
             col.put("bpp_estimated", "enhancement", i,
                     float(sum(v for v in out["bpp"].values())))
             if coded is not None:
