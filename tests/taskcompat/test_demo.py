@@ -32,6 +32,15 @@ def test_an_output_folder_with_other_settings_is_refused(tmp_path, capsys):
     assert "choose another --out" in capsys.readouterr().err
 
 
+def test_a_setting_added_after_a_demo_ran_counts_only_off_its_default(tmp_path):
+    stored = DemoSettings().as_dict()
+    del stored["segmentation"]  # as if the demo predates the setting
+    (tmp_path / "demo.json").write_text(json.dumps({"settings": stored}))
+    check_settings(tmp_path, DemoSettings())  # at its default: the same demo
+    with pytest.raises(DemoError, match=r"differing: segmentation\)"):
+        check_settings(tmp_path, DemoSettings(segmentation=True))
+
+
 def test_defaults_cover_what_the_demo_promises():
     s = DemoSettings()
     assert len(s.base_rate_targets) >= 1 and len(s.recon_rate_targets) >= 4
