@@ -54,7 +54,10 @@ does, which cost ~1.8 % more bits at ~2.7 bpp), CDFs are quantized to 16 bits, r
 beyond ±6.1σ are escape-coded, and each payload carries 1 flag byte, a 16-bit end check and
 the 64-bit rANS flush (the stream is a whole number of 4-byte words). The gap between
 forward and decode-time estimates comes from the context mismatch above (autoregressive
-only) and is for the codec to measure.
+only), and from nothing else: fed ŷ', the parallel network gives the decode-time μ', σ' and
+estimate (tests/taskcodecs/coding/test_entropy.py). Its size is measured per image in
+``eval.nc`` (``bpp_estimated`` vs ``bpp_coded_estimate``; 26-55 % at the demo's tiny rates,
+benchmarks/RESULTS.md), which is why rate-matched comparisons use the payload.
 
 Determinism. Coding runs on a CPU copy of the model whatever its device; encoder and
 decoder use the same code path (taskcodecs.coding.context). The copy computes in float64
