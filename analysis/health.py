@@ -22,6 +22,9 @@ MATCH_TOLERANCE = 0.05  # bases matched within ±5 % of the baseline's base rate
 MIN_POINTS = 4  # per curve, for a BD-rate verdict
 MIN_OVERLAP = 0.5  # of the union of both curves' quality ranges
 COLLAPSE_MARGIN_DB = 2.0  # a PSNR point this far below its curve's trend is collapsed
+# the least quality range a curve must span for a BD-rate to mean something (stored units:
+# mIoU 0-1, so 0.10 = 10 mIoU points; the tiny segmentation model is flat above ~0.15 bpp)
+MIN_SPAN = {"miou": 0.10}
 ONE_SEED = "1 seed: training variance not covered"
 SMOKE = "smoke test of the pipeline: no verdict"
 

@@ -39,6 +39,8 @@ rate" / "costs rate", "the reward helps" / "costs") only when every check holds:
 - **no collapsed point** (PSNR curves): no point below its base's own reconstruction (the
   base layer's g_a, same images), nor more than COLLAPSE_MARGIN_DB (2 dB) below its curve's
   trend (:func:`collapsed_points`);
+- **span** (mIoU curves): each curve spans >= MIN_SPAN (10 mIoU points): on a flatter curve
+  a BD-rate (a rate difference at equal quality) is ill-conditioned;
 - **overlap**: the two curves' quality ranges overlap on >= MIN_OVERLAP (50 %) of their union
   (every seed's pair).
 
@@ -67,6 +69,7 @@ from analysis.health import (
     MATCH_TOLERANCE,
     MIN_OVERLAP,
     MIN_POINTS,
+    MIN_SPAN,
     ONE_SEED,
     SMOKE,
     Health,
@@ -403,7 +406,8 @@ class _Builder:
             failed.append(f"too few points ({', '.join(f'{a} vs {b}' for a, b in counts)}; "
                           f"need >= {MIN_POINTS} per curve)")
         higher = METRICS[metric].higher_is_better
-        bad_mono, collapsed, overlaps = [], [], []
+        bad_mono, collapsed, overlaps, narrow = [], [], [], []
+        least, scale = MIN_SPAN.get(metric), METRICS[metric].scale
         for seed, (ref, test) in zip(self.seeds_of(curves), curves):
             shown = []
             for side, runs in (("reference", ref), ("test", test)):
@@ -411,6 +415,8 @@ class _Builder:
                 shown.append(quality)
                 if not np.all(np.diff(quality) * (1 if higher else -1) > 0):
                     bad_mono.append(f"{side} seed {seed}")
+                if least is not None and np.ptp(quality) < least:
+                    narrow.append(f"{side} seed {seed} {scale * np.ptp(quality):.3g}")
                 if metric == "psnr":
                     order = sorted(runs, key=lambda r: self.points([r], metric, images)[0]
                                    .at(None)[0])
@@ -424,6 +430,9 @@ class _Builder:
             failed.append(f"not monotone ({', '.join(bad_mono)})")
         if collapsed:
             failed.append(f"collapsed point ({'; '.join(collapsed)})")
+        if narrow:
+            failed.append(f"quality span too narrow ({', '.join(narrow)}; need >= "
+                          f"{scale * least:.3g} {METRICS[metric].label.split(' (')[0]} points)")
         if overlaps and min(overlaps) < MIN_OVERLAP:
             failed.append(f"quality ranges overlap on {100 * min(overlaps):.0f}% "
                           f"(need >= {100 * MIN_OVERLAP:.0f}%)")

@@ -172,3 +172,52 @@ def test_collapsed_points_below_the_base_or_the_trend():
     # (benchmarks/RESULTS.md: proposed seed 3 of the collapse benchmark)
     assert collapsed_points(np.array([0.055, 0.108, 0.166]), np.array([20.88, 22.27, 20.75]),
                             np.full(3, 20.06)) == []
+
+
+def _segmentation_pair(root, mious, seeds=(0, 1)):
+    """Scalable segmentation on a baseline and a proposed base per training seed, the proposed
+    curve at 0.8x the total rate, mIoU per point as given (both curves)."""
+    for seed in seeds:
+        for method, reward in (("baseline", 0.0), ("proposed", 0.1)):
+            base = write_run(root, f"s{seed}/depth-{method}", f"tiny-depth-base-{method}",
+                             bpp={"base": 0.1}, metrics={"rmse": 5.0, "psnr": {"base": 22.0}},
+                             rate_weight=1.0, reward_weight=reward, seed=seed)
+            for i, miou in enumerate(mious):
+                total = (0.1 + ENH_BPP[i]) * ((0.8 + 0.01 * seed) if method == "proposed"
+                                              else 1.0)
+                run = write_run(root, f"s{seed}/seg-{method}-{i}",
+                                "tiny-cityscapes-segmentation-scalable",
+                                bpp={"base": 0.1, "enhancement": total - 0.1},
+                                metrics={"miou": miou}, rate_weight=1.0, base=base, seed=seed)
+                _add_confusion(run / "eval.nc", miou)
+    return load_runs(root)
+
+
+def _add_confusion(path, miou):
+    """Per-image 2-class confusion counts whose mIoU is ``miou`` (n right per class, e of each
+    class taken for the other: IoU = n / (n + 2e))."""
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        ds = ds.load()
+    n = 1000.0
+    e = n * (1 - miou) / (2 * miou)
+    counts = np.broadcast_to(np.array([[n, e], [e, n]]), (ds.sizes["image"], ds.sizes["layer"],
+                                                         2, 2))
+    ds["confusion"] = (("image", "layer", "true_class", "predicted_class"), counts.copy(),
+                       {"units": "pixels"})
+    ds.to_netcdf(path, engine="h5netcdf")
+
+
+def test_a_segmentation_pair_must_span_ten_miou_points(tmp_path):
+    """The study's flat segmentation curves (mIoU 0.21-0.22 above 0.15 bpp) made a BD-rate
+    ill-conditioned: a curve spanning under 10 mIoU points gets no verdict, one spanning 12
+    does (the same rates, over 2 seeds)."""
+    label = "CS segm.: scalable BD-rate, proposed vs baseline base"
+    flat = results_table(_segmentation_pair(tmp_path / "flat", [0.16, 0.19, 0.205, 0.215]),
+                         n_boot=50)
+    row = {r.quantity: r for r in flat.rows}[label]
+    assert row.verdict.startswith("no verdict") and "quality span too narrow" in row.verdict
+    assert "need >= 10 mIoU points" in row.verdict and "5.5" in row.verdict, row.verdict
+    wide = results_table(_segmentation_pair(tmp_path / "wide", [0.10, 0.16, 0.20, 0.22]),
+                         n_boot=50)
+    row = {r.quantity: r for r in wide.rows}[label]
+    assert row.verdict == "yes: saves rate", row.verdict
