@@ -60,13 +60,8 @@ from taskcodecs.training.outputs import (
     log,
     weights_sha256,
 )
-from taskcodecs.training.trainer import (
-    SELECTION_RULE,
-    TRAIN_STREAM,
-    VALIDATION_STREAM,
-    Trainer,
-    loss_mode,
-)
+from taskcodecs.training.selection import SELECTION_RULE, loss_mode
+from taskcodecs.training.trainer import TRAIN_STREAM, VALIDATION_STREAM, Trainer
 
 __all__ = [
     "DEBUG_HASH_ENV", "SELECTION_RULE", "TRAIN_STREAM", "VALIDATION_STREAM", "CsvLog",
