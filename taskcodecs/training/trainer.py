@@ -1,4 +1,4 @@
-"""The training loop of one run on one process: :class:`Trainer` (CLI: :mod:`taskcodecs.training.run`).
+"""The training loop of one run on one process: :class:`Trainer` (CLI: :mod:`taskcodecs.train`).
 
 The loop: Adam (``lr``, paper 1e-4) on the model's trainable parameters, gradient-norm
 clipping (``clip``, 1.0), ``max_steps`` optimizer steps of ``batch_size`` images per process.
