@@ -17,7 +17,8 @@ changes the training run.
 Exact resume: the checkpoint holds model, optimizer, step, the early-stopping state and
 every rank's RNG state (torch, CUDA, NumPy, Python; one int64 tensor per rank, see
 :mod:`taskcodecs.training.distributed`); the data order is a function of (seed, step) and each
-item's augmentation of (seed, epoch, index), so nothing else needs storing.
+item's augmentation of (seed, epoch, index), so nothing else needs storing (written and
+read back by :mod:`taskcodecs.training.trainer_state`).
 
 Learning rate: ``lr`` with an optional linear warm-up and cosine decay
 (:mod:`taskcodecs.training.lr_schedule`, a function of the step). Rate targeting
