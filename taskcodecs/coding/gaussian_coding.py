@@ -9,8 +9,9 @@ buffer changes -- so that encoder and decoder compute bit-identical Gaussian par
     encode / compress       (1, N, h, w) latent -> payload bytes (:class:`EncodedLatent`)
     decompress              payload bytes -> y_hat, float32 on the model's device
     the model supplies      _encode_condition / _decode_condition / _num_condition_symbols,
-                            _gaussian_likelihood, _check_latent, _check_side, N, context,
-                            gaussian_conditional, context_prediction, entropy_parameters
+                            _gaussian_likelihood, _check_latent, _check_side, _flag_bits,
+                            N, context, gaussian_conditional, context_prediction,
+                            entropy_parameters, _gaussian_tables_cache (the tables' cache)
 
 The payload: one flag byte (:mod:`taskcodecs.coding.payload`), then the rANS stream ending
 in a check value over the model's state, the latent shape and the side information.
