@@ -20,6 +20,15 @@ SIGTERM (a scheduler's kill)                            143   ``terminated; <wha
 anything else (a bug)                                     1   ``error: unexpected <Type>: ...``
 =====================================================  ====  ==================================
 
+Every entry point has the same shape::
+
+    def build_parser() -> argparse.ArgumentParser: ...   # every option documented
+    def main(argv: list[str] | None = None) -> int:
+        return cli.run(_main, argv)
+    def _main(argv: list[str]) -> int: ...               # parse, set up logging, do the work
+    if __name__ == "__main__":
+        sys.exit(main())
+
 Argument errors of argparse keep argparse's usage message and exit status 2. ``--debug``
 anywhere on the command line (or ``TASKCODECS_DEBUG=1``) adds the traceback. "What was
 kept" defaults to "nothing was written"; a CLI states more with :func:`on_interrupt` as it
@@ -166,6 +175,15 @@ def run(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = No
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------- shared arguments
+
+
+def add_overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """The positional ``key=value`` config overrides of a command line (train, sweep);
+    parsed by :func:`infra.config.parse_overrides`."""
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
 
 
 # ---------------------------------------------------------------------------- argument types

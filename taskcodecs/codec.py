@@ -171,6 +171,7 @@ def decode(checkpoint: str, input_path: str, output: str, layers: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m taskcodecs.codec`` argument parser (every option documented)."""
     parser = argparse.ArgumentParser(
         prog="python -m taskcodecs.codec", description=__doc__.split("\n\n")[0]
     )

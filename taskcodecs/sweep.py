@@ -31,12 +31,8 @@ from taskcodecs.sweeps.sweep import (
 log = logging.getLogger("taskcodecs.sweeps.sweep")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
-    return cli.run(_main, argv)
-
-
-def _main(argv: list[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m taskcodecs.sweep`` argument parser (every option documented)."""
     parser = argparse.ArgumentParser(prog="python -m taskcodecs.sweep",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="an experiment of the family to sweep")
@@ -62,8 +58,17 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--gather", metavar="OUT", help="only (re)build OUT/sweep.nc from the "
                         "finished points of OUT/sweep.json")
     launch.add_arguments(parser)
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="train overrides; slurm_*=VALUE items go to submitit")
+    cli.add_overrides(parser, "train overrides; slurm_*=VALUE items go to submitit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
+    return cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.gather and not (args.config and (args.rate_weights or args.rate_targets)
                                 and args.out):

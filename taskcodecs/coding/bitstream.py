@@ -58,6 +58,9 @@ change of a size or padding byte fails a CRC, and a size outside the range fails
 latent check. ``expect_codec`` compares
 fingerprints; on a mismatch the error names the expected codec id, both fingerprints and,
 through the caller's ``identify`` callback, the codec the stream is for if it is known.
+
+The fields' primitives (varints, the bounds-checked header reader, :class:`BitstreamError`)
+are in :mod:`taskcodecs.coding.header_fields`.
 """
 
 from __future__ import annotations
@@ -66,6 +69,15 @@ import hashlib
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from taskcodecs.coding.header_fields import (
+    U16_MAX,
+    U32_MAX,
+    BitstreamError,
+    HeaderReader,
+    check_ints,
+    varint,
+)
 
 __all__ = [
     "FINGERPRINT_SIZE",
@@ -84,13 +96,6 @@ FORMAT_VERSION = 2
 FINGERPRINT_SIZE = 4
 LAYER_CODES: dict[str, int] = {"base": 0, "enhancement": 1}  # never renumber: it is the format
 _LAYER_NAMES = {code: name for name, code in LAYER_CODES.items()}
-
-_U16_MAX = 0xFFFF
-_U32_MAX = 0xFFFFFFFF
-
-
-class BitstreamError(ValueError):
-    """Bytes that are not a valid stream: bad magic/version/codec, truncation, corruption."""
 
 
 def codec_fingerprint(codec_id: str) -> bytes:
@@ -159,7 +164,7 @@ def unpack(
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise BitstreamError(f"bitstream must be bytes, got {type(data).__name__}")
-    reader = _Reader(bytes(data))
+    reader = HeaderReader(bytes(data))
 
     magic = reader.take(len(MAGIC), "magic")
     if magic != MAGIC:
@@ -175,10 +180,10 @@ def unpack(
     fingerprint = reader.take(FINGERPRINT_SIZE, "codec fingerprint")
     if expect_codec is not None:
         _check_codec(fingerprint, expect_codec, identify)
-    height = reader.varint("image height", 1, _U16_MAX)
-    width = reader.varint("image width", 1, _U16_MAX)
-    pad_right = reader.varint("padding right", 0, _U16_MAX)
-    pad_bottom = reader.varint("padding bottom", 0, _U16_MAX)
+    height = reader.varint("image height", 1, U16_MAX)
+    width = reader.varint("image width", 1, U16_MAX)
+    pad_right = reader.varint("padding right", 0, U16_MAX)
+    pad_bottom = reader.varint("padding bottom", 0, U16_MAX)
     preamble_crc = zlib.crc32(reader.data[: reader.position])
     num_layers = reader.take(1, "number of layers")[0]
     if not 1 <= num_layers <= len(LAYER_CODES):
@@ -199,7 +204,7 @@ def unpack(
                 "(codes must be strictly ascending)"
             )
         name = _LAYER_NAMES[code]
-        length = reader.varint(f"layer {name!r} length", 0, _U32_MAX)
+        length = reader.varint(f"layer {name!r} length", 0, U32_MAX)
         crc = int.from_bytes(reader.take(4, f"layer {name!r} CRC32"), "big")
         table.append((name, code, length, crc))
 
@@ -256,8 +261,8 @@ def _pack(
 ) -> bytes:
     if not isinstance(fingerprint, bytes) or len(fingerprint) != FINGERPRINT_SIZE:
         raise ValueError(f"codec fingerprint must be {FINGERPRINT_SIZE} bytes, got {fingerprint!r}")
-    height, width = _check_ints(image_size, 2, "image_size", minimum=1)
-    left, right, top, bottom = _check_ints(
+    height, width = check_ints(image_size, 2, "image_size", minimum=1)
+    left, right, top, bottom = check_ints(
         padding, 4, "padding (left, right, top, bottom)", minimum=0
     )
     if left or top:
@@ -271,7 +276,7 @@ def _pack(
         MAGIC
         + bytes([FORMAT_VERSION])
         + fingerprint
-        + b"".join(_varint(v) for v in (height, width, right, bottom))
+        + b"".join(varint(v) for v in (height, width, right, bottom))
     )
     preamble_crc = zlib.crc32(preamble)
     records: list[bytes] = []
@@ -289,16 +294,16 @@ def _pack(
         if not isinstance(payload, bytes | bytearray | memoryview):
             raise ValueError(f"layer {name!r}: payload must be bytes, got {type(payload).__name__}")
         payload = bytes(payload)
-        if len(payload) > _U32_MAX:
+        if len(payload) > U32_MAX:
             raise ValueError(f"layer {name!r}: payload of {len(payload)} bytes exceeds 4 GiB - 1")
         crc = _layer_crc(preamble_crc, code, payload)
-        records.append(bytes([code]) + _varint(len(payload)) + crc.to_bytes(4, "big"))
+        records.append(bytes([code]) + varint(len(payload)) + crc.to_bytes(4, "big"))
         payloads.append(payload)
     return preamble + bytes([len(records)]) + b"".join(records) + b"".join(payloads)
 
 
 def _layer_crc(preamble_crc: int, code: int, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(bytes([code]), preamble_crc)) & _U32_MAX
+    return zlib.crc32(payload, zlib.crc32(bytes([code]), preamble_crc)) & U32_MAX
 
 
 def _check_codec(
@@ -313,75 +318,3 @@ def _check_codec(
         f"bitstream is for {found} (fingerprint {fingerprint.hex()}), expected codec "
         f"{expect_codec!r} (fingerprint {expected.hex()})"
     )
-
-
-def _varint(value: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more follow."""
-    out = bytearray()
-    while True:
-        low, value = value & 0x7F, value >> 7
-        out.append(low | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-class _Reader:
-    """A cursor over the header that checks every read against the bytes present."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.position = 0
-
-    def take(self, size: int, what: str) -> bytes:
-        end = self.position + size
-        if end > len(self.data):
-            raise BitstreamError(
-                f"bitstream truncated in the header: {what} needs bytes "
-                f"{self.position}..{end} but the stream has {len(self.data)} bytes"
-            )
-        chunk = self.data[self.position : end]
-        self.position = end
-        return chunk
-
-    def varint(self, what: str, minimum: int, maximum: int) -> int:
-        """A minimal LEB128 varint in [minimum, maximum]; at most as many bytes as the
-        maximum needs are read, so a corrupt length never runs far."""
-        start = self.position
-        value, shift = 0, 0
-        for _ in range(len(_varint(maximum))):
-            byte = self.take(1, what)[0]
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                if byte == 0 and self.position - start > 1:
-                    raise BitstreamError(f"invalid header: {what} is a non-minimal varint")
-                if not minimum <= value <= maximum:
-                    raise BitstreamError(
-                        f"invalid header: {what} is {value}, expected {minimum}..{maximum}"
-                    )
-                return value
-        raise BitstreamError(
-            f"invalid header: {what} is a varint longer than {self.position - start} bytes "
-            f"(its maximum is {maximum})"
-        )
-
-
-def _check_ints(values: Sequence[int], count: int, what: str, minimum: int) -> tuple[int, ...]:
-    try:
-        items = tuple(values)
-    except TypeError as error:
-        raise ValueError(f"{what} must be {count} integers, got {values!r}") from error
-    if len(items) != count or not all(_is_int(v) and minimum <= int(v) <= _U16_MAX for v in items):
-        raise ValueError(
-            f"{what} must be {count} integers in [{minimum}, {_U16_MAX}], got {values!r}"
-        )
-    return tuple(int(v) for v in items)
-
-
-def _is_int(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    try:
-        return int(value) == value  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return False

@@ -1,15 +1,12 @@
-"""Evaluate a run through real bitstreams: ``python -m taskcodecs.evaluate RUN_DIR``.
+"""Evaluate a run through real bitstreams: :func:`evaluate_run` (CLI: :mod:`taskcodecs.evaluate`).
 
-    python -m taskcodecs.evaluate runs/recon [--split val] [--checkpoint best|last] [--limit N]
-    python -m taskcodecs.evaluate runs/recon --images kodak/ [--json FILE] [--out DIR]
+    ds = evaluate_run("runs/recon", split="val", checkpoint="best", limit=None)
 
-With ``--images DIR`` the run's codec is evaluated on a folder of PNG/JPEG files instead of
-a split, like ``compressai.utils.eval_model`` (bpp, PSNR, MS-SSIM, encode/decode seconds;
-a JSON in CompressAI's layout and an eval.nc): :mod:`taskcodecs.evaluation.images`.
+A folder of PNG/JPEG files instead of a split: :mod:`taskcodecs.evaluation.images`.
 
-Every image of the split (the first ``--limit``) is compressed to bytes with the run's
+Every image of the split (the first ``limit``) is compressed to bytes with the run's
 codec, decoded from those bytes, and measured. The result is ``RUN_DIR/eval.nc`` (or
-``--out DIR``/eval.nc; netCDF4
+``out``/eval.nc; netCDF4
 through h5netcdf, written to a temporary file and renamed), an xarray Dataset:
 
 ==============  ===============  ===========  ============================================
@@ -55,22 +52,22 @@ attrs: ``config`` (the run's resolved config, JSON), ``codec_id`` ("none" for re
 ``experiment``, ``checkpoint`` (best|last), ``checkpoint_step``, ``split``, ``run_dir``,
 ``bpp_normalization``; for rate-targeted runs also ``rate_target_bpp``, ``rate_tolerance``,
 ``rate_weight_final``, ``rate_selected_val_bpp`` and ``rate_on_target``
-(:mod:`taskcodecs.training.rate_control`). A one-line summary is printed. (Read ``map`` as ``ds["map"]``:
+(:mod:`taskcodecs.training.rate_control`). :func:`summary` is the one line the command line
+prints. (Read ``map`` as ``ds["map"]``:
 ``ds.map`` is the Dataset method.)
 
 Evaluation never creates data: a missing or empty dataset folder is an error that gives the
 command regenerating the run's synthetic scenes (:func:`taskcodecs.runs.run_data.existing_data`).
 A second evaluation writing the same eval.nc while one runs is refused (a lock file,
-:func:`infra.io.exclusive_lock`). Errors print one line, exit 2 (:mod:`infra.cli`).
+:func:`infra.io.exclusive_lock`). Errors raise a ValueError naming the value or file (on the
+command line: one line, exit 2, :mod:`infra.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -80,7 +77,6 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from infra import cli
 from infra.config import ConfigError, config_to_dict
 from infra.io import atomic_write, check_writable, exclusive_lock
 from taskcodecs.coding.bitstream import unpack
@@ -358,68 +354,3 @@ def summary(ds: xr.Dataset) -> str:
         parts.append(f"{layer}: " + ", ".join(bits))
     return (f"{ds.attrs['experiment']} [{ds.attrs['checkpoint']} @ step {ds.attrs['checkpoint_step']}, "
             f"{ds.sizes['image']} {ds.attrs['split']} images] " + " | ".join(parts))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The command line; errors and interrupts follow :mod:`infra.cli` (exit 2 / 130)."""
-    return cli.run(_main, argv)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m taskcodecs.evaluate`` argument parser (every option documented)."""
-    parser = argparse.ArgumentParser(prog="python -m taskcodecs.evaluate",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a run directory written by taskcodecs.train")
-    parser.add_argument("--split", default="val",
-                        help="dataset split of the run's dataset to evaluate: train | val "
-                             "(default val; ignored with --images)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"),
-                        help="which checkpoint of the run: best (lowest validation "
-                             "objective) or last (default best)")
-    parser.add_argument("--limit", type=cli.positive_int, default=None,
-                        help="evaluate the first N images (of the split, or of --images in "
-                             "name order)")
-    parser.add_argument("--device", default="auto",
-                        help="auto | cpu | cuda | cuda:K (default auto)")
-    parser.add_argument("--images", metavar="DIR", default=None,
-                        help="evaluate on the PNG/JPEG files of DIR instead of a split "
-                             "(taskcodecs.evaluation.images): bpp, PSNR, MS-SSIM, "
-                             "encode/decode seconds")
-    parser.add_argument("--json", metavar="FILE", default=None,
-                        help="with --images: the compressai.utils.eval_model-style JSON "
-                             "(default OUT/results.json)")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="folder for eval.nc (default RUN_DIR; with --images "
-                             "RUN_DIR/eval-images/<DIR name>)")
-    return parser
-
-
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    cli.setup_logging()
-    if args.json is not None and args.images is None:
-        raise ConfigError("--json FILE goes with --images DIR (the split evaluation writes "
-                          "eval.nc only)")
-    if args.images is not None:
-        from taskcodecs.evaluation.images import evaluate_images
-        from taskcodecs.evaluation.images import summary as images_summary
-
-        cli.on_interrupt("eval.nc and the JSON were not written (earlier ones, if any, are kept)")
-        ds, obj = evaluate_images(args.run_dir, args.images, out=args.out, json_path=args.json,
-                                  checkpoint=args.checkpoint, limit=args.limit,
-                                  device=args.device)
-        out = Path(args.out) if args.out else Path(args.run_dir) / "eval-images" / Path(
-            args.images).resolve().name
-        print(images_summary(ds, obj) + f" -> {out / 'eval.nc'}, "
-              f"{args.json or out / 'results.json'}")
-        return 0
-    target = Path(args.out or args.run_dir) / "eval.nc"
-    cli.on_interrupt(f"{target} was not written (an earlier one, if any, is kept)")
-    ds = evaluate_run(args.run_dir, args.split, args.checkpoint, args.limit, args.device,
-                      out=args.out)
-    print(summary(ds) + f" -> {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -264,7 +264,7 @@ def train_argv(point: Point, overrides: dict[str, Any]) -> list[str]:
     """``-m taskcodecs.train ...`` arguments that train (or resume) ``point``."""
     config, flat = _train_request(point, overrides)
     items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in flat.items()]
-    return ["-m", "taskcodecs.training.run", *(["--config", config] if config else []), *items]
+    return ["-m", "taskcodecs.train", *(["--config", config] if config else []), *items]
 
 
 def _train_overrides(point: Point, overrides: dict[str, Any],

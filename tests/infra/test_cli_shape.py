@@ -7,6 +7,7 @@ BaseException, which the error policy of infra.cli does not catch), so nothing h
 from __future__ import annotations
 
 import argparse
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -74,8 +75,20 @@ def test_every_cli_accepts_out_and_documents_every_option(name, stop_after_parse
     assert _undocumented(parsed.value.parser) == []
 
 
+@pytest.mark.parametrize("module", [train, evaluate, sweep, codec])
+def test_the_codec_entry_points_have_one_shape(module):
+    """build_parser() -> a parser, main(argv=None) -> int through infra.cli, and the
+    ``__main__`` guard, in every ``python -m taskcodecs.<command>`` module."""
+    assert isinstance(module.build_parser(), argparse.ArgumentParser)
+    signature = inspect.signature(module.main)
+    assert list(signature.parameters) == ["argv"] and signature.parameters["argv"].default is None
+    assert "cli.run(_main, argv)" in inspect.getsource(module.main)
+    source = Path(module.__file__).read_text()
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())')
+
+
 def test_train_out_flag_and_override_agree_or_are_refused(tmp_path):
-    from taskcodecs.training.run import _with_out
+    from taskcodecs.train import _with_out
 
     assert _with_out(["max_steps=1"], str(tmp_path)) == ["max_steps=1", f"out={tmp_path}"]
     assert _with_out([f"out={tmp_path}"], str(tmp_path)) == [f"out={tmp_path}"]
@@ -108,7 +121,7 @@ def test_sweep_dry_run_prints_public_commands_and_validates_keys(tmp_path, capsy
 def test_compressai_future_warning_is_filtered_for_entry_points():
     """A fresh interpreter importing each entry point's module prints no FutureWarning."""
     code = ("import warnings; warnings.simplefilter('default'); "
-            "import infra, taskcodecs.training.run, taskcodecs.evaluation.evaluate, "
+            "import infra, taskcodecs.train, taskcodecs.evaluate, "
             "taskcodecs.codec, vinfo.cli")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)

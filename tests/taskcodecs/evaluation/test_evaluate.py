@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from taskcodecs.evaluation.evaluate import evaluate_run, main
+from taskcodecs.evaluate import main
+from taskcodecs.evaluation.evaluate import evaluate_run
 from taskcodecs.runs.codecs import load_codec
 from taskcodecs.runs.links import read_run
 from taskcodecs.training.run import resolve_config, train

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 from PIL import Image
 
-from taskcodecs.evaluation.evaluate import main
+from taskcodecs.evaluate import main
 from taskcodecs.evaluation.images import evaluate_images
 from taskcodecs.runs.codecs import load_codec
 from taskcodecs.training.run import resolve_config, train

@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from infra.config import ConfigError
+from taskcodecs import train as train_cli
 from taskcodecs.experiments.table import load_experiment
 from taskcodecs.runs.run_data import ensure_data, has_dataset
-from taskcodecs.training import run as train_cli
 
 NAME = "tiny-depth-base-proposed"
 SMALL = {"synthetic.train": 2, "synthetic.val": 1, "synthetic.height": 32,

@@ -48,10 +48,10 @@ def test_job_parameters_and_torchrun_inside_a_job(tmp_path):
         make_executor(_args(), tmp_path, "x", {"slurm_no_such_thing": 1})
     with pytest.raises(ConfigError, match="needs SLURM"):
         make_executor(_args(nodes=2), tmp_path, "x", {})
-    two_nodes = torchrun_command(8, 2, 1, "node-a", "77_3", ["-m", "taskcodecs.training.run", "k=v"])
+    two_nodes = torchrun_command(8, 2, 1, "node-a", "77_3", ["-m", "taskcodecs.train", "k=v"])
     assert two_nodes[1:3] == ["-m", "torch.distributed.run"] and "--node_rank=1" in two_nodes
     assert "--rdzv_endpoint=node-a:29500" in two_nodes and "--nnodes=2" in two_nodes
-    assert two_nodes[-3:] == ["-m", "taskcodecs.training.run", "k=v"]
+    assert two_nodes[-3:] == ["-m", "taskcodecs.train", "k=v"]
     assert "--standalone" in torchrun_command(4, 1, 0, "h", "1", ["-m", "m"])
 
 

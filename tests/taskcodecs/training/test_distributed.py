@@ -39,7 +39,7 @@ def test_torchrun_two_ranks_gloo_end_identical(tmp_path):
     env = {**os.environ, DEBUG_HASH_ENV: str(hashes), "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "taskcodecs.training.run", "--config", "tiny-depth-base-proposed", f"out={out}",
+        "-m", "taskcodecs.train", "--config", "tiny-depth-base-proposed", f"out={out}",
         f"synthetic_cache={tmp_path / 'cache'}", "synthetic.train=4", "synthetic.val=2",
         "max_steps=3", "val_every=2", "log_every=1", "device=cpu",
     ]

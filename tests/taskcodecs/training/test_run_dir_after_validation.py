@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from taskcodecs import train as train_cli
 from taskcodecs.data.synthetic import generate_dataset
-from taskcodecs.training import run as train_cli
 
 DEPTH, DETECTION = "tiny-depth-base-proposed", "tiny-detection-base-proposed"
 SMALL = ["synthetic.train=4", "synthetic.val=2", "max_steps=1", "val_every=1", "log_every=1",

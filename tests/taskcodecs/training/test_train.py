@@ -12,7 +12,8 @@ from taskcodecs.experiments.table import load_experiment
 from taskcodecs.runs.checkpoint import read_metadata
 from taskcodecs.runs.links import RunKindError, checkpoint_path
 from taskcodecs.runs.rundir import RunDir
-from taskcodecs.training.run import main, resolve_config, train
+from taskcodecs.train import main
+from taskcodecs.training.run import resolve_config, train
 
 SMALL = {"synthetic.train": 4, "synthetic.val": 2, "log_every": 1, "num_workers": 0}
 

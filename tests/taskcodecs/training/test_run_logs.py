@@ -1,11 +1,29 @@
-"""What a run writes to TensorBoard (lr, validation images, hparams) and the tqdm-routed log."""
+"""The metric logs of a run (taskcodecs.training.run_logs): log.csv rows and TensorBoard (lr,
+validation images, hparams); and the tqdm-routed log."""
 
 import logging
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from infra import cli
+from taskcodecs.training.outputs import open_logs
+from taskcodecs.training.rate_control import RateController
 from taskcodecs.training.run import resolve_config, train
+from taskcodecs.training.run_logs import RunLogs
+
+
+def test_a_row_goes_to_log_csv_and_to_one_scalar_per_term(tmp_path):
+    logs = RunLogs(*open_logs(tmp_path, None))
+    logs.row(3, 0, "train", 1e-4, 1.25, {"loss": 0.5, "bpp_base": 0.25}, None)
+    logs.row(4, 1, "val", 1e-4, 2.0, {"loss": 0.75, "bpp_base": 0.5}, RateController(0.1, 0.01))
+    logs.tb.close()
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,phase,lr,elapsed_s,bpp_base,loss"  # header from the first row
+    assert lines[1:] == ["3,0,train,0.0001,1.25,0.25,0.5", "4,1,val,0.0001,2,0.5,0.75"]
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/bpp_base", "train/lr", "val/loss"} <= set(events.Tags()["scalars"])
+    assert "val/lr" not in events.Tags()["scalars"]
 
 
 def test_tensorboard_has_lr_reconstructions_and_hparams(tmp_path):
