@@ -29,7 +29,10 @@ the enhancement's own family (its run's side_blocks); larger rungs
 deepen the side branch on ŷ_b. With ``init="codec"`` the smallest rung is fit twice, nested
 on the null and from the scalable codec's own entropy model, and the one better on the
 selection images is kept (``from_codec``): H_V is an infimum over the family, and 192 fixed
-latents overfit a fresh fit before it reaches the codec's own member. Units: bits (log2), per pixel of the coded image.
+latents overfit a fresh fit before it reaches the codec's own member. A larger rung is then
+nested on the codec's member (its blocks copied, the extra residual blocks starting as the
+identity), so at step 0 it is that member and more capacity can only add; with
+``init="scratch"`` every rung is nested on the null. Units: bits (log2), per pixel of the coded image.
 """
 
 from __future__ import annotations
@@ -114,13 +117,16 @@ def estimate_latent_gap(pairs: LatentPairs, *, seeds: Sequence[int] = (0, 1),
         for k, (_, blocks) in enumerate(rungs):
             torch.manual_seed(int(seed) + 1000 * (k + 1))
             probe = LatentProbe(**{**spec, "side_blocks": blocks}, conditional=True, size=size)
-            probe.start_from_null(null)
-            got = fit_latent_probe(probe, *data(fit_idx), *data(select), settings, seed)
-            if init == "codec" and blocks == spec["side_blocks"]:  # also from the codec itself
-                other = LatentProbe(**spec, conditional=True, size=size)
-                other.load_codec_state(pairs.codec_state)
+            got = None
+            if k == 0 or init != "codec":  # nested on the null
+                probe.start_from_null(null)
+                got = fit_latent_probe(probe, *data(fit_idx), *data(select), settings, seed)
+            if init == "codec":  # nested on the codec's own member
+                other = LatentProbe(**{**spec, "side_blocks": blocks}, conditional=True,
+                                    size=size)
+                other.start_from_codec(pairs.codec_state, spec["side_blocks"])
                 got2 = fit_latent_probe(other, *data(fit_idx), *data(select), settings, seed)
-                if got2["select_bits"] < got["select_bits"]:
+                if got is None or got2["select_bits"] < got["select_bits"]:
                     probe, got, from_codec[k, j] = other, got2, True
             info["steps_run"][k, j], info["best_step"][k, j] = got["steps_run"], got["best_step"]
             at_cap[k, j] = got["at_cap"]

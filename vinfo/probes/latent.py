@@ -63,6 +63,34 @@ class LatentProbe(nn.Module):
             self.gate.fill_(1.0 if self.conditional else 0.0)
             self.constant.copy_(self._side_zero())
 
+    def start_from_codec(self, state: dict[str, Tensor], codec_blocks: int) -> None:
+        """Nest on the codec's own member (``state``, ``codec_blocks`` side blocks per stack):
+        its blocks fill this probe's first ones, the extra residual blocks start as the
+        identity (last conv zero), so at step 0 the probe *is* the codec's member."""
+        extra = self.spec["side_blocks"] - int(codec_blocks)
+        if extra < 0:
+            raise ValueError(f"a probe with {self.spec['side_blocks']} side blocks cannot hold "
+                             f"the codec's {codec_blocks}")
+
+        def renamed(key: str) -> str:
+            parts = key.split(".")
+            if parts[0] == "side_branch" and int(parts[1]) >= codec_blocks:
+                parts[1] = str(int(parts[1]) + extra)
+            return ".".join(parts)
+
+        own = self.model.state_dict()
+        own.update({renamed(k): v for k, v in state.items()})
+        self.model.load_state_dict(own)
+        blocks = self.spec["side_blocks"]
+        with torch.no_grad():
+            for index in [*range(codec_blocks, blocks),
+                          *range(blocks + 1 + codec_blocks, 2 * blocks + 1)]:
+                block = self.model.side_branch[index]
+                block.conv3.weight.zero_()
+                block.conv3.bias.zero_()
+            self.gate.fill_(1.0)
+            self.constant.copy_(self._side_zero())
+
     def start_from_null(self, null: LatentProbe) -> None:
         """Nest on ``null``: copy its context and parameter network and its constant c (the
         side branch keeps its own init where the architectures differ); g = 0."""

@@ -55,6 +55,14 @@ def test_latents_are_the_decoders_and_the_codec_member_scores_its_bits(setup):
     # (float32 probe vs the coder's float64 likelihoods: within 1e-3 bits per image)
     assert np.allclose(bits, pairs.estimated_bits, rtol=1e-5, atol=1e-3)
     assert pairs.estimated_bits.max() > 1.0  # not a trivially empty latent
+    # a deeper rung nested on the codec's member starts as that member (extra blocks identity)
+    deeper = LatentProbe(**{**pairs.family, "side_blocks": pairs.family["side_blocks"] + 2},
+                         conditional=True, size=pairs.ye.shape[-2:])
+    deeper.start_from_codec(pairs.codec_state, pairs.family["side_blocks"])
+    deeper_bits = score_bits(deeper, torch.from_numpy(pairs.ye), torch.from_numpy(pairs.zb))
+    assert np.allclose(deeper_bits, bits, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot hold the codec's 5"):
+        deeper.start_from_codec(pairs.codec_state, 5)
 
 
 def test_the_ladder_runs_on_a_tiny_run(setup):
