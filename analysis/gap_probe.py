@@ -26,7 +26,6 @@ small), and the mirror cases. All numbers in bits per pixel of the original H x 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ import xarray as xr
 
 from infra.io import find_files
 from infra.reportdoc import Table
+from vinfo.adapter.enhancement import find_refit
 
 __all__ = ["PROBE_GAP_TEXT", "judge", "operational_gain", "paired_difference", "probe_gap_rows",
            "probe_gap_table"]
@@ -92,9 +92,12 @@ def operational_gain(scalable: xr.Dataset, refit: xr.Dataset, n_boot: int = 2000
 
 def judge(gain: tuple[float, float, float], vinfo: tuple[float, float, float],
           null_vs_refit: tuple[float, float, float] | None,
-          cond_vs_scalable: tuple[float, float, float] | None) -> tuple[str, str]:
+          cond_vs_scalable: tuple[float, float, float] | None,
+          tol: float = 1e-4) -> tuple[str, str]:
     """(verdict, reason) from (value, low, high) triples in bpp: the operational gain, the
-    probe's I_V, probe null − refit coded rate, probe conditional − scalable coded rate."""
+    probe's I_V, probe null − refit coded rate, probe conditional − scalable coded rate. A
+    side is "off" when its difference's interval lies beyond ±``tol`` bpp (float32 probes
+    against the coder's float64: a member equal to the codec's differs by ~1e-9)."""
     for name, t in (("gain", gain), ("vinfo", vinfo)):
         if len(t) != 3 or not all(np.isfinite(t)) or not t[1] <= t[0] <= t[2]:
             raise ValueError(f"{name} must be a finite (value, low, high) with low <= value "
@@ -105,32 +108,22 @@ def judge(gain: tuple[float, float, float], vinfo: tuple[float, float, float],
     reasons = []
     if null_vs_refit is not None:
         d, low, high = null_vs_refit
-        if high < 0:
+        if high < -tol:
             reasons.append(f"the refit is under-trained: the probe's converged null codes ŷ_e in "
                            f"{-d:.4f} bpp fewer than the refit")
-        elif low > 0:
+        elif low > tol:
             reasons.append(f"the probe's null is weaker than the refit by {d:.4f} bpp")
     if cond_vs_scalable is not None:
         d, low, high = cond_vs_scalable
-        if low > 0:
+        if low > tol:
             reasons.append(f"the probe under-fits: its conditional codes ŷ_e in {d:.4f} bpp more "
                            "than the scalable's own entropy model")
-        elif high < 0:
+        elif high < -tol:
             reasons.append(f"the scalable's conditional entropy model is under-trained: the "
                            f"probe's conditional codes ŷ_e in {-d:.4f} bpp fewer")
     if not reasons:
         reasons.append("neither side is measurably off against its codec counterpart")
     return verdict, "; ".join(reasons)
-
-
-def _refit_of(scalable_dir: Path) -> Path | None:
-    """The standalone-refit run beside ``scalable_dir`` whose init_from is it."""
-    for config in sorted(scalable_dir.parent.glob("*/config.json")):
-        cfg = json.loads(config.read_text())
-        if "standalone-refit" in str(cfg.get("experiment", "")) and \
-                Path(str(cfg.get("init_from") or "")).name == scalable_dir.name:
-            return config.parent
-    return None
 
 
 def _open(path: Path) -> xr.Dataset:
@@ -147,7 +140,7 @@ def probe_gap_rows(folders: dict[str, str | Path], n_boot: int = 2000,
         for path in find_files(Path(folder), "latent_gap.nc"):
             probe = _open(path)
             scalable = Path(probe.attrs["run_dir"])
-            refit = _refit_of(scalable)
+            refit = find_refit(scalable)
             if refit is None or not (refit / "eval.nc").is_file() \
                     or not (scalable / "eval.nc").is_file():
                 missing.append(f"{path}: no standalone-refit eval.nc for {scalable.name}: "

@@ -396,7 +396,7 @@ def run_gap_probe(out: Path, s: DemoSettings, root: Path, label: str,
     (SHA-256 of its weights) and probe settings. Returns (path, reused?)."""
     import xarray as xr
 
-    from vinfo.adapter.enhancement import extract_enhancement_pairs
+    from vinfo.adapter.enhancement import extract_enhancement_pairs, find_refit
     from vinfo.fit.latent import LatentFitSettings
     from vinfo.latent_gap import estimate_latent_gap, write_latent_gap
 
@@ -406,13 +406,18 @@ def run_gap_probe(out: Path, s: DemoSettings, root: Path, label: str,
     seeds = GAP_PROBE_SEEDS[:1] if quick else GAP_PROBE_SEEDS
     path = out / "vinfo" / label / "latent_gap" / Path(scalable_run).name / "latent_gap.nc"
     weights = checkpoint_path(scalable_run, "best").with_suffix(".safetensors")
+    refit = find_refit(scalable_run)  # its entropy model is a null candidate too
+    refit_weights = None if refit is None else checkpoint_path(refit, "best").with_suffix(
+        ".safetensors")
     stamp = {"scalable_checkpoint_sha256": file_sha256(weights),
+             "refit_checkpoint_sha256": "" if refit_weights is None else
+             file_sha256(refit_weights),
              "probe_settings": f"{settings!r} seeds={list(seeds)} data={root}"}
     if path.is_file():
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             if all(ds.attrs.get(k) == v for k, v in stamp.items()):
                 return path, True
-    pairs = extract_enhancement_pairs(scalable_run, root, log=detail.info)
+    pairs = extract_enhancement_pairs(scalable_run, root, log=detail.info, refit_run=refit)
     ds = estimate_latent_gap(pairs, seeds=seeds, settings=settings, log=detail.info,
                              n_boot=s.vinfo_bootstrap)
     ds.attrs.update({**stamp, "base_label": label})

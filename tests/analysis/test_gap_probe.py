@@ -53,6 +53,13 @@ def test_a_probe_above_the_gain_names_both_sides_it_sees():
         "neither side is measurably off against its codec counterpart"
 
 
+def test_a_difference_within_the_float_tolerance_blames_nobody():
+    # the probe's conditional on the codec's own weights: 1e-9 bpp below the coder's float64
+    tiny = (-1e-9, -1.2e-9, -0.8e-9)
+    assert judge((0.01, 0.005, 0.015), (0.03, 0.025, 0.035), tiny, tiny)[1] == \
+        "neither side is measurably off against its codec counterpart"
+
+
 def test_bad_triples_are_refused_with_the_value():
     with pytest.raises(ValueError, match=r"gain must be .* got \(0.05, 0.06, 0.04\)"):
         judge((0.05, 0.06, 0.04), (0.0, 0.0, 0.0), None, None)

@@ -23,6 +23,7 @@ enhancement run in ``scalable`` mode, a missing checkpoint or dataset split.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -39,7 +40,19 @@ from taskcodecs.runs.checkpoint import CheckpointError
 from taskcodecs.runs.codecs import load_codec
 from vinfo.errors import VinfoInputError
 
-__all__ = ["LatentPairs", "entropy_family", "extract_enhancement_pairs"]
+__all__ = ["LatentPairs", "entropy_family", "extract_enhancement_pairs", "find_refit"]
+
+
+def find_refit(scalable_run: str | os.PathLike) -> Path | None:
+    """The standalone-refit run beside ``scalable_run`` (same parent folder) whose
+    ``init_from`` names it, or None."""
+    scalable = Path(scalable_run)
+    for config in sorted(scalable.parent.glob("*/config.json")):
+        cfg = json.loads(config.read_text())
+        if "standalone-refit" in str(cfg.get("experiment", "")) and \
+                Path(str(cfg.get("init_from") or "")).name == scalable.name:
+            return config.parent
+    return None
 
 
 def entropy_family(N: int, side_channels: int, side_blocks: int,
@@ -57,7 +70,8 @@ class LatentPairs:
     ``estimated_bits`` [n]: the codec's decode-time estimate of ŷ_e's bits per image;
     ``payload_bits`` [n]: the enhancement payload's actual size (bits); ``pixels``: H·W.
     ``family``: what :func:`entropy_family` needs (N, side_channels, side_blocks, context);
-    ``codec_state``: the run's entropy model's weights (for the codec-weights check)."""
+    ``codec_state``: the run's entropy model's weights (for the codec-weights check);
+    ``refit_state``: the standalone-refit's (``refit_run``), where one was given."""
 
     zb: np.ndarray
     ye: np.ndarray
@@ -70,9 +84,11 @@ class LatentPairs:
     run_dir: str
     codec_id: str
     codec_state: dict = field(default_factory=dict, repr=False)
+    refit_state: dict = field(default_factory=dict, repr=False)
+    refit_run: str = ""
 
 
-def _load_scalable(run_dir: Path, checkpoint: str):
+def _load_scalable(run_dir: Path, checkpoint: str, mode_wanted: str = "scalable"):
     path = run_dir / "checkpoints" / checkpoint
     if not path.with_suffix(".json").is_file():
         raise VinfoInputError(f"run {run_dir}: no {checkpoint} checkpoint ({path}.json)")
@@ -82,9 +98,9 @@ def _load_scalable(run_dir: Path, checkpoint: str):
         raise VinfoInputError(f"run {run_dir}: cannot load the {checkpoint} checkpoint: "
                               f"{err}") from err
     mode = getattr(getattr(codec, "config", None), "mode", None)
-    if mode != "scalable" or getattr(codec, "entropy_model", None) is None:
+    if mode != mode_wanted or getattr(codec, "entropy_model", None) is None:
         raise VinfoInputError(f"run {run_dir}: is a {type(codec).__name__} in mode {mode!r}; "
-                              "the enhancement adapter needs a scalable enhancement run")
+                              f"the enhancement adapter needs a {mode_wanted} enhancement run")
     return codec
 
 
@@ -125,13 +141,25 @@ def extract_enhancement_pairs(
     run_dir: str | os.PathLike, dataset_root: str | os.PathLike, *, fit_split: str = "train",
     split: str = "val", fit_limit: int | None = None, limit: int | None = None,
     checkpoint: str = "best", scale: float = 1.0, log: Callable[[str], None] | None = None,
+    refit_run: str | os.PathLike | None = None,
 ) -> LatentPairs:
     """Code the ``fit_split`` images (first) and the ``split`` images with the scalable run
-    of ``run_dir`` and return the decoded (ŷ_b, ŷ_e) (module docstring)."""
+    of ``run_dir`` and return the decoded (ŷ_b, ŷ_e) (module docstring). ``refit_run``: its
+    standalone-refit (same transforms), whose entropy model is a member of the null family
+    (:mod:`vinfo.latent_gap` starts a null from it too)."""
     run_dir, root = Path(run_dir), Path(dataset_root)
     if not root.is_dir():
         raise VinfoInputError(f"dataset {root}: folder not found")
     codec = _load_scalable(run_dir, checkpoint)
+    refit_state: dict = {}
+    if refit_run is not None:
+        refit = _load_scalable(Path(refit_run), checkpoint, "standalone-refit")
+        if refit.base.codec_id != codec.base.codec_id or \
+                refit.config.context != codec.config.context:
+            raise VinfoInputError(f"run {refit_run}: its base or context differs from "
+                                  f"{run_dir}'s; not this scalable run's refit")
+        refit_state = {k: v.detach().cpu().clone()
+                       for k, v in refit.entropy_model.state_dict().items()}
     start = time.perf_counter()
     out: dict[str, list] = {k: [] for k in ("zb", "ye", "names", "est", "payload", "pixels")}
     n_fit = _code(codec, root, fit_split, fit_limit, scale, out)
@@ -149,4 +177,5 @@ def extract_enhancement_pairs(
         pixels=int(out["pixels"][0]), estimated_bits=np.asarray(out["est"]),
         payload_bits=np.asarray(out["payload"]), family=family, run_dir=str(run_dir),
         codec_id=str(codec.codec_id),
-        codec_state={k: v.detach().cpu().clone() for k, v in em.state_dict().items()})
+        codec_state={k: v.detach().cpu().clone() for k, v in em.state_dict().items()},
+        refit_state=refit_state, refit_run="" if refit_run is None else str(refit_run))

@@ -11,7 +11,7 @@ from taskcodecs.data.cityscapes import CityscapesDataset
 from taskcodecs.data.synthetic import generate_dataset
 from taskcodecs.runs.codecs import load_codec
 from taskcodecs.training.run import resolve_config, train
-from vinfo.adapter.enhancement import extract_enhancement_pairs
+from vinfo.adapter.enhancement import extract_enhancement_pairs, find_refit
 from vinfo.errors import VinfoInputError
 from vinfo.fit.latent import LatentFitSettings, score_bits
 from vinfo.latent_gap import estimate_latent_gap
@@ -26,9 +26,12 @@ def setup(tmp_path_factory):
     base = train(resolve_config("tiny-depth-base-proposed", {**small, "out": str(root / "b")}))
     scalable = train(resolve_config("tiny-cityscapes-reconstruction-scalable",
                                     {**small, "out": str(root / "s"), "base": str(base)}))
+    refit = train(resolve_config("tiny-cityscapes-reconstruction-standalone-refit",
+                                 {**small, "out": str(root / "r"), "base": str(base),
+                                  "init_from": str(scalable)}))
     data = root / "scenes"  # 70x100: cropped to the 16-pixel coding unit, 64x96
     generate_dataset(data, train=6, val=6, height=70, width=100, seed=3, workers=1)
-    return {"base": base, "scalable": scalable, "data": data}
+    return {"base": base, "scalable": scalable, "refit": refit, "data": data}
 
 
 def test_latents_are_the_decoders_and_the_codec_member_scores_its_bits(setup):
@@ -65,8 +68,22 @@ def test_latents_are_the_decoders_and_the_codec_member_scores_its_bits(setup):
         deeper.start_from_codec(pairs.codec_state, 5)
 
 
+def test_the_refit_is_found_and_its_member_is_a_null_candidate(setup):
+    assert find_refit(setup["scalable"]) == setup["refit"]
+    assert find_refit(setup["refit"]) is None
+    pairs = extract_enhancement_pairs(setup["scalable"], setup["data"], fit_limit=2, limit=1,
+                                      refit_run=setup["refit"])
+    refit = load_codec(setup["refit"] / "checkpoints" / "best")
+    state = refit.entropy_model.state_dict()
+    assert pairs.refit_run == str(setup["refit"]) and set(pairs.refit_state) == set(state)
+    assert all(torch.equal(pairs.refit_state[k], state[k].cpu()) for k in state)
+    with pytest.raises(VinfoInputError, match="needs a standalone-refit enhancement run"):
+        extract_enhancement_pairs(setup["scalable"], setup["data"], refit_run=setup["scalable"])
+
+
 def test_the_ladder_runs_on_a_tiny_run(setup):
-    pairs = extract_enhancement_pairs(setup["scalable"], setup["data"], limit=6)
+    pairs = extract_enhancement_pairs(setup["scalable"], setup["data"], limit=6,
+                                      refit_run=setup["refit"])
     ds = estimate_latent_gap(pairs, seeds=(0,), larger_rungs=(2,), n_boot=50,
                              settings=LatentFitSettings(max_steps=5, step_limit=10,
                                                         eval_every=5, patience=1))
@@ -74,6 +91,8 @@ def test_the_ladder_runs_on_a_tiny_run(setup):
     assert float(ds["codec_bpp"]) == pytest.approx(float(ds["codec_estimated_bpp"]), rel=1e-5,
                                                    abs=1e-3 / pairs.pixels)
     assert ds.attrs["init"] == "codec" and ds.attrs["n_fit"] == 6
+    assert ds.attrs["refit_run"] == str(setup["refit"])
+    assert np.isfinite(float(ds["refit_member_bpp"])) and ds.sizes["seed"] == 1
 
 
 def test_refuses_a_base_run_and_a_missing_dataset(setup, tmp_path):
