@@ -13,7 +13,12 @@ run)::
         are shared, so the quality is the same up to the refit's grid: Δpsnr is shown)
     latent_gap.nc ─▶ I_V = H_V(Ŷ_e|∅) − H_V(Ŷ_e|Ŷ_b) per rung, interval over refits and images
     diagnostics, paired on the images both files hold (mean over probe seeds):
-        null − refit      the probe's converged null vs the refit's coded enhancement rate
+        null − refit      the probe's converged null vs the refit's own entropy model, both on
+                          the scalable's decoded ŷ_e (``bits_refit``; older files: vs the
+                          refit's coded enhancement rate, on its own ŷ_e)
+        refit grid        the refit's member on the scalable's ŷ_e − the refit's coded rate
+                          of its own ŷ_e: what the target's definition moves (ŷ_e sits on
+                          the scalable's grid s + μ'(ŷ_b), nearer a similar model's means)
         cond − scalable   the probe's conditional vs the scalable's coded enhancement rate
                           (both ``bpp_coded_estimate``: −log2 likelihoods at decode time, the
                           probe's unit; no coder overhead)
@@ -93,7 +98,8 @@ def operational_gain(scalable: xr.Dataset, refit: xr.Dataset, n_boot: int = 2000
 def judge(gain: tuple[float, float, float], vinfo: tuple[float, float, float],
           null_vs_refit: tuple[float, float, float] | None,
           cond_vs_scalable: tuple[float, float, float] | None,
-          tol: float = 1e-4) -> tuple[str, str]:
+          tol: float = 1e-4, refit_grid: tuple[float, float, float] | None = None,
+          ) -> tuple[str, str]:
     """(verdict, reason) from (value, low, high) triples in bpp: the operational gain, the
     probe's I_V, probe null − refit coded rate, probe conditional − scalable coded rate. A
     side is "off" when its difference's interval lies beyond ±``tol`` bpp (float32 probes
@@ -113,6 +119,11 @@ def judge(gain: tuple[float, float, float], vinfo: tuple[float, float, float],
                            f"{-d:.4f} bpp fewer than the refit")
         elif low > tol:
             reasons.append(f"the probe's null is weaker than the refit by {d:.4f} bpp")
+    if refit_grid is not None:
+        d, low, high = refit_grid
+        if abs(d) > tol and (high < -tol or low > tol):
+            reasons.append(f"the target's grid: the refit's own model codes the scalable's "
+                           f"decoded ŷ_e in {d:+.4f} bpp vs its own coded ŷ_e")
     if cond_vs_scalable is not None:
         d, low, high = cond_vs_scalable
         if low > tol:
@@ -156,6 +167,14 @@ def probe_gap_rows(folders: dict[str, str | Path], n_boot: int = 2000,
             null = probe["bits_null"].values.mean(0)[where] / pixels
             diag_null = (paired_difference(null, op["refit_coded"][common], n_boot)
                          if len(common) >= 2 else None)
+            grid = None
+            if "bits_refit" in probe and np.isfinite(probe["bits_refit"].values).all():
+                # like for like: the refit's own member on the same decoded ŷ_e
+                member = probe["bits_refit"].values[where] / pixels
+                grid = (paired_difference(member, op["refit_coded"][common], n_boot)
+                        if len(common) >= 2 else None)
+                diag_null = (paired_difference(null, member, n_boot)
+                             if len(common) >= 2 else None)
             for k, rung in enumerate(map(str, probe["rung"].values)):
                 cond = probe["bits_cond"].values[k].mean(0)[where] / pixels
                 diag_cond = (paired_difference(cond, op["scalable_coded"][common], n_boot)
@@ -163,12 +182,13 @@ def probe_gap_rows(folders: dict[str, str | Path], n_boot: int = 2000,
                 iv = tuple(float(probe[n].values[k]) for n in ("vinfo", "vinfo_low",
                                                                 "vinfo_high"))
                 gain = (op["gain"], op["gain_low"], op["gain_high"])
-                verdict, reason = judge(gain, iv, diag_null, diag_cond)
+                verdict, reason = judge(gain, iv, diag_null, diag_cond, refit_grid=grid)
                 rows.append({"base": label, "point": scalable.name, "rung": rung,
                              "gain": gain, "vinfo": iv, "mde": float(probe["vinfo_mde"][k]),
                              "h_null": float(probe["h_null"][k]),
                              "h_cond": float(probe["h_cond"][k]),
                              "null_vs_refit": diag_null, "cond_vs_scalable": diag_cond,
+                             "refit_grid": grid,
                              "psnr_diff": op["psnr_diff"], "n_common": len(common),
                              "converged": not bool(probe["at_cap"].values[k].any()),
                              "verdict": verdict, "reason": reason})
@@ -182,10 +202,12 @@ def _triple(t) -> str:
 def probe_gap_table(rows: list[dict]) -> Table:
     """The consistency rows as a report table (bits per pixel of the original image)."""
     header = ["base", "scalable point", "probe rung", "operational gain (refit − scalable, bpp)",
-              "I_V(Ŷ_b → Ŷ_e) (bpp)", "MDE (bpp)", "null − refit coded (bpp)",
+              "I_V(Ŷ_b → Ŷ_e) (bpp)", "MDE (bpp)", "null − refit (bpp)",
+              "refit grid: member on ŷ_e − coded (bpp)",
               "cond − scalable coded (bpp)", "Δpsnr refit − scalable (dB)", "verdict"]
     body = [[r["base"], r["point"], r["rung"] + ("" if r["converged"] else " (NOT converged)"),
              _triple(r["gain"]), _triple(r["vinfo"]), f"{r['mde']:.4f}",
-             _triple(r["null_vs_refit"]), _triple(r["cond_vs_scalable"]),
+             _triple(r["null_vs_refit"]), _triple(r.get("refit_grid")),
+             _triple(r["cond_vs_scalable"]),
              f"{r['psnr_diff']:+.3f}", f"{r['verdict']}: {r['reason']}"] for r in rows]
     return Table(header, body)

@@ -18,7 +18,8 @@
       vinfo_mde (rung)       (z_0.975 + z_0.8) × bootstrap SE
       codec_bpp ()           the scalable codec's own decode-time estimate of ŷ_e's bits on the
                              evaluation images (the probe family on the codec's weights)
-      refit_member_bpp ()    the refit's entropy model on the same ŷ_e (NaN without a refit)
+      refit_member_bpp ()    the refit's entropy model on the same ŷ_e (NaN without a refit);
+                             bits_refit (image) per image, bits
       bits_null (seed, image), bits_cond (rung, seed, image): bits per image
       steps_run, best_step, at_cap, from_codec (rung, seed) and null_steps_run, null_at_cap (seed)
     coords: rung (names, side_blocks), seed, image (names of the evaluation images)
@@ -178,6 +179,7 @@ def estimate_latent_gap(pairs: LatentPairs, *, seeds: Sequence[int] = (0, 1),
         "refit_member_bpp": ((), float(refit_bits.mean() / pairs.pixels), {"units": UNITS}),
         "null_from_refit": (("seed",), null_from_refit,
                             {"units": "bool: the kept null started from the refit's weights"}),
+        "bits_refit": (("image",), refit_bits, {"units": "bits per image (NaN: no refit)"}),
         "bits_null": (("seed", "image"), bits_null, {"units": "bits per image"}),
         "bits_cond": (("rung", "seed", "image"), bits_cond, {"units": "bits per image"}),
         "steps_run": (("rung", "seed"), info["steps_run"], {"units": "optimizer steps"}),

@@ -53,6 +53,14 @@ def test_a_probe_above_the_gain_names_both_sides_it_sees():
         "neither side is measurably off against its codec counterpart"
 
 
+def test_the_targets_grid_is_named_when_it_moves_the_refits_own_model():
+    verdict, reason = judge((0.05, 0.045, 0.055), (0.035, 0.03, 0.04), (0.0, 0.0, 0.0),
+                            (0.0, 0.0, 0.0), refit_grid=(-0.01, -0.014, -0.006))
+    assert verdict == "gain larger"
+    assert reason == ("the target's grid: the refit's own model codes the scalable's decoded "
+                      "ŷ_e in -0.0100 bpp vs its own coded ŷ_e")
+
+
 def test_a_difference_within_the_float_tolerance_blames_nobody():
     # the probe's conditional on the codec's own weights: 1e-9 bpp below the coder's float64
     tiny = (-1e-9, -1.2e-9, -0.8e-9)
