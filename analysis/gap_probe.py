@@ -51,7 +51,9 @@ PROBE_GAP_TEXT = (
     "entropy-model family (and a deeper side branch) fit to convergence on the train images' "
     "decoded latents, interval over refit seeds then images. 'agree' when the intervals "
     "overlap; otherwise the diagnostics say which side is off: the probe's null against the "
-    "refit's coded enhancement rate, the probe's conditional against the scalable's.")
+    "refit's own entropy model on the same decoded ŷ_e, the refit's model on that ŷ_e against "
+    "its own coded rate (the target's grid), the probe's conditional against the scalable's "
+    "coded rate.")
 
 
 def _interval(values: np.ndarray, n_boot: int, seed: int, confidence: float):
