@@ -36,6 +36,11 @@ Three numbers per base (DESIGN §4):
   unit (the file's ``rate_per_unit``: bits per target pixel). Units as the file says,
   usually bits per target pixel, which is bits per original-image pixel when the target is
   the image at its coded resolution (the codec adapter's case).
+- The same quantity from the probe side (issue 20 item 4, :mod:`analysis.gap_probe`): at fixed
+  transforms the coding gain is I_V(Ŷ_b → Ŷ_e) for the family of the enhancement's own
+  conditional entropy model; :mod:`vinfo.latent_gap` estimates it per scalable point and
+  :func:`analysis.gap_probe.probe_gap_rows` sets it beside the point's operational gain
+  (refit − scalable, paired per image) with "agree" or which side is off and why.
 """
 
 from __future__ import annotations

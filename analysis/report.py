@@ -37,6 +37,7 @@ from analysis.gap import (
     ladder_rows,
     load_vinfo,
 )
+from analysis.gap_probe import PROBE_GAP_TEXT, probe_gap_rows, probe_gap_table
 from analysis.references import standalone_reference
 from analysis.results_table import ResultsTable, results_table
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
@@ -140,6 +141,7 @@ def _compare(name: str, ref: Curve | None, test: Curve | None, method: str, rows
 
 def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], method: str,
                    n_boot: int = DEFAULT_BOOT, verdicts: bool = True,
+                   probe_gap: tuple[list[dict], list[str]] = ([], []),
                    ) -> tuple[list[Section], list[dict], ResultsTable]:
     """The report's sections (tables, figures as PNG, text), the BD-rate rows and the
     results table (``verdicts=False``: a smoke test, no verdict anywhere).
@@ -153,6 +155,7 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], meth
     gap, gap_missing = gap_rows(runs, method)
     gap_fig = gap_figure(gap, vinfo, results.gains)
     missing = [m for f in figures for m in f.missing] + bd_missing + gap_missing + gap_fig.missing
+    missing += probe_gap[1]  # issue 20 item 4: the gap, probe side (analysis.gap_probe)
     missing += [f"run {r.name}: its base {r.base_ref!r} was not found; drawn as 'unknown base'"
                 for r in runs if r.role == "enhancement" and r.base_method is None]
     missing += [f"run {r.name}: its eval.nc has no base-layer rate, so its 'total' rate is the "
@@ -182,6 +185,7 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], meth
             "original-image pixel). Usable: I_V(Ŷ_b → Y) per probe family (units as in the "
             "vinfo.nc, usually bits per target pixel).", _gap_table(gap),
             *([_ladder_table(vinfo), _vinfo_sources(vinfo)] if vinfo else []),
+            *([PROBE_GAP_TEXT, probe_gap_table(probe_gap[0])] if probe_gap[0] else []),
             _image(gap_fig)]),
         Section("5. Missing", [Bullets(list(dict.fromkeys(missing)))] if missing else
                 ["Nothing missing: every figure and number could be computed."]),
@@ -207,7 +211,7 @@ def write_report(runs_dir: str | Path, out_dir: str | Path,
     loaded = {label: load_vinfo(path) for label, path in (vinfo or {}).items()}
     with matplotlib.style.context("default"):
         sections, bd_rows, results = build_sections(runs, Path(runs_dir), loaded, method, n_boot,
-                                                    verdicts)
+                                                    verdicts, probe_gap_rows(vinfo or {}))
     paths = write_document(out_dir, title, sections, css=CSS)
     figures = [path for key, path in paths.items() if key not in ("html", "markdown")]
     return {"html": paths["html"], "markdown": paths["markdown"], "figures": figures,

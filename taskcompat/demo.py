@@ -15,7 +15,10 @@ Stages (:mod:`taskcompat.demo_steps`; every one cached, so a rerun does only wha
    (study) a CompressAI mbt2018-mean codec at the same total-rate targets, the
    standalone-independent reference (base + its stream) -> OUT/sweeps/compressai-reconstruction/
 4. (study) the same for scalable segmentation -> OUT/sweeps/cityscapes-segmentation/
-5. vinfo: the V-information ladders of both bases (:func:`demo_steps.vinfo_stage`)
+5. vinfo: the V-information ladders of both bases (:func:`demo_steps.vinfo_stage`), then
+   the gap's probe side: I_V(Ŷ_b → Ŷ_e) of each base's middle reconstruction point, the
+   number beside its operational coding gain (:func:`demo_steps.gap_probe_stage`, issue 20
+   item 4) -> OUT/vinfo/LABEL/latent_gap/RUN/latent_gap.nc, in the report's gap section
 6. report: OUT/report/report.html (+ .md, figures/), led by the results table
 7. the results table, printed first: proposed vs baseline at matched base rate, every number
    with its paired-bootstrap interval (:mod:`analysis.results_table`), then the runs, the
@@ -51,6 +54,7 @@ from taskcompat.demo_steps import (
     DemoSettings,
     check_settings,
     enhancement_bases,
+    gap_probe_stage,
     make_data,
     train_bases,
     train_compressai,
@@ -105,14 +109,14 @@ def run_demo(out: Path, settings: DemoSettings) -> dict:
         return result
 
     root = stage("synthetic scenes", 1, make_data, out, settings)
-    chosen_by_seed = {}
+    chosen_by_seed, recon_points = {}, {}
     for seed in settings.seeds:
         bases = stage("depth bases", 2, train_bases, out, settings, root, seed)
         chosen_by_seed[seed] = enhancement_bases(bases, settings)
     stage("codec-free depth reference", 2, train_reference, out, settings, root)
     for seed, chosen in chosen_by_seed.items():
-        stage("scalable reconstruction", 3, train_enhancements, out, settings, root, chosen,
-              seed)
+        recon_points[seed] = stage("scalable reconstruction", 3, train_enhancements, out,
+                                   settings, root, chosen, seed)
         if settings.compressai_reference:
             stage("CompressAI reference", 3, train_compressai, out, settings, root, seed)
         if settings.segmentation:
@@ -120,6 +124,9 @@ def run_demo(out: Path, settings: DemoSettings) -> dict:
                   seed, "segmentation")
     chosen = chosen_by_seed[settings.seeds[0]]
     vinfo_dirs = stage("V-information ladders", 5, vinfo_stage, out, settings, root, chosen)
+    # issue 20 item 4: I_V(Ŷ_b → Ŷ_e) of each base's middle point, beside its coding gain
+    stage("gap, probe side", 5, gap_probe_stage, out, settings, root,
+          recon_points[settings.seeds[0]])
 
     def report():
         from analysis.report import write_report

@@ -8,6 +8,7 @@
     ref = train_compressai(out, s, root, seed)  # make study: the standalone-independent ref.
     seg = train_enhancements(out, s, root, enhancement_bases(bases, s), seed, "segmentation")
     nc, reused = run_vinfo(out, s, root, "proposed", base_run, "reconstruction")
+    paths = gap_probe_stage(out, s, root, enh)  # I_V(Ŷ_b → Ŷ_e) beside the coding gain
 
 With several training seeds (the study) each seed's sweeps live in OUT/sweeps/seed<k>/.
 Every rate point is *rate-targeted* (:mod:`taskcodecs.training.rate_control`): baseline and proposed
@@ -27,7 +28,13 @@ Y = the image as 8-bit integers ([N, 3, H, W], ``discretized`` likelihood: bits 
 ([N, H, W], ``categorical``, 19 = ignore).
 
 This module (the demo) is the one place in ``taskcodecs`` that imports :mod:`vinfo`; it
-does so inside :func:`run_vinfo` only.
+does so inside :func:`run_vinfo` and :func:`run_gap_probe` only.
+
+The gap, probe side (issue 20 item 4): right after the ladders, :func:`gap_probe_stage` fits
+the Ŷ_e probes of :mod:`vinfo.latent_gap` (the enhancement's own entropy-model family and a
+deeper side branch, null and conditional, to convergence, 2 refit seeds) on the decoded
+latents of the middle reconstruction point of each base; the report sets the probe's
+I_V(Ŷ_b → Ŷ_e) beside the operational gain refit − scalable (:mod:`analysis.gap_probe`).
 """
 
 from __future__ import annotations
@@ -369,6 +376,73 @@ def vinfo_stage(out: Path, s: DemoSettings, root: Path, bases: dict[str, str]) -
     return {label: out / "vinfo" / label for label in bases}
 
 
-__all__ = ["DemoError", "DemoSettings", "check_settings", "enhancement_bases", "make_data",
-           "run_vinfo", "sweeps_dir", "train_bases", "train_compressai", "train_enhancements",
+GAP_PROBE_SEEDS = (0, 1)  # the Ŷ_e probes' refit seeds (the smoke test: one)
+
+
+def gap_probe_point(points: list[Point], s: DemoSettings) -> dict[str, str]:
+    """{base label: scalable run dir} at the middle reconstruction rate target (the one
+    point per base whose probe-side gap the demo measures; each costs ~1-2 min)."""
+    targets = sorted(s.recon_rate_targets)
+    middle = targets[(len(targets) - 1) // 2] if len(targets) > 2 else targets[-1]
+    return {p.base_label: p.run_dir for p in points
+            if p.method == "scalable" and p.rate_target == middle and p.base_label}
+
+
+def run_gap_probe(out: Path, s: DemoSettings, root: Path, label: str,
+                  scalable_run: str) -> tuple[Path, bool]:
+    """I_V(Ŷ_b -> Ŷ_e) of one scalable point (issue 20 item 4, :mod:`vinfo.latent_gap`) ->
+    OUT/vinfo/LABEL/latent_gap/RUN/latent_gap.nc, where the report's gap section finds it
+    (:mod:`analysis.gap_probe`). Reused when stamped with the same scalable checkpoint
+    (SHA-256 of its weights) and probe settings. Returns (path, reused?)."""
+    import xarray as xr
+
+    from vinfo.adapter.enhancement import extract_enhancement_pairs, find_refit
+    from vinfo.fit.latent import LatentFitSettings
+    from vinfo.latent_gap import estimate_latent_gap, write_latent_gap
+
+    quick = s.smoke_test
+    settings = (LatentFitSettings(max_steps=10, step_limit=20, eval_every=5, patience=1)
+                if quick else LatentFitSettings())
+    seeds = GAP_PROBE_SEEDS[:1] if quick else GAP_PROBE_SEEDS
+    path = out / "vinfo" / label / "latent_gap" / Path(scalable_run).name / "latent_gap.nc"
+    weights = checkpoint_path(scalable_run, "best").with_suffix(".safetensors")
+    refit = find_refit(scalable_run)  # its entropy model is a null candidate too
+    refit_weights = None if refit is None else checkpoint_path(refit, "best").with_suffix(
+        ".safetensors")
+    stamp = {"scalable_checkpoint_sha256": file_sha256(weights),
+             "refit_checkpoint_sha256": "" if refit_weights is None else
+             file_sha256(refit_weights),
+             "probe_settings": f"{settings!r} seeds={list(seeds)} data={root}"}
+    if path.is_file():
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            if all(ds.attrs.get(k) == v for k, v in stamp.items()):
+                return path, True
+    pairs = extract_enhancement_pairs(scalable_run, root, log=detail.info, refit_run=refit)
+    ds = estimate_latent_gap(pairs, seeds=seeds, settings=settings, log=detail.info,
+                             n_boot=s.vinfo_bootstrap)
+    ds.attrs.update({**stamp, "base_label": label})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_latent_gap(ds, path)
+    return path, False
+
+
+def gap_probe_stage(out: Path, s: DemoSettings, root: Path, points: list[Point]) -> list[Path]:
+    """The probe side of the gap for each base's middle reconstruction point (first
+    training seed; needs the standalone refits to compare against)."""
+    if not s.standalone:
+        log.info("gap, probe side: skipped (no standalone-refit runs to compare with)")
+        return []
+    paths = []
+    for label, run in sorted(gap_probe_point(points, s).items()):
+        start = time.perf_counter()
+        path, reused = run_gap_probe(out, s, root, label, run)
+        log.info("gap, probe side: I_V(Y_b -> Y_e), %s base, %s: %s (%.1f s)", label,
+                 Path(run).name, "reused" if reused else "estimated",
+                 time.perf_counter() - start)
+        paths.append(path)
+    return paths
+
+
+__all__ = ["GAP_PROBE_SEEDS", "DemoError", "DemoSettings", "check_settings", "enhancement_bases", "gap_probe_point",
+           "gap_probe_stage", "make_data", "run_gap_probe", "run_vinfo", "sweeps_dir", "train_bases", "train_compressai", "train_enhancements",
            "train_reference", "vinfo_stage"]

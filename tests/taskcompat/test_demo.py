@@ -113,7 +113,15 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
                 assert float(ds["rate_per_unit"]) > 0
                 assert (ds["vinfo_capped"] <= ds["rate_per_unit"] + 1e-9).all()
             assert (out / "vinfo" / label / target / "report.html").is_file()
+    # the gap's probe side (issue 20 item 4): one point per base, in the report's gap section
+    gap_files = sorted(out.glob("vinfo/*/latent_gap/*/latent_gap.nc"))
+    assert [p.parts[-4] for p in gap_files] == ["baseline", "proposed"]
+    with xr.open_dataset(gap_files[0], engine="h5netcdf") as ds:
+        assert ds["vinfo"].attrs["units"] == "bits per pixel of the original H x W image"
+        assert "target0.4" in ds.attrs["run_dir"] and ds.sizes["seed"] == 1
     page = (out / "report" / "report.html").read_text()
+    assert "The gap, probe side (issue 20 item 4)" in page
+    assert "operational gain (refit − scalable, bpp)" in page
     assert page.count("data:image/png;base64,") >= 3  # every figure embedded: opens offline
     assert f"Analysis report: {out / 'report' / 'report.html'}" in printed
     # the summary leads with the results table, every difference with its interval
@@ -141,7 +149,7 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     assert main(["--quick", "--out", str(out)]) == 0  # everything cached
     messages = [r.getMessage() for r in caplog.records]
     assert sum("reused" in m for m in messages) == 10 + 1 + 2 * len(
-        DemoSettings.quick().vinfo_targets)
+        DemoSettings.quick().vinfo_targets) + 2  # + the gap's probe side, one point per base
     assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)
 
 
