@@ -98,6 +98,7 @@ class NullBank:
         if shared:
             null_settings = replace(settings, max_steps=settings.null_steps,
                                     lr=settings.null_lr,
+                                    batch_size=settings.null_batch_size or settings.batch_size,
                                     step_limit=max(settings.step_limit,
                                                    2 * settings.null_steps))
             for i in missing:
