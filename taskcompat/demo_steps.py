@@ -119,13 +119,14 @@ class DemoSettings:
     # runs both)
     vinfo_targets: tuple[str, ...] = ("reconstruction",)
     vinfo_families: tuple[str, ...] = ("ar-linear", "ar-mlp-64", "ar-cnn-1x32")
-    vinfo_steps: int = 150  # probes' starting step budget (part of the family V; it grows)
+    vinfo_steps: int = 100  # probes' starting step budget (part of the family V; it grows)
     vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
     vinfo_patience: int = 5  # this many evaluations without improvement (after warm-up)
     vinfo_batch_size: int = 8  # probe minibatch (images)
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
-    vinfo_null_steps: int = 300  # the shared null's starting budget (trained once per target)
+    vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target;
+    #                               evaluated every 20 steps, vinfo.fit.nulls.null_eval_every)
     vinfo_bootstrap: int = 1000
 
     @classmethod
