@@ -125,8 +125,8 @@ class DemoSettings:
     vinfo_batch_size: int = 8  # probe minibatch (images)
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
-    vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target;
-    #                               evaluated every 20 steps, vinfo.fit.nulls.null_eval_every)
+    vinfo_null_steps: int = 300  # the shared null's starting budget (trained once per target;
+    #                               evaluated every 30 steps, vinfo.fit.nulls.null_eval_every)
     vinfo_bootstrap: int = 1000
 
     @classmethod
