@@ -122,11 +122,11 @@ class DemoSettings:
     vinfo_steps: int = 100  # probes' starting step budget (part of the family V; it grows)
     vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
     vinfo_patience: int = 5  # this many evaluations without improvement (after warm-up)
-    vinfo_batch_size: int = 8  # probe minibatch (images)
+    vinfo_batch_size: int = 4  # probe minibatch (images)
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
-    vinfo_null_steps: int = 300  # the shared null's starting budget (trained once per target;
-    #                               evaluated every 30 steps, vinfo.fit.nulls.null_eval_every)
+    vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target,
+    #                               8 images a step; evaluated every 20 steps; it grows to 400)
     vinfo_bootstrap: int = 1000
 
     @classmethod

@@ -2,7 +2,8 @@
 
 Autoregressive likelihoods (DESIGN §7, "one null, nested rungs"): one null per target set and
 fold, *not* per refit seed: the strongest causal model the budget allows (``null_steps`` at
-``null_lr``, evaluated every ``null_steps // 10`` steps, :func:`null_eval_every`; optionally on
+``null_lr`` after a ``NULL_WARMUP``-step warm-up, evaluated every ``null_steps // 10`` steps,
+:func:`null_eval_every`; optionally on
 random crops, ``null_crop`` and ``null_batch_size``, :func:`vinfo.fit.loop.crop_batch`;
 :class:`vinfo.probes.autoregressive.ARCore`), fitted once on the fit samples, selected
 on the selection samples (whole targets), and frozen; every rung and every refit is that null plus a Z
@@ -51,6 +52,11 @@ from vinfo.probes.probe import ProbeData
 from vinfo.probes.targets import Target
 
 NULL_SEED = 0  # the shared autoregressive null's initialisation and minibatch order
+NULL_WARMUP = 20  # the shared null's learning-rate warm-up (steps; at most null_steps // 5).
+# The rungs' warm-up (max_steps // 5) protects a member that starts at a fitted null; the
+# null starts from the marginal solution, and a long ramp only slows it: 300 steps of 8
+# images of 3x64x128 reached 8.07 bits/pixel on held-out scenes with a 60-step warm-up and
+# 7.23 with 20 (benchmarks/RESULTS.md, "V-information with power")
 
 
 @dataclass
@@ -113,6 +119,7 @@ class NullBank:
                                     lr=settings.null_lr,
                                     batch_size=settings.null_batch_size or settings.batch_size,
                                     eval_every=null_eval_every(settings),
+                                    warmup_steps=min(NULL_WARMUP, settings.null_steps // 5),
                                     step_limit=max(settings.step_limit,
                                                    2 * settings.null_steps))
             for i in missing:
