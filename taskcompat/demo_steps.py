@@ -126,7 +126,8 @@ class DemoSettings:
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
     vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target,
-    #                               8 images a step; evaluated every 20 steps; it grows to 400)
+    #                               4 images a step (vinfo_batch_size); evaluated every 20
+    #                               steps after a 20-step warm-up; it grows to 400)
     vinfo_bootstrap: int = 1000
 
     @classmethod
