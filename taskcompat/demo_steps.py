@@ -126,8 +126,9 @@ class DemoSettings:
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
     vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target,
-    #                               4 images a step (vinfo_batch_size); evaluated every 20
-    #                               steps after a 20-step warm-up; it grows to 400)
+    #                               4 images a step (vinfo_batch_size); it grows to 400)
+    vinfo_null_warmup: int = 20  # the null's warm-up and evaluation interval (steps): the
+    vinfo_null_eval_every: int = 20  # rungs' (40, 10) left it at 1.2-1.3x JPEG-XL, these 1.0x
     vinfo_bootstrap: int = 1000
 
     @classmethod
@@ -340,6 +341,8 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
                                 fit_split="train")  # the probing protocol (DESIGN §7)
     cfg = resolve_config(target_kind=pairs.target_kind, families=list(s.vinfo_families),
                          fit_samples=pairs.fit_samples, null_steps=s.vinfo_null_steps,
+                         null_warmup_steps=s.vinfo_null_warmup,
+                         null_eval_every=s.vinfo_null_eval_every,
                          seeds=list(s.vinfo_seeds), seed=s.seed, max_steps=s.vinfo_steps,
                          eval_every=s.vinfo_eval_every, patience=s.vinfo_patience,
                          batch_size=s.vinfo_batch_size, lr=s.vinfo_lr,
