@@ -126,13 +126,16 @@ class DemoSettings:
     # runs both)
     vinfo_targets: tuple[str, ...] = ("reconstruction",)
     vinfo_families: tuple[str, ...] = ("ar-linear", "ar-mlp-64", "ar-cnn-1x32")
-    vinfo_steps: int = 150  # probes' starting step budget (part of the family V; it grows)
+    vinfo_steps: int = 100  # probes' starting step budget (part of the family V; it grows)
     vinfo_eval_every: int = 10  # probes: validation every N steps, early stop after
     vinfo_patience: int = 5  # this many evaluations without improvement (after warm-up)
-    vinfo_batch_size: int = 8  # probe minibatch (images)
+    vinfo_batch_size: int = 4  # probe minibatch (images)
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
-    vinfo_null_steps: int = 300  # the shared null's starting budget (trained once per target)
+    vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target,
+    #                               4 images a step (vinfo_batch_size); it grows to 400)
+    vinfo_null_warmup: int = 20  # the null's warm-up and evaluation interval (steps): the
+    vinfo_null_eval_every: int = 20  # rungs' (40, 10) left it at 1.2-1.3x JPEG-XL, these 1.0x
     vinfo_bootstrap: int = 1000
 
     @classmethod
@@ -345,6 +348,8 @@ def run_vinfo(out: Path, s: DemoSettings, root: Path, label: str, base_run: str,
                                 fit_split="train")  # the probing protocol (DESIGN §7)
     cfg = resolve_config(target_kind=pairs.target_kind, families=list(s.vinfo_families),
                          fit_samples=pairs.fit_samples, null_steps=s.vinfo_null_steps,
+                         null_warmup_steps=s.vinfo_null_warmup,
+                         null_eval_every=s.vinfo_null_eval_every,
                          seeds=list(s.vinfo_seeds), seed=s.seed, max_steps=s.vinfo_steps,
                          eval_every=s.vinfo_eval_every, patience=s.vinfo_patience,
                          batch_size=s.vinfo_batch_size, lr=s.vinfo_lr,

@@ -70,6 +70,10 @@ class VinfoConfig:
     z_features: int = FitSettings.z_features
     null_steps: int = FitSettings.null_steps  # the shared autoregressive null's budget
     null_lr: float = FitSettings.null_lr
+    null_crop: int = FitSettings.null_crop  # the null trains on random crops (0: whole targets)
+    null_batch_size: int = FitSettings.null_batch_size  # its samples (crops) per step
+    null_warmup_steps: int = FitSettings.null_warmup_steps  # its warm-up (-1: as warmup_steps)
+    null_eval_every: int = FitSettings.null_eval_every  # its evaluation interval (0: eval_every)
     mixtures: int = FitSettings.mixtures
     label_embedding: int = FitSettings.label_embedding
     warmup_steps: int = FitSettings.warmup_steps  # -1: max_steps // 5
@@ -140,7 +144,9 @@ def check_config(cfg: VinfoConfig) -> None:
                      ("eval_batch_size", 1), ("curve_points", 1), ("curve_min_size", 2),
                      ("map_examples", 0), ("synthesis_blocks", 0), ("context_width", 1),
                      ("mixtures", 1), ("label_embedding", 1), ("warmup_steps", -1),
-                     ("context_layers", 0), ("null_steps", 1),
+                     ("context_layers", 0), ("null_steps", 1), ("null_crop", 0),
+                     ("null_batch_size", 0), ("null_warmup_steps", -1),
+                     ("null_eval_every", 0),
                      ("z_features", 1)):
         if getattr(cfg, key) < low:
             raise ConfigError(f"{key}: expected an integer >= {low}, got {getattr(cfg, key)}")

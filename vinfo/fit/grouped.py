@@ -86,7 +86,7 @@ def group_modules(modules: list[nn.Module]) -> nn.Module:
             if first.bias is not None:
                 conv.bias.copy_(torch.cat([m.bias for m in modules]))
         return conv
-    if kind in _PER_CHANNEL:
+    if issubclass(kind, _PER_CHANNEL):
         return copy.deepcopy(first)
     if kind in _CONTAINERS and not any(True for _ in first.parameters(recurse=False)):
         grouped = copy.deepcopy(first)  # same attributes; children replaced below

@@ -46,6 +46,7 @@ from vinfo.probes.probe import Probe, ProbeData, heldout_nats, split_stats
 from vinfo.probes.targets import Target
 
 ALS_SWEEPS = 25  # alternating least squares sweeps of the masked positional linear rung
+CROP_STREAM = 7919  # the crops' positions: a generator seeded by seed + CROP_STREAM
 
 
 @dataclass
@@ -141,6 +142,34 @@ class Minibatches:
         return self.data.z[b], self.data.y[b], self.data.mask[b]
 
 
+def crop_batch(y: torch.Tensor, mask: torch.Tensor, crop: int, margin: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random crops of whole targets for training an autoregressive null on fewer pixels
+    per step: (y, mask, scored, top, left). Each sample's input window is ``crop + margin``
+    rows by ``crop + 2·margin`` columns (clipped to the frame) at a uniform random position;
+    only its pixels whose whole causal receptive field (``margin`` up, left and right) lies
+    in the window, or whose field is cut by the frame's own edge, are scored (``scored``).
+    Each scored pixel's loss is therefore exactly its loss on the whole image (the same
+    context, the MED anchor included, and the positional map read at ``top``, ``left``):
+    no crop-border bias; the frame's edge pixels are scored less often than the middle
+    ones."""
+    n, _, height, width = y.shape
+    h_in, w_in = min(height, crop + margin), min(width, crop + 2 * margin)
+    top = torch.randint(0, height - h_in + 1, (n,), generator=generator)
+    left = torch.randint(0, width - w_in + 1, (n,), generator=generator)
+    ys = torch.stack([y[i, :, t : t + h_in, s : s + w_in]
+                      for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))])
+    ms = torch.stack([mask[i, :, t : t + h_in, s : s + w_in]
+                      for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))])
+    r = torch.arange(h_in)[None, :]
+    c = torch.arange(w_in)[None, :]
+    row_ok = (r >= margin) | (top[:, None] == 0)  # [n, h_in]
+    col_ok = (((c >= margin) | (left[:, None] == 0))
+              & ((c < w_in - margin) | (left[:, None] + w_in == width)))  # [n, w_in]
+    scored = (row_ok[:, :, None] & col_ok[:, None, :])[:, None].to(y.device) & ms
+    return ys, ms, scored, top.to(y.device), left.to(y.device)
+
+
 def train_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, lr: float,
                z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> bool:
     """One optimizer step at ``lr`` on the probe's training NLL of a batch; False (and no
@@ -149,6 +178,26 @@ def train_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, l
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
+    if not torch.isfinite(loss):
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return True
+
+
+def crop_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, lr: float,
+              z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, crop: int,
+              generator: torch.Generator) -> bool:
+    """:func:`train_step` of an autoregressive null on random crops of the batch's targets
+    (:func:`crop_batch`): the loss is the mean NLL of the crops' scored values."""
+    probe.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    core = probe.core
+    ys, ms, scored, top, left = crop_batch(y, mask, crop, core.margin, generator)
+    value = core.stat(core(None, ys, ms, offset=(top, left)), ys, ms)
+    loss = target.train_nll(value, scored, None)
     if not torch.isfinite(loss):
         return False
     optimizer.zero_grad(set_to_none=True)
@@ -192,10 +241,20 @@ def fit_probe(
     optimizer = torch.optim.Adam(probe.parameters(), lr=settings.lr, fused=True)
     track = BestCheckpoint(probe, validate(), settings)
     batches = Minibatches(data, fit_idx, settings, seed)
+    crops = None
+    if null and spec.autoregressive and settings.null_crop > 0:  # the null on random crops
+        crops = torch.Generator().manual_seed(check_seed(seed) + CROP_STREAM)
+        note = "; ".join(t for t in (note, f"trained on {settings.null_crop}-pixel crops "
+                                     f"({settings.batch_size} per step)") if t)
     step = 0
     while step < track.budget:
         step += 1
-        if not train_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step)):
+        if crops is not None:
+            ok = crop_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step),
+                           settings.null_crop, crops)
+        else:
+            ok = train_step(probe, target, optimizer, settings.lr_at(step), *batches.at(step))
+        if not ok:
             note += f"; non-finite loss at step {step}, kept step {track.best_step}"
             break
         if (step % settings.eval_every == 0 or step == track.budget) and \

@@ -63,7 +63,7 @@ from torch import nn
 from infra.seeding import check_seed
 from vinfo.fit.loop import BestCheckpoint, FitResult, minibatch_plan
 from vinfo.fit.settings import FitSettings
-from vinfo.probes.families import FamilySpec, build_zpath
+from vinfo.probes.families import FamilySpec, PatchDecoder, build_zpath
 from vinfo.probes.probe import ProbeData
 from vinfo.probes.targets import Target
 
@@ -103,9 +103,18 @@ class NestedProbe(nn.Module):
         return self.coef(centred)
 
     def set_mean(self, z: torch.Tensor, batch_size: int) -> None:
-        """ū := the mean Z feature map over ``z`` (the fit samples), [F, H, W]."""
-        total = torch.zeros_like(self.u_mean)
+        """ū := the mean Z feature map over ``z`` (the fit samples), [F, H, W]; for a patch
+        decoder (linear, MLP, CNN rungs) computed at the latent resolution: the mean of the
+        trunk's maps through the head and the shuffle (both affine, so the same mean)."""
         with torch.no_grad():
+            if isinstance(self.zpath, PatchDecoder):  # the head and the shuffle are affine:
+                trunk = self.zpath.trunk  # average the trunk's latent maps, then map the mean
+                total = sum(trunk(z[start : start + batch_size]).sum(0, keepdim=True)
+                            for start in range(0, z.shape[0], batch_size))
+                mean = total / max(z.shape[0], 1)
+                self.u_mean.copy_(self.zpath.shuffle(self.zpath.head(mean))[0])
+                return
+            total = torch.zeros_like(self.u_mean)
             for start in range(0, z.shape[0], batch_size):
                 total += self.zpath(z[start : start + batch_size]).sum(0)
         self.u_mean.copy_(total / max(z.shape[0], 1))
