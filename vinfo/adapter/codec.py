@@ -155,6 +155,20 @@ def _crop(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return t[..., :height, :width]
 
 
+def coding_unit_size(item: dict, multiple: int, root: Path, scale: float
+                     ) -> tuple[int, int, int, int]:
+    """(height0, width0, height, width): an image's size and the largest multiple of the
+    codec's coding unit inside it (what is coded); an image smaller than one unit is an
+    error naming it."""
+    height0, width0 = item["image"].shape[-2:]
+    height, width = height0 // multiple * multiple, width0 // multiple * multiple
+    if height == 0 or width == 0:
+        raise VinfoInputError(f"dataset {root}: image {item['name']} of {height0}x{width0} "
+                              f"(at scale {scale}) is smaller than the codec's "
+                              f"{multiple}-pixel coding unit")
+    return height0, width0, height, width
+
+
 def _code_split(codec: Any, dataset: CityscapesDataset, count: int, target: str, root: Path,
                 scale: float, size0: tuple[int, int] | None, out: dict[str, list]
                 ) -> tuple[int, int] | None:
@@ -163,12 +177,7 @@ def _code_split(codec: Any, dataset: CityscapesDataset, count: int, target: str,
     multiple = int(codec.padding_multiple)
     for index in range(count):
         item = dataset[index]
-        height0, width0 = item["image"].shape[-2:]
-        height, width = height0 // multiple * multiple, width0 // multiple * multiple
-        if height == 0 or width == 0:
-            raise VinfoInputError(f"dataset {root}: image {item['name']} of {height0}x{width0} "
-                                  f"(at scale {scale}) is smaller than the codec's "
-                                  f"{multiple}-pixel coding unit")
+        height0, width0, height, width = coding_unit_size(item, multiple, root, scale)
         if size0 is None:
             size0 = (height0, width0)
         elif (height0, width0) != size0:

@@ -38,6 +38,7 @@ from taskcodecs.data.cityscapes import CityscapesDataset
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.runs.checkpoint import CheckpointError
 from taskcodecs.runs.codecs import load_codec
+from vinfo.adapter.codec import coding_unit_size
 from vinfo.errors import VinfoInputError
 
 __all__ = ["LatentPairs", "entropy_family", "extract_enhancement_pairs", "find_refit"]
@@ -114,11 +115,7 @@ def _code(codec, root: Path, split: str, limit: int | None, scale: float,
     multiple = int(codec.padding_multiple)
     for index in range(count):
         item = dataset[index]
-        h0, w0 = item["image"].shape[-2:]
-        height, width = h0 // multiple * multiple, w0 // multiple * multiple
-        if height == 0 or width == 0:
-            raise VinfoInputError(f"dataset {root}: image {item['name']} of {h0}x{w0} is "
-                                  f"smaller than the codec's {multiple}-pixel coding unit")
+        _, _, height, width = coding_unit_size(item, multiple, root, scale)
         x8 = (item["image"][:, :height, :width].clamp(0, 1) * 255).round() / 255
         coded = codec.compress_latents(x8)
         data = coded.to_bytes()

@@ -175,9 +175,14 @@ def train_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, l
     """One optimizer step at ``lr`` on the probe's training NLL of a batch; False (and no
     step) when the loss is not finite."""
     probe.train()
+    return _descend(optimizer, lr, target.train_nll(probe.stat(z, y, mask), mask,
+                                                     probe.log_scale))
+
+
+def _descend(optimizer: torch.optim.Optimizer, lr: float, loss: torch.Tensor) -> bool:
+    """One optimizer step at ``lr`` on ``loss``; False (and no step) if it is not finite."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = target.train_nll(probe.stat(z, y, mask), mask, probe.log_scale)
     if not torch.isfinite(loss):
         return False
     optimizer.zero_grad(set_to_none=True)
@@ -192,18 +197,10 @@ def crop_step(probe: Probe, target: Target, optimizer: torch.optim.Optimizer, lr
     """:func:`train_step` of an autoregressive null on random crops of the batch's targets
     (:func:`crop_batch`): the loss is the mean NLL of the crops' scored values."""
     probe.train()
-    for group in optimizer.param_groups:
-        group["lr"] = lr
     core = probe.core
     ys, ms, scored, top, left = crop_batch(y, mask, crop, core.margin, generator)
     value = core.stat(core(None, ys, ms, offset=(top, left)), ys, ms)
-    loss = target.train_nll(value, scored, None)
-    if not torch.isfinite(loss):
-        return False
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return True
+    return _descend(optimizer, lr, target.train_nll(value, scored, None))
 
 
 def still_improving(best_step: int, budget: int) -> bool:
