@@ -309,11 +309,15 @@ def _collapse_verdict(ds, rate: float, units: str) -> list[str]:
     """In words, when no family detected anything: how small an effect it would have seen."""
     if "collapsed" not in ds or not bool(np.all(ds["collapsed"].values)):
         return []
-    mde = float(np.nanmin(ds["vinfo_mde"].values)) if "vinfo_mde" in ds else math.nan
+    mdes = ds["vinfo_mde"].values if "vinfo_mde" in ds else np.array([math.nan])
+    low, high = float(np.nanmin(mdes)), float(np.nanmax(mdes))
+    # a rung whose trained member hardly moved off the null has a tiny spread, so its MDE
+    # says how still it stayed, not what it could detect: the range is said, not the minimum
     return [f"    -> not detected: no rung's interval lies above 0. This is not a measured zero: "
-            f"on {ds.attrs.get('n_eval')} held-out images the ladder cannot see effects smaller "
-            f"than {_f(mde)} {units} (its smallest minimum detectable effect), and Ŷ_b carries "
-            f"at most R(Ŷ_b) = {_f(rate)} {units}."]
+            f"on {ds.attrs.get('n_eval')} held-out images the rungs cannot see effects smaller "
+            f"than their minimum detectable effects, {_f(low)} to {_f(high)} {units} (the "
+            f"smallest is optimistic where its trained member hardly moved off the null), and "
+            f"Ŷ_b carries at most R(Ŷ_b) = {_f(rate)} {units}."]
 
 
 def _missing(markdown: Path) -> list[str]:
