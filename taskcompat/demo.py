@@ -15,9 +15,9 @@ Stages (:mod:`taskcompat.demo_steps`; every one cached, so a rerun does only wha
    (study) a CompressAI mbt2018-mean codec at the same total-rate targets, the
    standalone-independent reference (base + its stream) -> OUT/sweeps/compressai-reconstruction/
 4. (study) the same for scalable segmentation -> OUT/sweeps/cityscapes-segmentation/
-5. vinfo: the V-information ladders of both bases (:func:`demo_steps.vinfo_stage`), then
+5. vinfo: the V-information ladders of both bases (:func:`demo_vinfo.vinfo_stage`), then
    the gap's probe side: I_V(Ŷ_b → Ŷ_e) of each base's middle reconstruction point, the
-   number beside its operational coding gain (:func:`demo_steps.gap_probe_stage`, issue 20
+   number beside its operational coding gain (:func:`demo_vinfo.gap_probe_stage`, issue 20
    item 4) -> OUT/vinfo/LABEL/latent_gap/RUN/latent_gap.nc, in the report's gap section
 6. report: OUT/report/report.html (+ .md, figures/), led by the results table
 7. the results table, printed first: proposed vs baseline at matched base rate, every number
@@ -54,14 +54,13 @@ from taskcompat.demo_steps import (
     DemoSettings,
     check_settings,
     enhancement_bases,
-    gap_probe_stage,
     make_data,
     train_bases,
     train_compressai,
     train_enhancements,
     train_reference,
-    vinfo_stage,
 )
+from taskcompat.demo_vinfo import gap_probe_stage, vinfo_stage
 from vinfo.report.schema import trained_note
 
 log = logging.getLogger("taskcompat.demo")
