@@ -254,7 +254,8 @@ def test_every_cli_answers_bad_input_with_one_line_and_exit_2(world, tmp_path, c
     assert {c[0] for c in cases} == set(CLIS)
 
 
-def test_interrupts_exit_130_saying_what_was_kept(world, tmp_path, capsys, monkeypatch):
+def test_interrupts_exit_130_saying_what_was_kept(world, tmp_path, capsys, monkeypatch,
+                                                  python_sigint):
     # vinfo: Ctrl-C while its outputs are written keeps the earlier set
     r = world["root"]
     argv = ["--representations", str(r / "z.npy"), "--targets", str(r / "y.npy"),

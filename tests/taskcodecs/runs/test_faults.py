@@ -225,7 +225,8 @@ def _vinfo_set(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_sigint_while_writing_vinfo_outputs_leaves_the_old_or_the_new_set(tmp_path, monkeypatch):
+def test_sigint_while_writing_vinfo_outputs_leaves_the_old_or_the_new_set(tmp_path, monkeypatch,
+                                                                          python_sigint):
     from vinfo.api import estimate, write_outputs
     from vinfo.config import resolve_config as vinfo_config
 
