@@ -53,7 +53,15 @@ steps only:
           4) above its level at the rate's last *response* (R̄ 25 % below its peak since the
           previous one; lowered with the integral), plus RISE_LEAK = 0.005 per update since
           that response, so that a weight far too low still climbs (by e per 200 updates)
-          where the rate does not respond at all.
+          where the rate does not respond at all. At a response the level moves to the
+          current integral, so a rate that keeps dipping 25 % below its peak lets the
+          ceiling climb a factor 4 per dip: the bound is on λ's rise *without* a response,
+          and a rate that responds may take λ far. That is deliberate: a weight started far
+          too low (1e-4 for a right weight near 90) climbs by such steps as the rate starts
+          to answer. Anchoring at the λ of the peak the rate fell from instead (tried) lets
+          that weight climb only a step behind and leaves it off target after 1500 updates;
+          in a replay of the study's collapsed run it lowered the largest λ from 1.9e5 to
+          3.6e4, not enough to save the point. What saved it is the calibration below.
 
 Downward steps are left alone: the cut-off's recovery of a collapsed base rate needs them.
 A first version also held the integral through the whole initial transient (until the rate
@@ -71,10 +79,17 @@ The proportional part acts throughout (λ reacts by up to a factor e at once). `
 
 Calibration c. Training batches are augmented (colour jitter lowers contrast), so their rate
 is systematically below that of the validation images on which the target is checked (10-15 %
-on the tiny presets). At every validation round c is updated from R̄ / R_val (clipped to
-[0.5, 2]; set by the first round, then averaged half-and-half with each new round, as one
-round's validation rate is noisy): the controller steers the training rate to c·R*, i.e.
-the validation rate to R*.
+on the tiny presets). At every validation round c is updated from R̄ / R_val (set by the
+first round, then averaged half-and-half with each new round, as one round's validation rate
+is noisy): the controller steers the training rate to c·R*, i.e. the validation rate to R*.
+A round whose ratio lies outside [0.5, 2] is *skipped*, not clipped: early in a from-scratch
+enhancement the rounded validation rate can be 3-5× the noisy training rate (0.23 vs 0.078
+bpp at step 50, 0.41 vs 0.091 at step 150 in the study's collapsed run), a transient of
+training and not the augmentation's bias, and clipping it to 0.5 halved the target for the
+next 250 steps. That, replayed bit for bit, is what collapsed the study's proposed seed-1
+0.06 point (λ 100 → 1.9e5, validation 0.034 bpp for a 0.06 target); with such rounds skipped
+the same run peaks at λ 838 and ends on target (0.0585) (``benchmarks/RESULTS.md``, "Rate
+control without collapse"). Skipped rounds are counted in the summary.
 
 Tolerance and selection. A run is *on target* when its validation estimated rate R_val is
 within ``rate_tolerance`` (relative, default 0.1 = ±10 %) of R*. The trainer's selection rule
@@ -140,6 +155,7 @@ class RateController:
         self.history: list[float] = []  # ln R̄ of the last SLOPE_WINDOW + 1 updates
         self.anchor = self.log_weight  # (ii): the integral at the rate's last response
         self.peak = -math.inf  # (ii): the highest ln R̄ since that response
+        self.skipped_rounds = 0  # validation rounds whose ratio was outside CALIBRATION
         self.since_response = 0  # (ii): updates since that response
         self.max_weight = math.exp(self.log_weight)  # the largest operating λ seen
 
@@ -214,9 +230,13 @@ class RateController:
         return step
 
     def calibrate(self, val_bpp: float) -> None:
-        """After a validation round: c ← R̄ / R_val (module docstring)."""
+        """After a validation round: c ← R̄ / R_val, or the round skipped when the ratio is
+        outside CALIBRATION (module docstring)."""
         if self.updates and math.isfinite(val_bpp) and val_bpp > 0:
-            ratio = min(max(self.running() / val_bpp, CALIBRATION[0]), CALIBRATION[1])
+            ratio = self.running() / val_bpp
+            if not CALIBRATION[0] <= ratio <= CALIBRATION[1]:
+                self.skipped_rounds += 1  # a transient, not the augmentation's bias
+                return
             # the first round sets c, later ones average in (a validation rate is noisy)
             self.calibration = ratio if self.rounds == 0 else 0.5 * (self.calibration + ratio)
             self.rounds += 1
@@ -235,7 +255,8 @@ class RateController:
                 "calibration": self.calibration, "error": self.error, "rounds": self.rounds,
                 "history": list(self.history),
                 "anchor": self.anchor, "peak": self.peak if math.isfinite(self.peak) else None,
-                "since_response": self.since_response, "max_weight": self.max_weight}
+                "since_response": self.since_response, "max_weight": self.max_weight,
+                "skipped_rounds": self.skipped_rounds}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.log_weight = float(state["log_weight"])
@@ -250,6 +271,7 @@ class RateController:
         self.peak = -math.inf if peak is None else float(peak)
         self.since_response = int(state.get("since_response", 0))
         self.max_weight = float(state.get("max_weight", self.operating_weight))
+        self.skipped_rounds = int(state.get("skipped_rounds", 0))
 
     def summary(self, selected_bpp: float) -> dict[str, Any]:
         """The outcome written beside the run: target, tolerance, final λ, the selected
@@ -263,7 +285,8 @@ class RateController:
                 "selected_val_bpp": plain(selected_bpp),
                 "on_target": self.on_target(selected_bpp),
                 "updates": self.updates, "gain": self.gain, "calibration": self.calibration,
-                "max_rate_weight": self.max_weight, "anti_windup": self.anti_windup}
+                "max_rate_weight": self.max_weight, "anti_windup": self.anti_windup,
+                "skipped_calibration_rounds": self.skipped_rounds}
 
 
 def rate_key(terms: Mapping[str, Any]) -> str:

@@ -200,3 +200,44 @@ def test_resume_is_exact_with_the_controller(tmp_path, capsys):
     assert strip == [{k: v for k, v in row.items() if k != "elapsed_s"} for row in _rows(b)]
     assert main([str(b)]) == 0
     assert math.isclose(float(capsys.readouterr().out), mb["rate_control"]["final_rate_weight"])
+
+
+def test_a_transient_validation_round_is_skipped_not_clipped():
+    # Early in a from-scratch enhancement the rounded validation rate read 3x the training rate
+    # (the study's collapsed run: 0.23 vs 0.078 bpp); clipped to c = 0.5 it halved the target.
+    control = RateController(0.06, 100.0, gain=0.05)
+    for _ in range(30):
+        control.update(0.078)
+    control.calibrate(0.23)  # ratio 0.34: outside [0.5, 2], a transient
+    assert control.calibration == 1.0 and control.rounds == 0
+    assert control.summary(0.06)["skipped_calibration_rounds"] == 1
+    control.calibrate(0.078 / 0.9)  # the augmentation's bias: counted
+    assert control.calibration == pytest.approx(0.9, rel=1e-3) and control.rounds == 1
+    control.calibrate(0.078 / 3.0)  # ratio 3 on the other side: skipped too
+    assert control.calibration == pytest.approx(0.9, rel=1e-3)
+    copy = RateController(0.06, 1.0)
+    copy.load_state_dict(json.loads(json.dumps(control.state_dict())))
+    assert copy.skipped_rounds == 2 and copy.state_dict() == control.state_dict()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_transient_validation_rounds_do_not_wind_the_weight_up(seed):
+    # The collapse-prone start of _collapse_prone, with a validation round every 50 updates
+    # that reads like the study's: 3-5x the training rate over the first 150 updates (the
+    # rounded rate of a model still learning), then the training rate / 0.9. The controller
+    # must skip the transient rounds, calibrate on the others and land on target.
+    generator = torch.Generator().manual_seed(seed)
+    control = RateController(0.06, 100.0, gain=0.05, hold=20)
+    felt, largest = math.log(100.0), 100.0
+    for t in range(700):
+        felt += (math.log(max(control.weight, 1e-8)) - felt) / 30.0
+        sensitivity = min(1.0, (t / 200) ** 2)
+        transient = math.log(0.2 / 0.06) * min(t / 125, 1.0) * math.exp(-max(t - 125, 0) / 60)
+        rate = 0.06 * math.exp(transient - 0.5 * sensitivity * (felt - math.log(120)))
+        control.update(rate * float(1 + 0.15 * torch.randn((), generator=generator)))
+        largest = max(largest, control.operating_weight)
+        if (t + 1) % 50 == 0:
+            control.calibrate(rate * (4.0 if t < 150 else 1 / 0.9))
+    assert control.skipped_rounds == 3 and control.calibration == pytest.approx(0.9, rel=0.05)
+    assert control.running() == pytest.approx(0.9 * 0.06, rel=0.1)  # validation on target
+    assert largest < 10 * 100.0
