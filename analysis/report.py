@@ -38,7 +38,8 @@ from analysis.report_tables import (
     runs_overview,
     vinfo_sources,
 )
-from analysis.results_table import ResultsTable, results_table
+from analysis.results_layout import ResultsTable
+from analysis.results_table import results_table
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
 from analysis.uncertainty import DEFAULT_BOOT
 from infra import cli
