@@ -6,7 +6,7 @@ of a verdict.
     bases_matched(diff, baseline_rate)         # the bases' rate difference within bounds
     verdict_text(estimate, higher_is_better, ...)  # "yes: saves rate" / "no verdict: ..."
 
-The checks and their thresholds are listed in the results table's module docstring.
+The checks and their thresholds are listed in :mod:`analysis.compared_curves`'s docstring.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ a method with no runs is named in the "Missing" section instead of being drawn.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,22 +28,23 @@ import matplotlib.style
 
 from analysis.bdrate import METHODS, RDCurveWarning, bd_rate
 from analysis.figures import DATASET_NAMES, FigureResult, all_figures
-from analysis.gap import (
-    LADDER_QUANTITIES,
-    STANDALONE,
-    gap_figure,
-    gap_rows,
-    ladder_rows,
-    load_vinfo,
-)
+from analysis.gap import STANDALONE, gap_figure, gap_rows, load_vinfo
 from analysis.gap_probe import PROBE_GAP_TEXT, probe_gap_rows, probe_gap_table
 from analysis.references import standalone_reference
-from analysis.results_table import ResultsTable, results_table
+from analysis.report_tables import (
+    bd_table,
+    gap_table,
+    ladder_table,
+    runs_overview,
+    vinfo_sources,
+)
+from analysis.results_layout import ResultsTable
+from analysis.results_table import results_table
 from analysis.runs import METRICS, Curve, Run, curve, load_runs, runs_table, select
 from analysis.uncertainty import DEFAULT_BOOT
 from infra import cli
 from infra.io import check_writable
-from infra.reportdoc import TABLE_CSS, Bullets, Image, Section, Table, figure_png, write_document
+from infra.reportdoc import TABLE_CSS, Bullets, Image, Section, figure_png, write_document
 
 CONVENTIONS = [
     "Rate: bits per pixel of the original full-resolution image, from the real bitstream "
@@ -166,7 +166,7 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], meth
     header = Section("1. Runs", [
         f"Runs directory: {runs_dir} — {len(runs)} run(s) with an eval.nc ({counts}). "
         f"Generated {datetime.now(UTC).isoformat(timespec='seconds')}. BD-rate method: {method}.",
-        *_runs_table(runs)])
+        *runs_overview(runs)])
     lead = Section("Results: proposed vs baseline at matched base rate", [
         results.title + ". Negative BD-rate = less rate at equal quality; a difference is "
         "distinguishable from zero when its interval excludes 0.",
@@ -178,13 +178,13 @@ def build_sections(runs: list[Run], runs_dir: Path, vinfo: dict[str, dict], meth
         lead,
         header,
         Section("2. Figures", [_image(f) for f in figures]),
-        Section("3. BD-rates", [_bd_table(bd_rows)] if bd_rows else ["No BD-rate could be "
+        Section("3. BD-rates", [bd_table(bd_rows)] if bd_rows else ["No BD-rate could be "
                                                                      "computed (see Missing)."]),
         Section("4. The gap: information available vs usable", [
             "Available: the base rate R(Ŷ_b) and the conditional coding gain (bits per "
             "original-image pixel). Usable: I_V(Ŷ_b → Y) per probe family (units as in the "
-            "vinfo.nc, usually bits per target pixel).", _gap_table(gap),
-            *([_ladder_table(vinfo), _vinfo_sources(vinfo)] if vinfo else []),
+            "vinfo.nc, usually bits per target pixel).", gap_table(gap),
+            *([ladder_table(vinfo), vinfo_sources(vinfo)] if vinfo else []),
             *([PROBE_GAP_TEXT, probe_gap_table(probe_gap[0])] if probe_gap[0] else []),
             _image(gap_fig)]),
         Section("5. Missing", [Bullets(list(dict.fromkeys(missing)))] if missing else
@@ -220,141 +220,6 @@ def write_report(runs_dir: str | Path, out_dir: str | Path,
 
 def _image(result: FigureResult) -> Image:
     return Image(result.name, figure_png(result.figure), result.caption, result.title)
-
-
-# --- tables ----------------------------------------------------------------------------------
-
-def _fmt(value: object, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-TASK_SHORT = {"depth": "depth", "detection": "det", "reconstruction": "recon",
-              "segmentation": "seg"}
-METHOD_SHORT = {"standalone-refit": "refit", "standalone-independent": "indep",
-                "uncompressed": "no-codec", "scalable": "scal"}
-
-
-def run_label(run: Run, seeds: bool = False) -> str:
-    """A short label of a run for wide tables: task/method[/base]/rate[/seed]."""
-    parts = [TASK_SHORT.get(run.task, run.task), METHOD_SHORT.get(run.method, run.method)]
-    if run.role == "enhancement":
-        parts.append("prop" if run.base_variant.startswith("proposed") else run.base_variant[:4])
-    if run.rate_target is not None:
-        parts.append(f"t{run.rate_target:g}")
-    elif run.rate_weight is not None:
-        parts.append(f"λ{run.rate_weight:.3g}")
-    if seeds:
-        parts.append(f"s{run.config.get('seed')}")
-    return "/".join(parts)
-
-
-def _runs_table(runs: list[Run]) -> list[Table | Bullets | str]:
-    """The runs, one row each, narrow enough for a 1400 px window: a short label (the run
-    folder in its tooltip and in the list below), only the metric columns some run has."""
-    if not runs:
-        return ["No runs found (no */eval.nc under the runs directory)."]
-    seeds = len({r.config.get("seed") for r in runs}) > 1
-    metrics = [m for m in METRICS if any(m in r.metrics for r in runs)]
-    header = ["#", "run", "base", "λ (final)", "target → val. (bpp)", "bpp base", "bpp enh.",
-              "bpp total", "total (est.)", *(METRICS[m].label.split(",")[0] for m in metrics)]
-    rows, titles = [], {}
-    for i, r in enumerate(runs):
-        target = ("–" if r.rate_target is None else
-                  f"{r.rate_target:g} → {_fmt(r.rate_selected_bpp, 3)}"
-                  + ("" if r.rate_on_target else " (off)"))
-        rows.append([str(i + 1), run_label(r, seeds),
-                     ("prop" + r.base_variant.removeprefix("proposed")) if
-                     r.base_variant.startswith("proposed") else (r.base_variant or "–"),
-                     _fmt(r.rate_weight_final, 3), target, _fmt(r.bpp.get("base")),
-                     _fmt(r.bpp_enhancement), _fmt(r.bpp_total), _fmt(r.bpp_estimated_total),
-                     *(_fmt(r.metrics[m] * METRICS[m].scale) if m in r.metrics else "–"
-                       for m in metrics)])
-        titles[(i, 1)] = f"{r.name} ({r.experiment})"
-    folders = Bullets([f"#{i + 1} {run_label(r, seeds)}: {r.name} ({r.experiment}, "
-                       f"reward_weight {_fmt(r.reward_weight)})" for i, r in enumerate(runs)],
-                      collapsed="Run folders (the long name of each run)")
-    return [Table(header, rows, titles=titles), folders]
-
-
-def _bd_table(rows: list[dict]) -> Table:
-    header = ["comparison", "reference", "test", "BD-rate (%)", "method", "quality overlap",
-              "cubic (%)", "warnings"]
-    body = []
-    for row in rows:
-        result, metric = row["result"], METRICS[row["reference"].metric]
-        low, high = (v * metric.scale for v in result.overlap)
-        body.append([row["comparison"], f"{row['reference'].label} ({len(row['reference'])} pts)",
-                     f"{row['test'].label} ({len(row['test'])} pts)", f"{result.percent:+.2f}",
-                     result.method, f"{metric.label}: {low:.4g} to {high:.4g}", row["cubic"],
-                     "; ".join(result.warnings) or "–"])
-    return Table(header, body)
-
-
-def _gap_table(rows: list[dict]) -> Table | str:
-    if not rows:
-        return "No base with secondary-task runs: the gap table is empty (see Missing)."
-    header = ["base", "target", "R(Ŷ_b) (bpp)", "base runs",
-              *(f"gain vs {f} (bpp; / R(Ŷ_b))" for f in STANDALONE),
-              *(f"BD-rate scalable vs {f} (%)" for f in STANDALONE),
-              "standalone-independent source"]
-    body = []
-    for r in rows:
-        rate = _fmt(r["base_bpp"]) if r["base_runs"] <= 1 else (
-            f"{_fmt(r['base_bpp'])} (range {_fmt(r['base_bpp_min'])}–{_fmt(r['base_bpp_max'])})")
-        bds = [f"{r[f'bd_scalable_vs_{f}'].percent:+.2f} ({r[f'bd_scalable_vs_{f}'].method})"
-               if r[f"bd_scalable_vs_{f}"] is not None else "–" for f in STANDALONE]
-        if r.get("base_rate_kind"):
-            rate += f" ({r['base_rate_kind']})"
-        gains = [_gain_cell(r, f) for f in STANDALONE]
-        source = r.get("source_standalone-independent") or "–"
-        if math.isfinite(r.get("independent_base_shift_bpp", math.nan)):
-            source += f" (base rate added: {_fmt(r['independent_base_shift_bpp'])} bpp actual)"
-        body.append([r["base"], r["target"], rate, str(r["base_runs"]), *gains, *bds, source])
-    return Table(header, body)
-
-
-def _gain_cell(row: dict, flavour: str) -> str:
-    """"gain (gain / R(Ŷ_b))", flagged where the gain exceeds what the base carries."""
-    gain = row[f"gain_{flavour}_bpp"]
-    if not math.isfinite(gain):
-        return _fmt(gain)
-    flag = ("; ABOVE R(Ŷ_b): the reference is the weak part"
-            if row.get(f"gain_{flavour}_exceeds_rate") else "")
-    return f"{_fmt(gain)} ({_fmt(row[f'usable_{flavour}'])}{flag})"
-
-
-def _ladder_table(vinfo: dict[str, dict]) -> Table:
-    """One row per (target, family, base): R(Ŷ_b) next to H_V(Y|Ŷ_b), I_V and the capped
-    I_V, in one unit (bits per target pixel for the codec adapter's targets)."""
-    body = []
-    for r in ladder_rows(vinfo):
-        for label in vinfo:
-            if f"{label}: I_V" not in r:
-                continue
-            body.append([r["vinfo"], r["family"], label, r.get(f"{label}: R(Ŷ_b)", "–"),
-                         *(r.get(f"{label}: {title}", "–") for _, title in LADDER_QUANTITIES),
-                         r.get(f"{label}: flags", "")])
-    units = next((r["units"] for r in ladder_rows(vinfo)), "bits/unit")
-    return Table(["target", "family", "base", f"R(Ŷ_b) [{units}]",
-                  *(f"{title} [interval] [{units}]" for _, title in LADDER_QUANTITIES),
-                  "flags"], body)
-
-
-def _vinfo_sources(vinfo: dict[str, dict]) -> Bullets:
-    """Where each ladder comes from: file, source, confidence, the representation's rate."""
-    items = []
-    for label, by_key in vinfo.items():
-        for key, ds in by_key.items():
-            attrs = ds.attrs
-            rate = (f", representation rate {float(attrs['representation_bpp']):.4g} bits per "
-                    "original-image pixel" if "representation_bpp" in attrs else "")
-            items.append(f"{label} base, '{key}': {attrs.get('path')} (source: "
-                         f"{attrs.get('source', 'not recorded')}; unit: "
-                         f"{attrs.get('unit', 'not recorded')}; confidence "
-                         f"{attrs.get('confidence', 'not recorded')}{rate})")
-    return Bullets(items)
 
 
 # --- rendering -------------------------------------------------------------------------------

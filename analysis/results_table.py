@@ -24,26 +24,9 @@ rate-targeted to the same bpp and what they achieved. Nothing here is tuned: the
 come from the intervals alone, and only where the comparison is healthy.
 
 Health before verdicts (DESIGN.md §7). A compared pair of curves gets a verdict ("saves
-rate" / "costs rate", "the reward helps" / "costs") only when every check holds:
-
-- **bases matched** (comparisons across bases): the base rate that carries information,
-  R(Ŷ_b) = ``bpp_payload`` (the bytes the coder wrote, without the container header, which is
-  fixed given the size), of the proposed base minus the baseline's has an interval covering
-  0, or lies within ±MATCH_TOLERANCE (5 %) of the baseline's. (Training targets the
-  forward-pass estimate, the only rate the loss sees; with the autoregressive context it
-  under-states what the coder codes by 26-55 % at the demo's rates, by a different amount per
-  base, so bases on the same estimated rate can differ in payload: benchmarks/RESULTS.md,
-  "One rate, said". Eval files without ``bpp_payload`` are matched on the estimate.)
-- **points**: each curve (each seed's) has >= MIN_POINTS (4) points;
-- **monotone**: each curve's quality rises with its rate;
-- **no collapsed point** (PSNR curves): no point below its base's own reconstruction (the
-  base layer's g_a, same images), nor more than COLLAPSE_MARGIN_DB (2 dB) below its curve's
-  trend (:func:`collapsed_points`);
-- **span** (mIoU curves): each curve spans >= MIN_SPAN (10 mIoU points): on a flatter curve
-  a BD-rate (a rate difference at equal quality) is ill-conditioned;
-- **overlap**: the two curves' quality ranges overlap on >= MIN_OVERLAP (50 %) of their union
-  (every seed's pair).
-
+rate" / "costs rate", "the reward helps" / "costs") only when every check of
+:mod:`analysis.compared_curves` holds (bases matched, points, monotone, no collapsed point,
+span, overlap).
 Otherwise the row's verdict and the sentence below the table name the failed checks and give
 no verdict (the number is shown for the record). And a verdict about a training method
 needs the training variance in its interval: with **one training seed** the interval is over
@@ -54,43 +37,17 @@ a distinguishable difference (:mod:`analysis.uncertainty`). ``verdicts=False`` (
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-import numpy as np
 import xarray as xr
 
-from analysis.bdrate import RDCurveWarning, bd_rate
-from analysis.gap import rate_gain_at_matched_quality
-from analysis.health import (
-    MATCH_TOLERANCE,
-    MIN_OVERLAP,
-    MIN_POINTS,
-    MIN_SPAN,
-    ONE_SEED,
-    SMOKE,
-    Health,
-    bases_matched,
-    collapsed_points,
-    verdict_text,
-)
-from analysis.runs import METRICS, Curve, Run
-from analysis.uncertainty import (
-    DEFAULT_BOOT,
-    DEFAULT_CONFIDENCE,
-    Estimate,
-    Point,
-    Samples,
-    bootstrap,
-    common_images,
-    curve_at,
-    load_samples,
-)
+from analysis.compared_curves import ComparedCurves
+from analysis.health import MATCH_TOLERANCE, ONE_SEED, SMOKE, Health, bases_matched, verdict_text
+from analysis.results_layout import ResultsTable, Row
+from analysis.runs import METRICS, Run
+from analysis.uncertainty import DEFAULT_BOOT, DEFAULT_CONFIDENCE, common_images
 from analysis.vinfo_rows import vinfo_difference, vinfo_quantities
-from infra.reportdoc import Table
 
 TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
            ("segmentation", "cityscapes", "Cityscapes segmentation"),
@@ -98,83 +55,6 @@ TARGETS = (("reconstruction", "cityscapes", "Cityscapes reconstruction"),
 SHORT = {"Cityscapes reconstruction": "CS recon.", "Cityscapes segmentation": "CS segm.",
          "COCO reconstruction": "COCO recon."}
 BASE_TASK = {"cityscapes": "depth", "coco": "detection"}
-
-
-@dataclass
-class Row:
-    quantity: str
-    unit: str
-    baseline: str
-    proposed: str
-    difference: Estimate | None
-    verdict: str
-
-
-@dataclass
-class Pair:
-    """One compared pair of curves (per seed: points, monotone; pooled: overlap, BD)."""
-
-    name: str
-    reference: str
-    test: str
-    points: tuple[int, int]
-    monotone: tuple[bool, bool]
-    overlap: float  # fraction of the union of both quality ranges (seed 0's curves)
-    span: tuple[float, float]  # quality span of each curve (display units)
-    bd: Estimate | None
-    note: str = ""
-    health: str = ""  # "healthy" or the failed checks (Health.text); "" where not checked
-
-
-@dataclass
-class ResultsTable:
-    title: str
-    rows: list[Row] = field(default_factory=list)
-    pairs: list[Pair] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    conclusions: list[str] = field(default_factory=list)
-    # (target name or "base rate", base variant) -> estimate in bits/pixel (the gap figure)
-    gains: dict[tuple[str, str], Estimate] = field(default_factory=dict)
-
-    def report_table(self) -> Table:
-        return Table(["quantity", "unit", "baseline", "proposed", "proposed − baseline",
-                      "distinguishable from zero?"],
-                     [[r.quantity, r.unit, r.baseline, r.proposed,
-                       r.difference.text(sign=True) if r.difference else "–", r.verdict]
-                      for r in self.rows])
-
-    def pairs_table(self) -> Table:
-        return Table(["compared pair", "points (ref, test)", "monotone (ref, test)",
-                      "quality span (ref, test)", "overlap", "BD-rate (%) [interval]",
-                      "health"],
-                     [[p.name, f"{p.points[0]}, {p.points[1]}",
-                       ", ".join("yes" if m else "NO" for m in p.monotone),
-                       f"{p.span[0]:.3g}, {p.span[1]:.3g}", f"{100 * p.overlap:.0f}%",
-                       (p.bd.text(sign=True) if p.bd else "not computed") + (
-                           f" ({p.note})" if p.note else ""), p.health or "–"]
-                      for p in self.pairs])
-
-    def text_lines(self) -> list[str]:
-        """The table as aligned text (the demo's summary), then the pairs, then the verdicts."""
-        body = [[r.quantity + (f" ({r.unit})" if r.unit else ""), r.baseline, r.proposed,
-                 r.difference.text(sign=True) if r.difference else "–", r.verdict]
-                for r in self.rows]
-        header = ["quantity", "baseline", "proposed", "proposed − baseline", "difference"]
-        width = [max(len(row[j]) for row in [header, *body]) for j in range(4)]
-        lines = [self.title]
-        for row in [header, *body]:
-            lines.append("  " + " | ".join(cell.ljust(width[j]) if j < 4 else cell
-                                           for j, cell in enumerate(row)))
-        lines += ["", "Compared pairs (points per curve, monotone, overlap, BD-rate [interval]):"]
-        for p in self.pairs:
-            lines.append(f"  {p.name}: {p.points[0]} vs {p.points[1]} points, monotone "
-                         f"{'/'.join('yes' if m else 'NO' for m in p.monotone)}, overlap "
-                         f"{100 * p.overlap:.0f}%, BD-rate "
-                         + (p.bd.text(sign=True) + " %" if p.bd else "not computed")
-                         + (f" ({p.note})" if p.note else "")
-                         + (f"; health: {p.health}" if p.health else ""))
-        lines += ["", *self.notes, *self.conclusions]
-        return lines
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -194,58 +74,8 @@ def results_table(runs: list[Run], vinfo: dict[str, dict[str, xr.Dataset]] | Non
     return table
 
 
-class _Builder:
-    def __init__(self, runs: list[Run], n_boot: int, confidence: float, seed: int,
-                 bd_method: str) -> None:
-        self.runs, self.n_boot, self.confidence, self.seed = runs, n_boot, confidence, seed
-        self.bd_method = bd_method
-        self.samples: dict[str, Samples] = {}
-        self.seeds = sorted({int(r.config.get("seed") or 0) for r in runs if r.role != "reference"})
-        self.proposed = _proposed_variant(runs)
-        self.bases_failed: str | None = None  # why the bases are not matched (None: matched)
-
-    def sample(self, run: Run) -> Samples:
-        if run.name not in self.samples:
-            self.samples[run.name] = load_samples(run)
-        return self.samples[run.name]
-
-    def of_seed(self, seed: int) -> list[Run]:
-        return [r for r in self.runs if int(r.config.get("seed") or 0) == seed]
-
-    def enhancement_runs(self, seed: int, task: str, dataset: str, method: str,
-                         variant: str) -> list[Run]:
-        return [r for r in self.of_seed(seed) if r.task == task and r.dataset == dataset
-                and r.method == method and r.base_variant == variant
-                and math.isfinite(r.bpp_total)]
-
-    # .............................................................. statistics
-
-    def points(self, runs: list[Run], metric: str, images: list[str],
-               rate: str = "actual") -> list[Point]:
-        return [Point(self.sample(r), metric, images, rate) for r in runs]
-
-    def interval(self, stats: list[Callable], n_images: int) -> Estimate:
-        return bootstrap(stats, n_images, self.n_boot, self.confidence, self.seed)
-
-    def bd_stat(self, ref: list[Point], test: list[Point], higher: bool) -> Callable:
-        def stat(idx):
-            (r0, q0), (r1, q1) = curve_at(ref, idx), curve_at(test, idx)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RDCurveWarning)
-                return bd_rate(r0, q0, r1, q1, method=self.bd_method, higher_is_better=higher)
-        return stat
-
-    def gain_stat(self, standalone: list[Point], scalable: list[Point], metric: str) -> Callable:
-        def stat(idx):
-            curves = []
-            for label, pts in (("standalone", standalone), ("scalable", scalable)):
-                rate, quality = curve_at(pts, idx)
-                sign = 1.0 if METRICS[metric].higher_is_better else -1.0
-                curves.append(Curve(label, label, "", metric, rate, sign * quality, ()))
-            return rate_gain_at_matched_quality(*curves)[0]
-        return stat
-
-    # .............................................................. rows
+class _Builder(ComparedCurves):
+    """The rows of the module docstring, from the compared curves of the runs."""
 
     def build(self, vinfo: dict[str, dict[str, xr.Dataset]]) -> ResultsTable:
         proposed = self.proposed or "proposed"
@@ -395,62 +225,6 @@ class _Builder:
                 f"{name}: no effect of the reward distinguishable from zero on these runs "
                 f"({shown}, over {est.n_seeds} training seeds and the evaluation images).")
 
-    def health(self, curves: list, metric: str, images: list[str],
-               across_bases: bool) -> Health:
-        """The checks of the module docstring over every seed's pair of curves."""
-        failed = []
-        if across_bases and self.bases_failed:
-            failed.append(self.bases_failed)
-        counts = [(len(ref), len(test)) for ref, test in curves]
-        if min(min(c) for c in counts) < MIN_POINTS:
-            failed.append(f"too few points ({', '.join(f'{a} vs {b}' for a, b in counts)}; "
-                          f"need >= {MIN_POINTS} per curve)")
-        higher = METRICS[metric].higher_is_better
-        bad_mono, collapsed, overlaps, narrow = [], [], [], []
-        least, scale = MIN_SPAN.get(metric), METRICS[metric].scale
-        for seed, (ref, test) in zip(self.seeds_of(curves), curves):
-            shown = []
-            for side, runs in (("reference", ref), ("test", test)):
-                rates, quality = curve_at(self.points(runs, metric, images), None)
-                shown.append(quality)
-                if not np.all(np.diff(quality) * (1 if higher else -1) > 0):
-                    bad_mono.append(f"{side} seed {seed}")
-                if least is not None and np.ptp(quality) < least:
-                    narrow.append(f"{side} seed {seed} {scale * np.ptp(quality):.3g}")
-                if metric == "psnr":
-                    order = sorted(runs, key=lambda r: self.points([r], metric, images)[0]
-                                   .at(None)[0])
-                    base = np.array([self._base_psnr(r, images) for r in order])
-                    collapsed += [f"{side} seed {seed}: {c}"
-                                  for c in collapsed_points(rates, quality, base)]
-            lows, highs = [q.min() for q in shown], [q.max() for q in shown]
-            union = max(highs) - min(lows)
-            overlaps.append(max(0.0, min(highs) - max(lows)) / union if union > 0 else 0.0)
-        if bad_mono:
-            failed.append(f"not monotone ({', '.join(bad_mono)})")
-        if collapsed:
-            failed.append(f"collapsed point ({'; '.join(collapsed)})")
-        if narrow:
-            failed.append(f"quality span too narrow ({', '.join(narrow)}; need >= "
-                          f"{scale * least:.3g} {METRICS[metric].label.split(' (')[0]} points)")
-        if overlaps and min(overlaps) < MIN_OVERLAP:
-            failed.append(f"quality ranges overlap on {100 * min(overlaps):.0f}% "
-                          f"(need >= {100 * MIN_OVERLAP:.0f}%)")
-        return Health(tuple(failed))
-
-    def seeds_of(self, curves: list) -> list[int]:
-        return [int(ref[0].config.get("seed") or 0) for ref, _ in curves]
-
-    def _base_psnr(self, run: Run, images: list[str]) -> float:
-        """Mean PSNR (dB) of the base layer's own reconstruction in ``run``'s eval.nc on
-        ``images`` (NaN where not evaluated)."""
-        samples = self.sample(run)
-        if "psnr_base" not in samples.values:
-            return math.nan
-        where = {name: i for i, name in enumerate(samples.images)}
-        values = samples.values["psnr_base"][[where[name] for name in images]]
-        return float(np.mean(values)) if np.isfinite(values).all() else math.nan
-
     def gain_rows(self, table: ResultsTable, task: str, dataset: str, name: str) -> None:
         metric = METRICS["psnr" if task == "reconstruction" else "miou"]
         curves: dict[str, list] = {}
@@ -499,24 +273,6 @@ class _Builder:
                               None, "; ".join(f"{v}: {verdict_text(bds[v], False, bd=True, health=health[v])}"
                                               for v in bds)))
 
-    def pair(self, name: str, curves: list, metric: str, images: list[str],
-             est: Estimate) -> Pair:
-        ref, test = curves[0]
-        scale = METRICS[metric].scale
-        shown = [curve_at(self.points(side, metric, images), None) for side in (ref, test)]
-        higher = METRICS[metric].higher_is_better
-        mono = tuple(bool(np.all(np.diff(q) * (1 if higher else -1) > 0)) for _, q in shown)
-        lows, highs = [q.min() for _, q in shown], [q.max() for _, q in shown]
-        union = max(highs) - min(lows)
-        overlap = max(0.0, min(highs) - max(lows)) / union if union > 0 else 0.0
-        note = f"{len(curves)} seeds, per-seed curves" if len(curves) > 1 else ""
-        if est.failed > 0.05:
-            note = (note + "; " if note else "") + (f"{100 * est.failed:.0f}% of resamples "
-                                                    "gave no BD-rate")
-        return Pair(name, f"{len(ref)} points", f"{len(test)} points", (len(ref), len(test)),
-                    mono, overlap, tuple(float((q.max() - q.min()) * scale) for _, q in shown),
-                    est, note)
-
     def vinfo_rows(self, table: ResultsTable, vinfo: dict[str, dict[str, xr.Dataset]]) -> None:
         if "baseline" not in vinfo or not any(k != "baseline" for k in vinfo):
             if vinfo:
@@ -537,11 +293,6 @@ class _Builder:
                                       est_a.text(), est_b.text(), diff,
                                       verdict_text(diff, True) if diff else "–"))
 
-
-def _proposed_variant(runs: list[Run]) -> str | None:
-    variants = sorted({r.base_variant for r in runs if r.role == "enhancement"
-                       and r.base_variant.startswith("proposed")})
-    return variants[0] if variants else None
 
 
 def _target(run: Run) -> float | None:

@@ -160,7 +160,7 @@ def bad_input_trials(root: Path) -> list[dict]:
     bound = shutil.which("mount") is not None and subprocess.run(
         ["mount", "--bind", str(held["held-run"]), str(bind)], capture_output=True).returncode == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import contextlib, sys\nfrom infra.io import exclusive_lock\n"
+        [sys.executable, "-c", "import contextlib, sys\nfrom infra.locks import exclusive_lock\n"
          "with contextlib.ExitStack() as stack:\n"
          f"    for p in {[str(p) for p in held.values()]!r}: "
          "stack.enter_context(exclusive_lock(p, 'x'))\n"

@@ -49,7 +49,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
-from infra.io import BusyError  # this module stays light: no torch at import
+from infra.locks import BusyError  # this module stays light: no torch at import
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 # user errors besides ValueError (ConfigError, DatasetError, BitstreamError, ... all are),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from infra import cli
 from infra.config import ConfigError, parse_overrides
-from infra.io import check_writable, exclusive_lock, write_json
+from infra.io import check_writable, write_json
+from infra.locks import exclusive_lock
 from taskcodecs.sweeps import launch
 from taskcodecs.sweeps.sweep import (
     commands,

@@ -59,7 +59,7 @@ prints. (Read ``map`` as ``ds["map"]``:
 Evaluation never creates data: a missing or empty dataset folder is an error that gives the
 command regenerating the run's synthetic scenes (:func:`taskcodecs.runs.run_data.existing_data`).
 A second evaluation writing the same eval.nc while one runs is refused (a lock file,
-:func:`infra.io.exclusive_lock`). Errors raise a ValueError naming the value or file (on the
+:func:`infra.locks.exclusive_lock`). Errors raise a ValueError naming the value or file (on the
 command line: one line, exit 2, :mod:`infra.cli`).
 """
 
@@ -78,7 +78,8 @@ import xarray as xr
 from tqdm import tqdm
 
 from infra.config import ConfigError, config_to_dict
-from infra.io import atomic_write, check_writable, exclusive_lock
+from infra.io import atomic_write, check_writable
+from infra.locks import exclusive_lock
 from taskcodecs.coding.bitstream import unpack
 from taskcodecs.data.errors import DatasetError
 from taskcodecs.evaluation.metrics import ConfusionMatrix, MaskedRMSE, coco_map, psnr

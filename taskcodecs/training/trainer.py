@@ -48,7 +48,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from infra.config import ConfigError
-from infra.io import check_writable, exclusive_lock
+from infra.io import check_writable
+from infra.locks import exclusive_lock
 from infra.seeding import seed_everything
 from taskcodecs.experiments.table import get_experiment
 from taskcodecs.experiments.train_config import TrainConfig

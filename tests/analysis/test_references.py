@@ -14,7 +14,8 @@ import xarray as xr
 from analysis import gap_rows, load_runs
 from analysis.figures import reconstruction_figure
 from analysis.references import COMPRESSAI_PREFERENCE, standalone_reference
-from analysis.report import _gap_table, bd_comparisons
+from analysis.report import bd_comparisons
+from analysis.report_tables import gap_table
 from analysis.runs import COMPRESSAI_METHODS
 
 QUALITY = [26.0, 28.0, 30.0, 32.0]  # scalable PSNR (dB)
@@ -90,7 +91,7 @@ def test_gap_uses_the_compressai_curve_shifted_by_the_base_rate(tmp_path, make_r
     assert baseline["source_standalone-refit"] == ""
     assert any("no standalone-refit runs" in m for m in missing)
 
-    table = _gap_table(rows)
+    table = gap_table(rows)
     cells = {row[0]: row for row in table.rows}
     assert cells["baseline"][-1] == ("CompressAI mbt2018-mean + base (base rate added: 0.1 bpp "
                                      "actual)")

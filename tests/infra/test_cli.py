@@ -300,7 +300,7 @@ def test_a_second_writer_is_refused_naming_the_first(world, tmp_path, capsys):
     run_dir, r = world["run"], world["root"]
     held = [str(run_dir), str(run_dir / "eval.nc"), str(tmp_path / "v")]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import contextlib, sys\nfrom infra.io import exclusive_lock\n"
+        [sys.executable, "-c", "import contextlib, sys\nfrom infra.locks import exclusive_lock\n"
          "with contextlib.ExitStack() as stack:\n"
          f"    for path in {held!r}: stack.enter_context(exclusive_lock(path, 'x'))\n"
          "    print('held', flush=True); sys.stdin.read()"],

@@ -75,10 +75,10 @@ def test_every_cli_accepts_out_and_documents_every_option(name, stop_after_parse
     assert _undocumented(parsed.value.parser) == []
 
 
-@pytest.mark.parametrize("module", [train, evaluate, sweep, codec])
+@pytest.mark.parametrize("module", [train, evaluate, sweep, codec, demo])
 def test_the_codec_entry_points_have_one_shape(module):
     """build_parser() -> a parser, main(argv=None) -> int through infra.cli, and the
-    ``__main__`` guard, in every ``python -m taskcodecs.<command>`` module."""
+    ``__main__`` guard, in every ``python -m taskcodecs.<command>`` module and the demo's."""
     assert isinstance(module.build_parser(), argparse.ArgumentParser)
     signature = inspect.signature(module.main)
     assert list(signature.parameters) == ["argv"] and signature.parameters["argv"].default is None

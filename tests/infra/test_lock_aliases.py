@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _hold(paths: list[Path]) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import contextlib, sys\nfrom infra.io import exclusive_lock\n"
+        [sys.executable, "-c", "import contextlib, sys\nfrom infra.locks import exclusive_lock\n"
          "with contextlib.ExitStack() as stack:\n"
          f"    for path in {[str(p) for p in paths]!r}: "
          "stack.enter_context(exclusive_lock(path, 'x'))\n"

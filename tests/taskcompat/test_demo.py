@@ -85,16 +85,6 @@ def test_the_compressai_stage_trains_rate_targeted_points_and_reruns_from_cache(
     assert sum("reused" in r.getMessage() for r in caplog.records) == 2
 
 
-def test_the_gap_line_names_the_independent_reference():
-    from taskcompat.demo import _independent_text
-
-    row = {"gain_standalone-independent_bpp": 0.0123, "usable_standalone-independent": 0.4,
-           "source_standalone-independent": "CompressAI mbt2018-mean + base"}
-    assert _independent_text(row) == ("; vs standalone-independent (CompressAI mbt2018-mean + "
-                                      "base) 0.0123 bpp, usable fraction 0.4")
-    assert _independent_text({"gain_standalone-independent_bpp": float("nan")}) == ""
-
-
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, caplog):
     out = tmp_path / "demo"
@@ -151,23 +141,3 @@ def test_quick_demo_runs_every_stage_and_reruns_from_cache(tmp_path, capsys, cap
     assert sum("reused" in m for m in messages) == 10 + 1 + 2 * len(
         DemoSettings.quick().vinfo_targets) + 2  # + the gap's probe side, one point per base
     assert not any("trained and evaluated" in m or "estimated (" in m for m in messages)
-
-
-def test_a_ladder_that_collapsed_everywhere_is_explained_not_reported_as_a_measured_zero():
-    import numpy as np
-
-    from taskcompat.demo import _collapse_verdict
-
-    def ladder(collapsed):
-        return xr.Dataset({"collapsed": ("family", np.array(collapsed)),
-                           "vinfo_mde": ("family", np.array([0.21, 0.34]))},
-                          attrs={"n_samples": 240, "n_eval": 24})
-
-    line, = _collapse_verdict(ladder([True, True]), 0.05, "bits/pixel")
-    assert "not a measured zero" in line and "R(Ŷ_b) = 0.05 bits/pixel" in line
-    # how small an effect it could have seen: the range of its rungs' MDEs, at its N (the
-    # smallest alone can come from a member that never moved off the null: the demo's
-    # proposed ar-mlp-64, MDE 0.0018 bits/pixel, trained I_V -0.0016)
-    assert "0.21 to 0.34 bits/pixel" in line and "24 held-out images" in line
-    assert "optimistic where its trained member hardly moved" in line
-    assert _collapse_verdict(ladder([True, False]), 0.05, "bits/pixel") == []
