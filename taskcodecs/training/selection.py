@@ -28,7 +28,7 @@ from taskcodecs.runs.run_data import move_to_device
 from taskcodecs.training import distributed as D
 from taskcodecs.training.outputs import TermMeans
 from taskcodecs.training.precision import Precision
-from taskcodecs.training.rate_control import RateController, rate_key
+from taskcodecs.training.rate_control import OFF_TARGET, RateController, rate_key
 
 SELECTION_RULE = ("lowest validation objective = the run's training loss averaged over the "
                   "first val_limit validation images in eval mode; early stop after `patience` "
@@ -81,6 +81,8 @@ class Selection:
     best_step: int | None = None
     bad_rounds: int = 0
     best_bpp: float = math.nan  # rate targeting: validation rate of the best round
+    best_quality: float = math.nan  # rate targeting: its rate-free objective (quality())
+    best_dominates: bool = False  # rate targeting: the best round won below the band
 
     def record(self, value: float, step: int, terms: Mapping[str, float],
                rate: RateController | None, regular: bool) -> bool:
@@ -91,10 +93,18 @@ class Selection:
         if improved:
             self.best_value, self.best_step = value, step
             self.best_bpp = terms.get(rate_key(terms), math.nan) if rate else math.nan
+            self.best_quality = quality(terms) if rate else math.nan
+            self.best_dominates = bool(rate and not rate.on_target(self.best_bpp)
+                                       and value < OFF_TARGET)
         if regular:
             counts = rate is None or rate.on_target(terms[rate_key(terms)])
             self.bad_rounds = 0 if improved else self.bad_rounds + int(counts)
         return improved
+
+    def quality_to_beat(self) -> float:
+        """Rate targeting: the rate-free objective a round below the band must not exceed to
+        dominate the best round (NaN while that round is off target: nothing to dominate)."""
+        return self.best_quality if self.best_value < OFF_TARGET else math.nan
 
     def should_stop(self, patience: int | None) -> bool:
         return patience is not None and self.bad_rounds >= patience
@@ -105,3 +115,21 @@ class Selection:
         self.best_value = state["best_value"] if state["best_value"] is not None else math.inf
         self.best_step = state["best_step"]
         self.best_bpp = math.nan if state.get("best_bpp") is None else state["best_bpp"]
+        self.best_quality = (math.nan if state.get("best_quality") is None
+                             else state["best_quality"])
+        self.best_dominates = bool(state.get("best_dominates", False))
+
+
+def rate_adjusted(value: float, terms: Mapping[str, float], rate: RateController,
+                  selection: Selection) -> float:
+    """A rate-targeted round's selection value (RateController.selection_value): the
+    exception for a round that dominates the best round on target below the band applies to
+    enhancements only (rate key ``bpp_total``); a base's target is what matches the bases."""
+    key = rate_key(terms)
+    to_beat = selection.quality_to_beat() if key == "bpp_total" else math.nan
+    return rate.selection_value(value, terms[key], quality(terms), to_beat)
+
+
+def quality(terms: Mapping[str, float]) -> float:
+    """The rate-free objective of a round: its loss minus its rate term (λ · bpp)."""
+    return float(terms["loss"]) - float(terms.get("rate", 0.0))

@@ -80,7 +80,7 @@ from taskcodecs.training.outputs import (
 from taskcodecs.training.precision import Precision, compile_transforms
 from taskcodecs.training.rate_control import RateController, rate_key
 from taskcodecs.training.run_logs import TB_IMAGES, RunLogs
-from taskcodecs.training.selection import Selection, objective
+from taskcodecs.training.selection import Selection, objective, rate_adjusted
 
 VALIDATION_STREAM = 1  # D.derived_seed(seed, VALIDATION_STREAM): the RNG of every validation
 TRAIN_STREAM = 2  # D.derived_seed(seed, TRAIN_STREAM, rank): each rank's training RNG
@@ -280,7 +280,7 @@ class Trainer:
         D.set_rng_state(state, self.device)
         value = terms["loss"]
         if self.rate is not None:
-            value = self.rate.selection_value(value, terms[rate_key(terms)])
+            value = rate_adjusted(value, terms, self.rate, self.selection)
             self.rate.calibrate(terms[rate_key(terms)])
         improved = self.selection.record(value, self.step, terms, self.rate, regular)
         best = self.selection
@@ -355,7 +355,8 @@ class Trainer:
                      self.run_dir / "checkpoints")
             write_debug_hash(self.model, self.info.rank)
             if self.rate is not None and self.info.is_main:
-                trainer_state.record_rate(self.run_dir, self.rate, self.selection.best_bpp)
+                trainer_state.record_rate(self.run_dir, self.rate, self.selection.best_bpp,
+                                          self.selection.best_dominates)
             if self.info.is_main and self.logs is not None:
                 self.logs.hparams(self.cfg, self.selection.best_value, self.selection.best_step,
                                   self.step)

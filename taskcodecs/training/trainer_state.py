@@ -46,11 +46,14 @@ def save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     "elapsed_s": elapsed_s,
                     "grad_scaler": precision.state_dict(),
                     "best_bpp": None if math.isnan(selection.best_bpp) else selection.best_bpp,
+                    "best_quality": (None if math.isnan(selection.best_quality)
+                                     else selection.best_quality),
+                    "best_dominates": selection.best_dominates,
                     "rate_control": rate.state_dict() if rate else None},
         "config": config_to_dict(cfg),
     }
     if rate is not None:
-        metadata["rate_control"] = rate.summary(selection.best_bpp)
+        metadata["rate_control"] = rate.summary(selection.best_bpp, selection.best_dominates)
     save_run_checkpoint(path, model, metadata,
                         optimizers={"adam": optimizer} if optimizer else None,
                         extra_tensors={"rng_state": rng_rows})
@@ -85,13 +88,16 @@ def restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | Non
     return Restored(state["step"], state.get("elapsed_s", 0.0), rng_rows)
 
 
-def record_rate(run_dir: Path, rate: RateController, best_bpp: float) -> None:
+def record_rate(run_dir: Path, rate: RateController, best_bpp: float,
+                dominated: bool = False) -> None:
     """Rate targeting: the outcome into meta.json (the run directory's record)."""
-    summary = rate.summary(best_bpp)
+    summary = rate.summary(best_bpp, dominated)
     meta = read_json(run_dir / "meta.json")
     meta["rate_control"] = summary
     write_json(run_dir / "meta.json", meta)
     log.info("rate target %g bpp: selected checkpoint at %.4g bpp (validation, estimated; "
              "%s target, tolerance %g%%), final rate_weight %.6g", summary["target_bpp"],
-             summary["selected_val_bpp"], "on" if summary["on_target"] else "OFF",
+             summary["selected_val_bpp"],
+             "on" if summary["on_target"] else
+             "below, dominating the best round on" if summary["selected_dominates"] else "OFF",
              100 * summary["tolerance"], summary["final_rate_weight"])
