@@ -10,7 +10,11 @@ three codes on the same scenes share it through one NullBank).
   interval must cover 0 (constant: exactly 0, every member fed it *is* the null).
 - exact: k uniform on 0..3 written into the top-left pixel (64k + 32 in every channel), Z =
   one-hot k at one latent cell: k is independent of the scene and Y determines it, so
-  I(Y;Z) = H(k) = 2 bits per image exactly. The ladder must land within 10x of it.
+  I(Y;Z) = H(k) = 2 bits per image exactly. The ladder must land within 10x of it. It fits
+  192 scenes (EXACT_TRAIN): on 48, with the null at JPEG-XL's codelength, every rung's
+  trained member lost 25-240 bits/image to the null on held-out scenes (its Z pathway
+  overfits) and every rung collapsed; the weaker null of before had let a rung report 12
+  bits/image there (its own deficit at that pixel).
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from vinfo.inputs import planted_block_code
 from vinfo.probes.families import AR_LADDER
 
 TRAIN, VAL = 48, 32
+EXACT_TRAIN = 192  # the exact case's fit scenes (module docstring)
 FAST = dict(seeds=[0], bootstrap=400, curves=False, null_steps=200, max_steps=100,
             eval_every=10, patience=4, synthesis_widths=[16, 16, 16], map_examples=0)
 
 
-def _scenes(root, seed: int) -> np.ndarray:
+def _scenes(root, seed: int, train: int = TRAIN) -> np.ndarray:
     from PIL import Image
 
-    folder = root / f"scenes-{seed}"
-    generate_dataset(folder, train=TRAIN, val=VAL, height=32, width=64, seed=seed,
+    folder = root / f"scenes-{seed}-{train}"
+    generate_dataset(folder, train=train, val=VAL, height=32, width=64, seed=seed,
                      overwrite=True)
     paths = [p for split in ("train", "val")
              for p in sorted((folder / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))]
@@ -47,8 +52,8 @@ def scenes(tmp_path_factory):
     return _scenes(root, 0), _scenes(root, 1), NullBank()
 
 
-def _estimate(z, y, bank, rate_bits):
-    return vinfo.estimate(z, y, "discretized", fit_samples=TRAIN, null_bank=bank,
+def _estimate(z, y, bank, rate_bits, train=TRAIN):
+    return vinfo.estimate(z, y, "discretized", fit_samples=train, null_bank=bank,
                           representation_bits=np.full(len(y), rate_bits), **FAST)
 
 
@@ -93,15 +98,15 @@ def test_uninformative_codes_are_not_detected_by_any_rung(scenes, code):
 
 
 @pytest.mark.slow
-def test_exact_information_lands_within_ten_times_its_value(scenes):
-    y, _, _ = scenes
+def test_exact_information_lands_within_ten_times_its_value(tmp_path):
+    y = _scenes(tmp_path, 0, EXACT_TRAIN)
     rng = np.random.default_rng(0)
     k = rng.integers(0, 4, size=len(y))
     y = y.copy()
     y[:, :, 0, 0] = (64 * k + 32)[:, None]
     z = np.zeros((len(y), 4, 4, 8), np.float32)
     z[np.arange(len(y)), k, 0, 0] = 1.0
-    ds = _estimate(z, y, NullBank(), 2.0)
+    ds = _estimate(z, y, NullBank(), 2.0, train=EXACT_TRAIN)
     per_image = ds["vinfo_per_image"].values
     best = float(per_image.max())
     assert 2.0 / 10 <= best <= 2.0 * 10, per_image  # the truth: 2 bits per image
