@@ -60,10 +60,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vinfo.fit.closed_forms import closed_form
 from vinfo.fit.grouped import MemberStack, group_modules, stacked_target
 from vinfo.fit.loop import (
     FitResult,
-    closed_form,
     fit_probe,
     minibatch_plan,
     new_probe,
