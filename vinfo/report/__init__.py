@@ -4,7 +4,8 @@ It reads a finished Dataset only and imports nothing else of vinfo:
 
 - :mod:`vinfo.report.schema`: the result schema the report reads and the rate unit rule;
 - :mod:`vinfo.report.figures`: the figures, as deterministic PNG bytes;
-- :mod:`vinfo.report.document`: the sections and :func:`~vinfo.report.document.write_report`.
+- :mod:`vinfo.report.sections`: sections 1 to 6 (tables, text, the figures placed);
+- :mod:`vinfo.report.document`: their order and :func:`~vinfo.report.document.write_report`.
 
     from vinfo.report import write_report
     write_report(ds, "out")        # out/report.html, out/report.md, out/figures/*.png

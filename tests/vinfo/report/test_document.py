@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from vinfo.report.document import FIGURE_NAMES, format_bits, write_report
+from vinfo.report.document import FIGURE_NAMES, write_report
+from vinfo.report.figures import format_bits
 
 FAMILIES = ["linear", "mlp-64", "cnn-1x32"]
 UNIT = "bits/pixel"
