@@ -45,7 +45,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from vinfo.fit.batched import ProbeJob, fit_probes
-from vinfo.fit.loop import FitResult, closed_form
+from vinfo.fit.closed_forms import closed_form
+from vinfo.fit.loop import FitResult
 from vinfo.fit.settings import FitSettings
 from vinfo.probes.families import null_spec
 from vinfo.probes.probe import ProbeData

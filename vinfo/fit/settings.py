@@ -1,7 +1,8 @@
 """FitSettings: a family's training budget (part of V) and how its probes are fitted.
 
-What the knobs do (the growing budget, warm-up, patience, closed forms, minibatches) is in
-:mod:`vinfo.fit.loop`; the autoregressive ones in :mod:`vinfo.probes.autoregressive`,
+What the knobs do (the growing budget, warm-up, patience, minibatches) is in
+:mod:`vinfo.fit.loop`, the closed forms in :mod:`vinfo.fit.closed_forms`; the autoregressive
+ones in :mod:`vinfo.probes.autoregressive`,
 :mod:`vinfo.fit.nested` and :mod:`vinfo.fit.nulls`.
 """
 
