@@ -32,11 +32,11 @@ class FitSettings:
     mixtures: int = 2  # discretized autoregressive likelihood: logistic components
     context_layers: int = 2  # autoregressive null: gated masked residual blocks
     z_features: int = 16  # autoregressive rungs: Z features per target pixel (vinfo.fit.nested)
-    null_steps: int = 600  # autoregressive null: its starting step budget (it grows too)
+    null_steps: int = 200  # autoregressive null: its starting step budget (it grows too)
     null_lr: float = 5e-3  # autoregressive null: its learning rate
     null_crop: int = 0  # autoregressive null: train on random crops of this size (0: whole
     #                     targets; vinfo.fit.loop.crop_batch); it is scored on whole targets
-    null_batch_size: int = 0  # autoregressive null: samples (crops) per step (0: batch_size)
+    null_batch_size: int = 4  # autoregressive null: samples (crops) per step (0: batch_size)
     null_warmup_steps: int = 20  # autoregressive null: its warm-up (-1: warmup_steps's rule)
     null_eval_every: int = 20  # autoregressive null: its evaluation interval (0: eval_every)
     label_embedding: int = 4  # categorical autoregressive context: dims per label
