@@ -41,7 +41,8 @@ SKIP_NAMES = {"train.log", "pip-freeze.txt"}
 # record_sha256: a checkpoint record's checksum of its own JSON, which holds paths and
 # elapsed_s, so it differs between any two runs; the fields it covers are compared scrubbed.
 VOLATILE_KEYS = {"created", "git_commit", "elapsed_s", "platform", "python", "wall_s",
-                 "written", "load_average", "hostname", "record_sha256"}
+                 "written", "load_average", "hostname", "record_sha256",
+                 "seconds", "cpu_seconds"}  # the latent gap's timing attrs
 STAMP = re.compile(r"\d{8}-\d{6}-\d+-[0-9a-f]{8}")
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?")
 WALL = re.compile(r"\b\d+(\.\d+)? ?(s|min|ms)\b")
