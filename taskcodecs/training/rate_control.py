@@ -327,7 +327,7 @@ class RateController:
                 "updates": self.updates, "gain": self.gain, "calibration": self.calibration,
                 "max_rate_weight": self.max_weight, "anti_windup": self.anti_windup,
                 "skipped_calibration_rounds": self.skipped_rounds,
-                "selected_dominates": bool(dominated and not self.on_target(selected_bpp))}
+                "selected_dominates": bool(dominated)}
 
 
 def rate_key(terms: Mapping[str, Any]) -> str:

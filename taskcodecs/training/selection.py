@@ -82,7 +82,6 @@ class Selection:
     bad_rounds: int = 0
     best_bpp: float = math.nan  # rate targeting: validation rate of the best round
     best_quality: float = math.nan  # rate targeting: its rate-free objective (quality())
-    best_dominates: bool = False  # rate targeting: the best round won below the band
 
     def record(self, value: float, step: int, terms: Mapping[str, float],
                rate: RateController | None, regular: bool) -> bool:
@@ -94,8 +93,6 @@ class Selection:
             self.best_value, self.best_step = value, step
             self.best_bpp = terms.get(rate_key(terms), math.nan) if rate else math.nan
             self.best_quality = quality(terms) if rate else math.nan
-            self.best_dominates = bool(rate and not rate.on_target(self.best_bpp)
-                                       and value < OFF_TARGET)
         if regular:
             counts = rate is None or rate.on_target(terms[rate_key(terms)])
             self.bad_rounds = 0 if improved else self.bad_rounds + int(counts)
@@ -105,6 +102,12 @@ class Selection:
         """Rate targeting: the rate-free objective a round below the band must not exceed to
         dominate the best round (NaN while that round is off target: nothing to dominate)."""
         return self.best_quality if self.best_value < OFF_TARGET else math.nan
+
+    def won_below_band(self, rate: RateController | None) -> bool:
+        """Rate targeting: the best round is off target yet competed as on target (it
+        dominated the best round on target from below the band)."""
+        return (rate is not None and not rate.on_target(self.best_bpp)
+                and self.best_value < OFF_TARGET)
 
     def should_stop(self, patience: int | None) -> bool:
         return patience is not None and self.bad_rounds >= patience
@@ -117,7 +120,6 @@ class Selection:
         self.best_bpp = math.nan if state.get("best_bpp") is None else state["best_bpp"]
         self.best_quality = (math.nan if state.get("best_quality") is None
                              else state["best_quality"])
-        self.best_dominates = bool(state.get("best_dominates", False))
 
 
 def rate_adjusted(value: float, terms: Mapping[str, float], rate: RateController,

@@ -356,7 +356,7 @@ class Trainer:
             write_debug_hash(self.model, self.info.rank)
             if self.rate is not None and self.info.is_main:
                 trainer_state.record_rate(self.run_dir, self.rate, self.selection.best_bpp,
-                                          self.selection.best_dominates)
+                                          self.selection.won_below_band(self.rate))
             if self.info.is_main and self.logs is not None:
                 self.logs.hparams(self.cfg, self.selection.best_value, self.selection.best_step,
                                   self.step)

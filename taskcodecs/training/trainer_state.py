@@ -48,12 +48,11 @@ def save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     "best_bpp": None if math.isnan(selection.best_bpp) else selection.best_bpp,
                     "best_quality": (None if math.isnan(selection.best_quality)
                                      else selection.best_quality),
-                    "best_dominates": selection.best_dominates,
                     "rate_control": rate.state_dict() if rate else None},
         "config": config_to_dict(cfg),
     }
     if rate is not None:
-        metadata["rate_control"] = rate.summary(selection.best_bpp, selection.best_dominates)
+        metadata["rate_control"] = rate.summary(selection.best_bpp, selection.won_below_band(rate))
     save_run_checkpoint(path, model, metadata,
                         optimizers={"adam": optimizer} if optimizer else None,
                         extra_tensors={"rng_state": rng_rows})

@@ -67,17 +67,17 @@ def test_a_round_below_the_band_that_dominates_the_best_round_on_target_wins():
 
     assert round_(100, 56.1, 0.0673, 3740.0)  # off target, above the band: the only round yet
     assert round_(150, 51.0, 0.0616, 2128.0)  # on target beats it
-    assert not sel.best_dominates and sel.quality_to_beat() == pytest.approx(51.0)
+    assert not sel.won_below_band(rate) and sel.quality_to_beat() == pytest.approx(51.0)
     assert not round_(250, 55.3, 0.1549, 0.0)  # above the band: off target
     assert not round_(350, 60.0, 0.0399, 10.0)  # below the band but worse: off target
     assert round_(700, 24.9, 0.0471, 145.0)  # below the band and better: it dominates
-    assert sel.best_step == 700 and sel.best_dominates
-    summary = rate.summary(sel.best_bpp, sel.best_dominates)
+    assert sel.best_step == 700 and sel.won_below_band(rate)
+    summary = rate.summary(sel.best_bpp, sel.won_below_band(rate))
     assert summary["selected_dominates"] and not summary["on_target"]
     fresh = Selection()  # the bookkeeping survives a checkpoint
     fresh.load({"bad_rounds": sel.bad_rounds, "best_value": sel.best_value,
                 "best_step": sel.best_step, "best_bpp": sel.best_bpp,
-                "best_quality": sel.best_quality, "best_dominates": sel.best_dominates})
+                "best_quality": sel.best_quality})
     assert fresh == sel
 
 

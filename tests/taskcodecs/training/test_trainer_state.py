@@ -30,7 +30,7 @@ def test_save_then_restore_round_trips_the_trainer_state(tmp_path, caplog):
     cfg = load_experiment("tiny-depth-base-baseline")
     model, optimizer = _parts(0)
     selection = Selection(best_value=0.5, best_step=4, bad_rounds=1, best_bpp=0.12,
-                          best_quality=0.3, best_dominates=True)
+                          best_quality=0.3)
     rate = RateController(0.1, 0.01)
     rate.update(0.2, 1.0)
     rng_rows = torch.arange(6, dtype=torch.int64).reshape(2, 3)
@@ -42,7 +42,7 @@ def test_save_then_restore_round_trips_the_trainer_state(tmp_path, caplog):
     assert meta["selection_rule"] == SELECTION_RULE and meta["validation"] == {"loss": 0.7}
     assert set(meta["trainer"]) == {"step", "bad_rounds", "best_value", "best_step",
                                     "world_size", "elapsed_s", "grad_scaler", "best_bpp",
-                                    "best_quality", "best_dominates", "rate_control"}
+                                    "best_quality", "rate_control"}
     assert meta["rate_control"]["target_bpp"] == 0.1
 
     fresh_model, fresh_optimizer = _parts(1)
