@@ -116,9 +116,10 @@ class DemoSettings:
     vinfo_lr: float = 1e-2
     vinfo_seeds: tuple[int, ...] = (0, 1)  # probe refits (the shuffled control doubles each)
     vinfo_null_steps: int = 200  # the shared null's starting budget (trained once per target,
-    #                               4 images a step (vinfo_batch_size); it grows to 400)
+    #                               4 images a step (vinfo_batch_size); it grows to 8x that)
     vinfo_null_warmup: int = 20  # the null's warm-up and evaluation interval (steps): the
-    vinfo_null_eval_every: int = 20  # rungs' (40, 10) left it at 1.2-1.3x JPEG-XL, these 1.0x
+    vinfo_null_eval_every: int = 40  # rungs' (40, 10) left it at 1.2-1.3x JPEG-XL; every 20
+    #   it could stop on its noisy early curve (vinfo.fit.nulls.NULL_LIMIT's note), every 40 not
     vinfo_bootstrap: int = 1000
 
     @classmethod

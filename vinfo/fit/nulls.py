@@ -64,6 +64,28 @@ NULL_SEED = 0  # the shared autoregressive null's initialisation and minibatch o
 # (their Z pathway overfits 48 images) against 2 bits/image of information; the weaker null
 # had let ar-mlp-64 report 12 bits/image [7, 18] there -- its deficit, not Z. That test now
 # fits 192 scenes.
+# Its stopping rule (since the evening of 2026-12-07): evaluated every 40 steps (patience 5 =
+# 200 steps without improvement) and a limit of NULL_LIMIT x null_steps (before: every 20,
+# and 2x). Its selection curve at batch 4, lr 5e-3 is noisy early (recorded without early
+# stopping on 4 target sets of 60-240 scenes, benchmarks/RESULTS.md "The null's stopping
+# rule"): on 120 scenes it read 6.98 nats/unit at step 60, then 8.5, 10.1, 8.7, 7.8, 7.2,
+# so 100 steps of patience stopped it at step 160 at 1.40x JPEG-XL; 200 steps of patience
+# and the 8x limit kept every one of the four within 1.8 % of its 1600-step minimum, none at
+# its limit (tests/vinfo/fit/test_nulls.py replays that curve).
+NULL_LIMIT = 8  # the null's budget grows to at most this many times null_steps
+
+
+def null_settings(settings: FitSettings) -> FitSettings:
+    """The shared autoregressive null's own fit rules, from the ``null_*`` knobs: a starting
+    budget of ``null_steps`` that grows (doubling while still improving) to at most
+    ``NULL_LIMIT`` times that (or ``step_limit``, if larger), evaluated every
+    ``null_eval_every`` steps, so that its patience in steps is ``patience`` x that."""
+    return replace(settings, max_steps=settings.null_steps, lr=settings.null_lr,
+                   batch_size=settings.null_batch_size or settings.batch_size,
+                   eval_every=settings.null_eval_every or settings.eval_every,
+                   warmup_steps=(settings.null_warmup_steps if settings.null_warmup_steps >= 0
+                                 else settings.warmup_steps),
+                   step_limit=max(settings.step_limit, NULL_LIMIT * settings.null_steps))
 
 
 @dataclass
@@ -111,18 +133,10 @@ class NullBank:
         self.hits += len(jobs) - len(missing)
         spec = null_spec(likelihood)
         if shared:
-            null_settings = replace(settings, max_steps=settings.null_steps,
-                                    lr=settings.null_lr,
-                                    batch_size=settings.null_batch_size or settings.batch_size,
-                                    eval_every=settings.null_eval_every or settings.eval_every,
-                                    warmup_steps=(settings.null_warmup_steps
-                                                  if settings.null_warmup_steps >= 0
-                                                  else settings.warmup_steps),
-                                    step_limit=max(settings.step_limit,
-                                                   2 * settings.null_steps))
             for i in missing:
                 fit = fit_probes(spec, target, data, [ProbeJob(
-                    jobs[i].fit_idx, jobs[i].val_idx, NULL_SEED, True)], null_settings)[0]
+                    jobs[i].fit_idx, jobs[i].val_idx, NULL_SEED, True)],
+                    null_settings(settings))[0]
                 self._fits[keys[i]] = NullFit(fit, fit)
             return [self._fits[k] for k in keys]
         first = fit_probes(spec, target, data, [

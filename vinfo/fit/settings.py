@@ -38,7 +38,8 @@ class FitSettings:
     #                     targets; vinfo.fit.loop.crop_batch); it is scored on whole targets
     null_batch_size: int = 4  # autoregressive null: samples (crops) per step (0: batch_size)
     null_warmup_steps: int = 20  # autoregressive null: its warm-up (-1: warmup_steps's rule)
-    null_eval_every: int = 20  # autoregressive null: its evaluation interval (0: eval_every)
+    null_eval_every: int = 40  # autoregressive null: its evaluation interval (0: eval_every);
+    #                             patience x this = the steps it may go without improving
     label_embedding: int = 4  # categorical autoregressive context: dims per label
     warmup_steps: int = -1  # linear learning-rate warm-up (-1: max_steps // 5)
 
