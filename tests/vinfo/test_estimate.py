@@ -109,7 +109,10 @@ def test_laplace_estimate_is_log_mae_ratio():
                         max_steps=300, lr=1e-2, bootstrap=50, curves=False)
     ratio = np.log2(ds["mae_null"] / ds["mae_cond"]).sum("target_channel")
     assert np.allclose(ds["vinfo_seed"], ratio, atol=1e-6, rtol=0)
-    assert float(ds["vinfo"].sel(family="linear")) > 0.3
+    # the truth: log2 of the MAE of N(0,1) + Laplace(1) about its median over the MAE of
+    # Laplace(1) (= 1): 0.402 bits (Monte Carlo, 4e6 samples). Measured here: 0.285 with
+    # batch 8, 0.307 with 16, 0.329 full batch (80 evaluation samples; the fit stops at 160)
+    assert abs(float(ds["vinfo"].sel(family="linear")) - 0.402) < 0.15
 
 
 def test_same_seed_same_result_other_seed_other_split():

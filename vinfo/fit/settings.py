@@ -18,7 +18,9 @@ class FitSettings:
     max_steps: int = 400  # the starting budget; it doubles while a probe still improves
     step_limit: int = 0  # the budget's hard limit (0: 8 x max_steps)
     lr: float = 3e-3
-    batch_size: int = 16  # samples per optimizer step (0: full batch)
+    batch_size: int = 8  # samples per optimizer step (0: full batch); 16 before the evening
+    #                      of 2026-12-07: 8 gave the same detections and MDEs on the planted
+    #                      ladder at 120 and 240 scenes in 0.6x the CPU (benchmarks/RESULTS.md)
     eval_every: int = 20
     patience: int = 5
     closed_form_linear: bool = True
