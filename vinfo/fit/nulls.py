@@ -67,11 +67,12 @@ NULL_SEED = 0  # the shared autoregressive null's initialisation and minibatch o
 # Its stopping rule (since the evening of 2026-12-07): evaluated every 40 steps (patience 5 =
 # 200 steps without improvement) and a limit of NULL_LIMIT x null_steps (before: every 20,
 # and 2x). Its selection curve at batch 4, lr 5e-3 is noisy early (recorded without early
-# stopping on 4 target sets of 60-240 scenes, benchmarks/RESULTS.md "The null's stopping
-# rule"): on 120 scenes it read 6.98 nats/unit at step 60, then 8.5, 10.1, 8.7, 7.8, 7.2,
-# so 100 steps of patience stopped it at step 160 at 1.40x JPEG-XL; 200 steps of patience
-# and the 8x limit kept every one of the four within 1.8 % of its 1600-step minimum, none at
-# its limit (tests/vinfo/fit/test_nulls.py replays that curve).
+# stopping on 6 target sets: 5 of 60-240 scenes of 3x64x128, one of 3x32x64;
+# benchmarks/RESULTS.md "The null's stopping rule"): on 120 scenes it read 6.98 nats/unit at
+# step 60, then 8.5, 10.1, 8.7, 7.8, 7.2, so 100 steps of patience stopped it at step 160 at
+# 1.40x JPEG-XL (another set: +32 %); 200 steps of patience and the 8x limit kept all six
+# within 1.8 % of their 1600-step minimum, only the 3x32x64 set at its limit (0.3 % from it;
+# tests/vinfo/fit/test_nulls.py replays the 120-scene curve).
 NULL_LIMIT = 8  # the null's budget grows to at most this many times null_steps
 
 
